@@ -1,0 +1,167 @@
+"""Registration: YAML names, channel inference at every scale, the layer table, errors, register/unregister."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+from torch import nn
+from ultralytics.nn import tasks
+from ultralytics.nn.modules import C2f, C3k2
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils import LOGGER
+from ultralytics.utils.callbacks import base as callbacks_base
+
+import yolo_attn
+from yolo_attn import registry
+from yolo_attn.modules import CA_C2f, CA_C3k2, CoordAtt
+
+SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 768), "l": (1.0, 1.0, 512)}
+
+
+def width(c: int, scale: str) -> int:
+    """Channels of a YOLOv8 layer written as ``c`` in the YAML, at a scale (independent of the registry)."""
+    _, w, max_c = SCALES[scale]
+    return max(8, int(-(-min(c, max_c) * w // 8) * 8))
+
+
+def small_yaml(rows: list, scale: str = "n") -> dict:
+    """A small detector: stem, two stages (P3, P4), the given extra rows, a Detect on the last two layers."""
+    backbone = [
+        [-1, 1, "Conv", [64, 3, 2]],  # 0 P1
+        [-1, 1, "Conv", [128, 3, 2]],  # 1 P2
+        [-1, 1, "Conv", [256, 3, 2]],  # 2 P3
+        [-1, 1, "C2f", [256, True]],  # 3
+        [-1, 1, "Conv", [512, 3, 2]],  # 4 P4
+    ]
+    head = [*rows, [[3, -1], 1, "Detect", ["nc"]]]
+    return {"nc": 2, "scales": {k: list(v) for k, v in SCALES.items()}, "scale": scale, "backbone": backbone, "head": head}
+
+
+def build(d: dict) -> DetectionModel:
+    return DetectionModel(copy.deepcopy(d), ch=3, verbose=False)
+
+
+def test_yaml_names_resolve_to_our_blocks_not_ultralytics():
+    from ultralytics.nn.modules import CBAM as UltralyticsCBAM
+
+    model = build(small_yaml([[-1, 1, "CBAM", []]]))
+    block = model.model[5]
+    assert isinstance(block, yolo_attn.CBAM)
+    assert not isinstance(block, UltralyticsCBAM)
+    assert block.type == "yolo_attn.modules.cbam.CBAM"
+
+
+@pytest.mark.parametrize("scale", list(SCALES))
+@pytest.mark.parametrize("name", ["SE", "ChannelAttention", "ECA", "SAM", "CoordAtt", "CBAM", "SpatialAttention"])
+def test_input_channels_inferred_at_every_scale(name, scale):
+    # Layer 5 reads layer 4 (P4, 512 in the YAML); layer 6 reads layer 3 (P3, 256) through a positive `from`;
+    # layer 7 reads layer 5 through a negative `from` other than -1.
+    rows = [[-1, 1, name, []], [3, 1, name, []], [-2, 1, name, []]]
+    model = build(small_yaml([*rows, [-1, 1, "Conv", [512, 1, 1]]], scale))
+    expected = {5: width(512, scale), 6: width(256, scale), 7: width(512, scale)}
+    for i, c in expected.items():
+        reference = getattr(yolo_attn, name)(c)
+        assert sum(p.numel() for p in model.model[i].parameters()) == sum(p.numel() for p in reference.parameters())
+        x = torch.randn(1, c, 6, 5)
+        assert model.model[i](x).shape == x.shape
+    model.eval()
+    assert model(torch.zeros(1, 3, 64, 96))[0].shape[0] == 1
+
+
+def test_repeats_build_a_sequence_of_blocks():
+    assert isinstance(build(small_yaml([[-1, 2, "SE", [8]]], "n")).model[5], yolo_attn.SE)  # depth 0.33: 2 -> 1
+    model = build(small_yaml([[-1, 2, "SE", [8]]], "l"))
+    block = model.model[5]
+    assert isinstance(block, nn.Sequential) and len(block) == 2
+    assert all(isinstance(b, yolo_attn.SE) for b in block)
+
+
+@pytest.mark.parametrize("scale", ["n", "l"])
+@pytest.mark.parametrize(
+    ("name", "parent", "cls"), [("CA_C2f", C2f, CA_C2f), ("CA-C2f", C2f, CA_C2f), ("CA_C3k2", C3k2, CA_C3k2)]
+)
+def test_c2f_like_blocks_scale_like_their_parent(name, parent, cls, scale):
+    ours = build(small_yaml([[-1, 3, name, [512, True]]], scale))
+    theirs = build(small_yaml([[-1, 3, parent.__name__, [512, True]]], scale))
+    block, reference = ours.model[5], theirs.model[5]
+    assert type(block) is cls and type(reference) is parent
+    assert len(block.m) == len(reference.m)  # depth scaled the same way
+    assert block.cv2.conv.out_channels == reference.cv2.conv.out_channels == width(512, scale)
+    coordatt = [m for m in block.modules() if isinstance(m, CoordAtt)]
+    assert coordatt, "CoordAtt must sit inside the bottlenecks"
+    extra = sum(p.numel() for m in coordatt for p in m.parameters())
+    n_ours = sum(p.numel() for p in ours.parameters())
+    assert n_ours == sum(p.numel() for p in theirs.parameters()) + extra
+
+
+def test_layer_table_shows_real_block_and_args():
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level = LOGGER.level
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    try:
+        DetectionModel(small_yaml([[-1, 1, "CBAM", [8, 3]], [-1, 1, "CA_C2f", [512]]]), verbose=True)
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(level)
+    table = "\n".join(lines)
+    assert "yolo_attn.modules.cbam.CBAM" in table
+    assert "[128, 8, 3]" in table  # inferred channels, then the YAML args
+    assert "yolo_attn.modules.csp_coord_att.CA_C2f" in table
+    assert "nn.modules.linear.Identity" not in table and "torch.nn.modules.linear.Identity" not in table
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ([-1, 1, "CBAM", [1024]], r"layer 5 .*CBAM.*r=1024.*Expected CBAM \[r=16, k=7\]"),
+        ([-1, 1, "SE", [256]], r"layer 5 .*SE.*r=256.*Expected SE \[r=16\]"),
+        ([[-1, 3], 1, "SE", []], r"layer 5 .*'from' must be one integer"),
+        ([-1, 1, "ECA", [{"kernel": 3}]], r"layer 5 .*ECA.*kernel.*Expected ECA \[k=None\]"),
+        ([-1, 1, "SpatialAttention", [4]], r"layer 5 .*SpatialAttention.*even"),
+        ([-1, 1, "SpatialAttention", [[3, 2]]], r"layer 5 .*SpatialAttention.*even"),
+        ([-1, 1, "SpatialAttention", [41]], r"layer 5 .*SpatialAttention.*larger than .*feature map"),
+        ([-1, 1, "ECA", [4]], r"layer 5 .*ECA.*odd"),
+        ([-1, 1, "CBAM", [8, 7, 3]], r"layer 5 .*CBAM.*bad args"),
+        ([-1, 1, "MHSA", [7]], r"layer 5 .*MHSA.*heads"),
+        ([-1, 1, "SpatialAttention", [7, "median"]], r"layer 5 .*SpatialAttention.*median"),
+    ],
+)
+def test_bad_rows_get_clear_errors(row, message):
+    with pytest.raises(registry.YAMLRowError, match=message):
+        build(small_yaml([row]))
+
+
+def test_register_is_idempotent_and_unregister_restores_ultralytics():
+    original = registry._state["parse_model"]
+    callbacks_before = list(callbacks_base.default_callbacks[registry.DDP_EVENT])
+    safe_before = list(torch.serialization.get_safe_globals())
+    yolo_attn.register()
+    assert tasks.parse_model is registry.parse_model
+    assert callbacks_base.default_callbacks[registry.DDP_EVENT] == callbacks_before
+    assert torch.serialization.get_safe_globals() == safe_before
+    try:
+        yolo_attn.unregister()
+        assert tasks.parse_model is original
+        assert registry.register_in_worker not in callbacks_base.default_callbacks[registry.DDP_EVENT]
+        assert yolo_attn.CBAM not in torch.serialization.get_safe_globals()
+        with pytest.raises(KeyError, match="CBAM"):
+            build(small_yaml([[-1, 1, "CBAM", []]]))
+        build(small_yaml([]))  # plain YAMLs still build
+    finally:
+        yolo_attn.register()
+    assert yolo_attn.is_registered()
+    assert isinstance(build(small_yaml([[-1, 1, "CBAM", []]])).model[5], yolo_attn.CBAM)
+
+
+def test_plain_yaml_goes_straight_to_ultralytics(monkeypatch):
+    calls = []
+    original = registry._state["parse_model"]
+    monkeypatch.setitem(registry._state, "parse_model", lambda *a, **k: calls.append(1) or original(*a, **k))
+    build(small_yaml([]))
+    assert calls == [1]

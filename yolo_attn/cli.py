@@ -1,0 +1,188 @@
+"""The ``yolo-attn`` command: Ultralytics' ``yolo`` grammar with the attention blocks registered, plus our verbs.
+
+Examples:
+    yolo-attn train model=model_yamls/yolov8n-cbam.yaml data=coco8.yaml epochs=100 imgsz=640
+    yolo-attn predict model=runs/detect/train/weights/best.pt source=images/
+    yolo-attn subset --coco /data/coco --classes person,car,dog --train 5000 --val 500 --seed 0 --out subsets/pcd
+    yolo-attn eval --weights runs/detect/train/weights/best.pt --data subsets/pcd/data.yaml
+    yolo-attn compare --data subsets/pcd/data.yaml --models yolov8n.yaml model_yamls/yolov8n-cbam.yaml --seeds 0 1 2
+    yolo-attn demo
+
+Anything that is not one of our verbs goes to ``ultralytics.cfg.entrypoint`` unchanged, so ``train``, ``val``,
+``predict``, ``export``, ``settings`` and every ``key=value`` behave exactly as with ``yolo``. The command runs offline by
+default (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0`` unless you set them, and a local font), see ``yolo_attn.offline``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from yolo_attn.offline import apply_offline_env, install_local_font
+
+VERBS = ("subset", "eval", "compare", "profile", "demo")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``yolo-attn`` command line.
+
+    Args:
+        argv (Sequence[str] | None): Arguments after the program name; defaults to ``sys.argv[1:]``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    apply_offline_env()  # no-op for variables already set (by the user, or on import by the console script)
+    import yolo_attn  # noqa: F401  (registers the blocks)
+
+    install_local_font()
+    if argv and argv[0] in VERBS:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        args.run(args, extra, parser)
+        return
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        build_parser().print_help()
+        argv = ["help"]
+    from ultralytics.cfg import entrypoint
+
+    sys.argv[:] = ["yolo", *argv]  # in place: Ultralytics captured this very list as its ARGV
+    entrypoint()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of our verbs (the ``yolo`` grammar is parsed by Ultralytics itself)."""
+    parser = argparse.ArgumentParser(
+        prog="yolo-attn",
+        description="Ultralytics YOLO with attention blocks. Every `yolo` command works here "
+        "(yolo-attn train|val|predict|export|settings key=value ...), plus these verbs:",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="{" + ",".join(VERBS) + "}")
+
+    p = verbs.add_parser("subset", help="build a YOLO data set + COCO ground truth from a COCO subset")
+    p.add_argument("--coco", type=Path, required=True, help="COCO root with annotations/ and train2017/ val2017/")
+    p.add_argument("--classes", type=_csv, default=None, help="comma-separated category names (default: all)")
+    p.add_argument("--train", type=int, required=True, help="number of training images")
+    p.add_argument("--val", type=int, required=True, help="number of validation images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output folder (data.yaml is written there)")
+    _runs(p, _run_subset)
+
+    p = verbs.add_parser("eval", help="COCO mAP (pycocotools) of a trained model on a subset's val images")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--data", required=True, help="data.yaml written by `yolo-attn subset`")
+    _add_run_options(p)
+    p.add_argument("--conf", type=float, default=0.001)
+    p.add_argument("--iou", type=float, default=0.7)
+    p.add_argument("--out", type=Path, default=None, help="where to write detections and metrics JSON")
+    _runs(p, _run_eval)
+
+    p = verbs.add_parser("compare", help="train and evaluate models x seeds; tables and a plot (key=value passes on)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="model YAMLs or weights; the first is the baseline")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--epochs", type=int, default=100)
+    _add_run_options(p)
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare/<name>)")
+    _runs(p, _run_compare, extra_kv=True)
+
+    p = verbs.add_parser("profile", help="params, GFLOPs and batch-1 latency of models")
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--device", default="cpu")
+    _runs(p, _run_profile)
+
+    p = verbs.add_parser("demo", help="the whole pipeline on embedded synthetic data, CPU, no downloads")
+    p.add_argument("--out", type=Path, default=None)
+    _runs(p, _run_demo)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default=None, help="cpu, 0, or 0,1,2,3 (Ultralytics syntax)")
+    p.add_argument("--backend", default="pycocotools", choices=("pycocotools", "faster-coco-eval"))
+
+
+def _runs(p: argparse.ArgumentParser, run: Callable, extra_kv: bool = False) -> None:
+    p.set_defaults(run=run, extra_kv=extra_kv)
+
+
+def _csv(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _key_values(extra: list[str], parser: argparse.ArgumentParser, allowed: bool) -> dict:
+    """Parse Ultralytics-style ``key=value`` overrides left over by argparse."""
+    from ultralytics.cfg import smart_value
+
+    if extra and not allowed:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    bad = [a for a in extra if "=" not in a or a.startswith("-")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (pass training settings as key=value)")
+    return {k: smart_value(v) for k, v in (a.split("=", 1) for a in extra)}
+
+
+def _run_subset(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+    from yolo_attn.data.subset import build_subset
+
+    _key_values(extra, parser, args.extra_kv)
+    data = build_subset(args.coco, args.classes, args.train, args.val, args.seed, args.out)
+    print(f"Subset written: {data}")
+
+
+def _run_eval(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+    from yolo_attn.evaluation.coco_eval import evaluate, format_metrics
+
+    _key_values(extra, parser, args.extra_kv)
+    metrics = evaluate(
+        args.weights,
+        args.data,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        conf=args.conf,
+        iou=args.iou,
+        backend=args.backend,
+        out=args.out,
+    )
+    print(format_metrics(metrics))
+
+
+def _run_compare(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+    from yolo_attn.experiments.compare import compare
+
+    overrides = _key_values(extra, parser, args.extra_kv)
+    out = compare(
+        args.data,
+        args.models,
+        args.seeds,
+        args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        out=args.out,
+        train_overrides=overrides,
+        backend=args.backend,
+    )
+    print(f"Comparison written to {out}")
+
+
+def _run_profile(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+    from yolo_attn.profiling.cost import print_cost_table
+
+    _key_values(extra, parser, args.extra_kv)
+    print_cost_table(args.models, imgsz=args.imgsz, device=args.device)
+
+
+def _run_demo(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+    from yolo_attn.demo import run_demo
+
+    _key_values(extra, parser, args.extra_kv)
+    run_demo(args.out)
+
+
+if __name__ == "__main__":
+    main()

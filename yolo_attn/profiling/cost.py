@@ -1,0 +1,261 @@
+"""What a model costs: parameters, FLOPs and batch-1 latency.
+
+FLOPs are counted twice, by two independent real counters, because attention blocks are where they disagree:
+
+- ``gflops``: Ultralytics' own number (``ultralytics.utils.torch_utils.get_flops``, THOP hooks on ``nn.Module`` types,
+  2 FLOPs per multiply-accumulate), the figure ``yolo`` prints in its model summary. THOP only sees modules it knows
+  (convolutions, linear layers, norms, pooling), so the matrix products inside ``MHSA`` / ``SeparableSelfAttention``
+  count as zero.
+- ``gflops_torch``: PyTorch's dispatcher-level counter (``torch.utils.flop_counter.FlopCounterMode``), counting every
+  convolution and matrix product, ``scaled_dot_product_attention`` included, but no element-wise op (the sigmoid gates
+  and products of SE, CBAM, ECA ... are free in both counts).
+
+Both are taken on the fused model (convolution and BatchNorm folded, as ``yolo val`` / ``predict`` run it), so for a
+convolution-only network the two numbers agree.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from ultralytics.utils import LOGGER, TQDM
+from ultralytics.utils.torch_utils import get_flops
+
+
+def load_model(model_or_cfg: nn.Module | str | Path) -> nn.Module:
+    """Return a PyTorch model from a module, a model YAML or a checkpoint.
+
+    Args:
+        model_or_cfg (nn.Module | str | Path): An ``nn.Module`` (returned unchanged), an Ultralytics ``YOLO`` object, a
+            model YAML (e.g. ``"yolov8n.yaml"`` or ``"model_yamls/yolov8n-cbam.yaml"``, scale taken from the file name)
+            or a ``.pt`` checkpoint.
+
+    Returns:
+        (nn.Module): The model, e.g. an Ultralytics ``DetectionModel``.
+    """
+    from ultralytics import YOLO
+
+    if isinstance(model_or_cfg, YOLO):
+        return model_or_cfg.model
+    if isinstance(model_or_cfg, nn.Module):
+        return model_or_cfg
+    return YOLO(str(model_or_cfg)).model
+
+
+def count_params(model: nn.Module) -> int:
+    """Return the number of parameters of ``model`` (trainable or not, buffers excluded).
+
+    Args:
+        model (nn.Module): Any PyTorch module.
+
+    Returns:
+        (int): Sum of ``numel()`` over ``model.parameters()``.
+    """
+    return sum(p.numel() for p in model.parameters())
+
+
+def resolve_device(device: str | int | torch.device | None) -> torch.device:
+    """Turn an Ultralytics-style device string into one ``torch.device`` for single-process measurement.
+
+    Args:
+        device (str | int | torch.device | None): ``None`` or ``""`` (first GPU if any, else CPU), ``"cpu"``, ``"mps"``,
+            a CUDA index (``0``, ``"0"``, ``"cuda:1"``) or an Ultralytics multi-GPU list (``"0,1,2,3"``, the first one
+            is used).
+
+    Returns:
+        (torch.device): The device to measure on.
+    """
+    if isinstance(device, torch.device):
+        return device
+    text = "" if device is None else str(device).strip().lower().replace("cuda:", "")
+    if text in {"", "none"}:
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if text in {"cpu", "mps"}:
+        return torch.device(text)
+    first = text.replace("[", "").replace("]", "").split(",")[0].strip()
+    if not first.isdigit():
+        raise ValueError(f"device={device!r} is not understood: expected 'cpu', 'mps', a CUDA index or a list '0,1'")
+    return torch.device(f"cuda:{first}")
+
+
+def _fused_eval_copy(model: nn.Module) -> nn.Module:
+    """Return a fused, eval-mode, float32 copy of ``model``; the caller's model is left untouched."""
+    model = copy.deepcopy(model).float().eval()
+    if hasattr(model, "fuse"):
+        model = model.fuse(verbose=False)
+    return model
+
+
+def _input_channels(model: nn.Module) -> int:
+    """Return the number of image channels a model expects (3 unless its YAML says otherwise)."""
+    yaml_dict = getattr(model, "yaml", None)
+    return int(yaml_dict.get("channels", 3)) if isinstance(yaml_dict, dict) else 3
+
+
+def torch_gflops(model: nn.Module, imgsz: int = 640) -> float:
+    """Count GFLOPs of one batch-1 forward with PyTorch's dispatcher-level FLOP counter.
+
+    Args:
+        model (nn.Module): The model, in eval mode, on CPU.
+        imgsz (int): Square input size in pixels.
+
+    Returns:
+        (float): Billions of floating point operations (2 per multiply-accumulate) of convolutions and matrix products,
+            attention included.
+    """
+    image = torch.zeros(1, _input_channels(model), imgsz, imgsz)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(image)
+    return counter.get_total_flops() / 1e9
+
+
+def measure_latency(
+    model: nn.Module, imgsz: int = 640, device: str | torch.device | None = "cpu", runs: int = 50, warmup: int = 10
+) -> dict[str, float]:
+    """Time batch-1 forward passes of ``model``.
+
+    ``warmup`` untimed passes first (allocator, cuDNN autotuning, caches), then ``runs`` timed passes, each bracketed by
+    ``torch.cuda.synchronize`` on CUDA so the time covers the kernels and not only their launch.
+
+    Args:
+        model (nn.Module): The model; it is run as given (put it in eval mode first).
+        imgsz (int): Square input size in pixels.
+        device (str | torch.device | None): Where to run, see ``resolve_device``.
+        runs (int): Number of timed passes.
+        warmup (int): Number of untimed passes before timing.
+
+    Returns:
+        (dict[str, float]): ``latency_ms`` (median over runs), ``latency_p10_ms`` and ``latency_p90_ms`` (the 10th and
+            90th percentiles, a spread that shows how noisy the machine was).
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs={runs}, warmup={warmup}: expected runs >= 1 and warmup >= 0")
+    device = resolve_device(device)
+    parameter = next(model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, _input_channels(model), imgsz, imgsz, generator=generator).to(device, parameter.dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times_ms = []
+    with torch.no_grad():
+        for i in range(warmup + runs):
+            sync()
+            start = time.perf_counter()
+            model(image)
+            sync()
+            if i >= warmup:
+                times_ms.append((time.perf_counter() - start) * 1000)
+    deciles = statistics.quantiles(times_ms, n=10) if len(times_ms) > 1 else times_ms * 9
+    return {"latency_ms": statistics.median(times_ms), "latency_p10_ms": deciles[0], "latency_p90_ms": deciles[-1]}
+
+
+def model_cost(
+    model_or_cfg: nn.Module | str | Path,
+    imgsz: int = 640,
+    device: str | torch.device | None = "cpu",
+    runs: int = 50,
+    warmup: int = 10,
+) -> dict[str, Any]:
+    """Measure what a model costs: parameters, GFLOPs (two counters) and batch-1 latency.
+
+    The FLOP counts and latency use a fused eval-mode float32 copy (Conv+BN folded, the form ``yolo val`` and
+    ``predict`` run); the parameter count is of the model as given (unfused, as Ultralytics prints at build time).
+
+    Args:
+        model_or_cfg (nn.Module | str | Path): A model, a model YAML (e.g. ``"model_yamls/yolov8n-cbam.yaml"``) or a
+            checkpoint, see ``load_model``.
+        imgsz (int): Square input size in pixels for FLOPs and latency.
+        device (str | torch.device | None): Latency device, see ``resolve_device``. FLOPs are always counted on CPU.
+        runs (int): Timed forward passes; 0 skips the latency measurement (latency keys are then None).
+        warmup (int): Untimed forward passes before timing.
+
+    Returns:
+        (dict[str, Any]): ``params`` (int), ``gflops`` (Ultralytics/THOP), ``gflops_torch`` (PyTorch counter),
+            ``latency_ms`` / ``latency_p10_ms`` / ``latency_p90_ms`` (batch 1, median and 10th/90th percentiles),
+            ``imgsz``, ``device`` (str), ``threads`` (``torch.get_num_threads()``, what CPU latency depends on).
+    """
+    model = load_model(model_or_cfg)
+    params = count_params(model)
+    fused = _fused_eval_copy(model).cpu()
+    gflops = get_flops(fused, imgsz)
+    if not gflops:  # get_flops hides every failure behind 0.0
+        LOGGER.warning(f"Ultralytics get_flops returned 0 for {type(model).__name__}: is ultralytics-thop installed?")
+    torch_flops = torch_gflops(fused, imgsz)
+    device = resolve_device(device)
+    latency: dict[str, float | None] = dict.fromkeys(("latency_ms", "latency_p10_ms", "latency_p90_ms"))
+    if runs:
+        latency = measure_latency(fused.to(device), imgsz, device, runs=runs, warmup=warmup)
+    return {
+        "params": params,
+        "gflops": gflops,
+        "gflops_torch": torch_flops,
+        **latency,
+        "imgsz": imgsz,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def cost_table(
+    models: Sequence[str | Path],
+    imgsz: int = 640,
+    device: str | torch.device | None = "cpu",
+    runs: int = 50,
+    warmup: int = 10,
+    baselines: Mapping[str, str | Path] | None = None,
+) -> str:
+    """Measure models and return a markdown table of their cost and its ratio to a baseline.
+
+    Args:
+        models (Sequence[str | Path]): Model YAMLs or checkpoints, in table order.
+        imgsz (int): Square input size for FLOPs and latency.
+        device (str | torch.device | None): Latency device, see ``resolve_device``.
+        runs (int): Timed forward passes per model.
+        warmup (int): Untimed forward passes per model.
+        baselines (Mapping[str, str | Path] | None): Baseline of each model (``{model: baseline}``); models missing
+            from it, or all when None, are compared with the first model. A baseline that is not in ``models`` is
+            measured and listed before the models that use it.
+
+    Returns:
+        (str): Markdown table, one row per model, ratios (×) to the row's baseline.
+    """
+    models = [str(m) for m in models]
+    base_of = {m: str((baselines or {}).get(m, models[0])) for m in models}
+    order = list(dict.fromkeys(x for m in models for x in (base_of[m], m)))
+    costs = {}
+    for model in TQDM(order, desc="profiling"):
+        costs[model] = model_cost(model, imgsz=imgsz, device=device, runs=runs, warmup=warmup)
+    head = ["Model", "Baseline", "Params (M)", "× params", "GFLOPs", "× GFLOPs", "GFLOPs (torch)", "× GFLOPs (torch)"]
+    head += [f"Latency bs1 (ms, {resolve_device(device)}, {imgsz} px)", "× latency"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in order:
+        cost, base = costs[model], costs[base_of.get(model, model)]
+        cells = [Path(model).stem, Path(base_of.get(model, model)).stem]
+        for key, scale, digits in (("params", 1e-6, 2), ("gflops", 1, 2), ("gflops_torch", 1, 2), ("latency_ms", 1, 1)):
+            value, reference = cost[key], base[key]
+            cells.append("–" if value is None else f"{value * scale:.{digits}f}")
+            cells.append("–" if value is None or not reference else f"{value / reference:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def print_cost_table(
+    models: Sequence[str | Path],
+    imgsz: int = 640,
+    device: str | torch.device | None = "cpu",
+    runs: int = 50,
+    warmup: int = 10,
+    baselines: Mapping[str, str | Path] | None = None,
+) -> str:
+    """Print and return ``cost_table`` (same arguments); the first model is the baseline unless ``baselines`` says."""
+    table = cost_table(models, imgsz=imgsz, device=device, runs=runs, warmup=warmup, baselines=baselines)
+    print(table)
+    return table

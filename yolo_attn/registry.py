@@ -1,0 +1,330 @@
+"""The one seam between yolo_attn and Ultralytics.
+
+Everything that knows Ultralytics internals lives here, so a new Ultralytics release touches this file only:
+
+- YAML names -> block classes, with input channels inferred at every scale and for any integer ``from``.
+- A wrapper around ``ultralytics.nn.tasks.parse_model``: it swaps our rows for placeholders that parse_model already
+  knows (``nn.Identity`` for channel-preserving blocks, the parent block for C2f-like ones), lets parse_model build and
+  scale the network, learns each placeholder's input shape from one tiny forward pass, then swaps in the real blocks.
+  It depends only on parse_model's signature ``(d, ch, verbose)`` and its return value ``(nn.Sequential, save)``.
+- The allow-list for ``ULTRALYTICS_SAFE_LOAD=1`` checkpoint loading.
+- DDP visibility: a default training callback defined here travels (pickled by reference) to every DDP worker, whose
+  unpickling imports and registers yolo_attn before the worker builds the model.
+
+YAML names resolve to our blocks first. Ultralytics' own simplified ``CBAM``, ``ChannelAttention`` and
+``SpatialAttention`` (``ultralytics.nn.modules.conv``) are never reachable from a YAML (parse_model does not import
+them), so the names are free; in Python, ``yolo_attn.CBAM`` is ours and ``ultralytics.nn.modules.CBAM`` is theirs.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import logging
+import pkgutil
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from ultralytics.nn import tasks
+from ultralytics.nn.modules import C2f, C3k2
+from ultralytics.utils import LOGGER
+from ultralytics.utils.callbacks import base as callbacks_base
+
+import yolo_attn.modules as modules_package
+from yolo_attn.modules import (
+    CA_C2f,
+    CA_C3k2,
+    CBAM,
+    ECA,
+    MHSA,
+    SAM,
+    SE,
+    ChannelAttention,
+    CoordAtt,
+    SeparableSelfAttention,
+    SpatialAttention,
+)
+
+#: Channel-preserving blocks: YAML args are everything after the inferred input channels ``c1``.
+BLOCKS: dict[str, type[nn.Module]] = {
+    "SE": SE,
+    "ChannelAttention": ChannelAttention,
+    "SpatialAttention": SpatialAttention,
+    "CBAM": CBAM,
+    "ECA": ECA,
+    "SAM": SAM,
+    "CoordAtt": CoordAtt,
+    "MHSA": MHSA,
+    "SeparableSelfAttention": SeparableSelfAttention,
+}
+
+#: Blocks that extend an Ultralytics block: same YAML args as the parent, scaled like it.
+EXTENDED_BLOCKS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "CA_C2f": (CA_C2f, C2f),
+    "CA-C2f": (CA_C2f, C2f),
+    "CA_C3k2": (CA_C3k2, C3k2),
+}
+
+PROBE_SIZE = 64  # side of the zero image used to learn each placeholder's input shape (a multiple of stride 32)
+DEFAULT_IMGSZ = 640  # Ultralytics' default image size; spatial kernels must fit the feature map at this size
+DDP_EVENT = "on_pretrain_routine_start"
+
+_state: dict[str, Any] = {"parse_model": None}
+
+
+class YAMLRowError(ValueError):
+    """A model YAML row naming a yolo_attn block is wrong; the message names the layer, the block and the fix."""
+
+
+def register() -> None:
+    """Make yolo_attn blocks usable from Ultralytics model YAMLs, checkpoints and DDP workers. Idempotent."""
+    if is_registered():
+        return
+    _state["parse_model"] = tasks.parse_model
+    tasks.parse_model = parse_model
+    torch.serialization.add_safe_globals(list(_block_classes()))
+    callbacks_base.default_callbacks.setdefault(DDP_EVENT, []).append(register_in_worker)
+
+
+def unregister() -> None:
+    """Restore Ultralytics exactly as it was before :func:`register`."""
+    if not is_registered():
+        return
+    tasks.parse_model = _state["parse_model"]
+    _state["parse_model"] = None
+    ours = set(_block_classes())
+    kept = [g for g in torch.serialization.get_safe_globals() if (g[0] if isinstance(g, tuple) else g) not in ours]
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(kept)
+    callbacks_base.default_callbacks[DDP_EVENT].remove(register_in_worker)
+
+
+def is_registered() -> bool:
+    """Return True while Ultralytics builds models through the yolo_attn wrapper."""
+    return _state["parse_model"] is not None and tasks.parse_model is parse_model
+
+
+def register_in_worker(trainer: Any = None) -> None:
+    """Training callback that registers yolo_attn; its pickled reference makes DDP workers import the package.
+
+    Args:
+        trainer (Any): The Ultralytics trainer calling back (unused).
+    """
+    register()
+
+
+def _block_classes() -> Iterator[type[nn.Module]]:
+    """Yield every nn.Module subclass defined in ``yolo_attn.modules`` (the checkpoint allow-list)."""
+    for info in pkgutil.iter_modules(modules_package.__path__, f"{modules_package.__name__}."):
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
+                yield obj
+
+
+def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
+    """Build a model from a YAML dict like Ultralytics' ``parse_model``, also accepting yolo_attn blocks.
+
+    Args:
+        d (dict): Model dictionary from the YAML (``backbone``, ``head``, ``scales``...).
+        ch (int): Input image channels.
+        verbose (bool): Print the layer table, with our blocks and their real args.
+
+    Returns:
+        model (nn.Sequential): The layers, each with Ultralytics' ``i``, ``f``, ``type`` and ``np`` attributes.
+        save (list[int]): Indices of layers whose outputs later layers read.
+    """
+    original = _state["parse_model"] or tasks.parse_model
+    rows = list(d.get("backbone", [])) + list(d.get("head", []))
+    ours = {i: row for i, row in enumerate(rows) if isinstance(row[2], str) and _is_ours(row[2])}
+    if not ours:
+        return original(d, ch, verbose=verbose)
+
+    for i, row in ours.items():
+        _check_row(i, row)
+    placeholder_d = _with_placeholders(d, ours)
+    records = _LogCapture()
+    with records:
+        model, save = original(placeholder_d, ch, verbose=verbose)
+    shapes = _probe_input_shapes(model, ch, set(ours))
+    table_lines = {}
+    for i, row in ours.items():
+        block, args = _build_real(i, row, model[i], shapes[i])
+        block.i, block.f, block.type = i, row[0], f"{type(_first(block)).__module__}.{type(_first(block)).__qualname__}"
+        block.np = sum(p.numel() for p in block.parameters())
+        model[i] = block
+        n = len(block) if isinstance(block, nn.Sequential) else 1
+        table_lines[i] = f"{i:>3}{row[0]!s:>20}{n:>3}{block.np:10.0f}  {block.type:<45}{args!s:<30}"
+    records.replay(table_lines)
+    return model, save
+
+
+def _is_ours(name: str) -> bool:
+    return name in BLOCKS or name in EXTENDED_BLOCKS
+
+
+def _first(block: nn.Module) -> nn.Module:
+    """Return the block itself, or its first repeat when a row has ``n > 1``."""
+    return block[0] if isinstance(block, nn.Sequential) else block
+
+
+def _yaml_args(args: list) -> tuple[list, dict]:
+    """Split YAML args into positional args and an optional trailing mapping of keyword args."""
+    args = list(args or [])
+    if args and isinstance(args[-1], dict):
+        return args[:-1], dict(args[-1])
+    return args, {}
+
+
+def _expected(name: str) -> str:
+    """Describe the YAML args a block expects, e.g. ``CBAM [r=16, k=7]``."""
+    if name in EXTENDED_BLOCKS:
+        cls, parent = EXTENDED_BLOCKS[name]
+        params = list(inspect.signature(parent).parameters.values())
+        return f"{name} [{', '.join(_describe(p) for p in params[1:])}] (same args as {parent.__name__})"
+    params = list(inspect.signature(BLOCKS[name]).parameters.values())[1:]
+    return f"{name} [{', '.join(_describe(p) for p in params)}] (no channel argument: input channels are inferred)"
+
+
+def _describe(p: inspect.Parameter) -> str:
+    return p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+
+
+def _row_error(i: int, row: list, problem: str) -> YAMLRowError:
+    f, n, name, args = row
+    return YAMLRowError(
+        f"model YAML layer {i} [{f}, {n}, {name}, {args}]: {problem}. Expected {_expected(name)}."
+    )
+
+
+def _check_row(i: int, row: list) -> None:
+    """Check what can be checked before the network exists: ``from``, repeats and the args' arity and names."""
+    f, n, name, args = row
+    if not isinstance(f, int) or isinstance(f, bool):
+        raise _row_error(i, row, f"'from' must be one integer layer index, got {f!r}; {name} takes a single input")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise _row_error(i, row, f"repeats must be a positive integer, got {n!r}")
+    if not isinstance(args, list):
+        raise _row_error(i, row, f"args must be a list, got {args!r}")
+    if name in BLOCKS:
+        positional, keywords = _yaml_args(args)
+        try:
+            inspect.signature(BLOCKS[name]).bind(0, *positional, **keywords)
+        except TypeError as e:
+            raise _row_error(i, row, f"bad args ({e})") from None
+
+
+def _with_placeholders(d: dict, ours: dict[int, list]) -> dict:
+    """Return a copy of ``d`` whose yolo_attn rows name blocks that parse_model knows."""
+    d = copy.deepcopy(d)
+    n_backbone = len(d.get("backbone", []))
+    for i, (f, n, name, args) in ours.items():
+        placeholder = [f, n, "nn.Identity", []] if name in BLOCKS else [f, n, EXTENDED_BLOCKS[name][1].__name__, args]
+        section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
+        d[section][j] = placeholder
+    return d
+
+
+def _probe_input_shapes(model: nn.Sequential, ch: int, wanted: set[int]) -> dict[int, torch.Size]:
+    """Run a zero image through the layers up to the last wanted one and record each wanted layer's input shape.
+
+    Args:
+        model (nn.Sequential): Layers with Ultralytics' ``f`` ("from") attribute.
+        ch (int): Input image channels.
+        wanted (set[int]): Layer indices to record.
+
+    Returns:
+        (dict[int, torch.Size]): Input shape (1, C, H, W) of each wanted layer for a (1, ch, 64, 64) image.
+    """
+    shapes: dict[int, torch.Size] = {}
+    was_training = model.training
+    model.eval()  # BatchNorm on a batch of one
+    outputs: list[Any] = []
+    x: Any = torch.zeros(1, ch, PROBE_SIZE, PROBE_SIZE)
+    try:
+        with torch.no_grad():
+            for i, layer in enumerate(model[: max(wanted) + 1]):
+                if layer.f != -1:
+                    x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
+                if i in wanted:
+                    shapes[i] = x.shape
+                x = layer(x)
+                outputs.append(x)
+    finally:
+        model.train(was_training)
+    return shapes
+
+
+def _build_real(i: int, row: list, placeholder: nn.Module, shape: torch.Size) -> tuple[nn.Module, list]:
+    """Build the real block for a YAML row from its placeholder and input shape.
+
+    Returns:
+        block (nn.Module): The block, or an ``nn.Sequential`` of repeats.
+        args (list): The constructor args, for the layer table.
+    """
+    f, n, name, yaml_args = row
+    if name in EXTENDED_BLOCKS:
+        cls = EXTENDED_BLOCKS[name][0]
+        args = cls.parent_args(placeholder)
+        return cls(*args), args
+    cls = BLOCKS[name]
+    positional, keywords = _yaml_args(yaml_args)
+    c1 = int(shape[1])
+    repeats = len(placeholder) if isinstance(placeholder, nn.Sequential) else 1
+    try:
+        blocks = [cls(c1, *positional, **keywords) for _ in range(repeats)]
+    except (ValueError, TypeError) as e:
+        raise _row_error(i, row, f"{e} (input channels here: {c1})") from None
+    _check_kernels_fit(i, row, blocks[0], shape)
+    args = [c1, *positional] + ([keywords] if keywords else [])
+    return (blocks[0] if repeats == 1 else nn.Sequential(*blocks)), args
+
+
+def _check_kernels_fit(i: int, row: list, block: nn.Module, shape: torch.Size) -> None:
+    """Reject spatial kernels larger than the layer's feature map at Ultralytics' default 640 px input."""
+    side_h, side_w = (int(s) * DEFAULT_IMGSZ // PROBE_SIZE for s in shape[2:])
+    gates = (m for m in block.modules() if isinstance(m, SpatialAttention))
+    for conv in (c for gate in gates for c in gate.modules() if isinstance(c, nn.Conv2d)):
+        kh, kw = conv.kernel_size
+        if kh > side_h or kw > side_w:
+            raise _row_error(
+                i, row, f"kernel {kh}x{kw} is larger than this layer's {side_h}x{side_w} feature map at 640 px"
+            )
+
+
+class _LogCapture(logging.Filter):
+    """Hold back parse_model's log records, then replay them with our rows' table lines substituted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def __enter__(self) -> _LogCapture:
+        LOGGER.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        LOGGER.removeFilter(self)
+        if exc[0] is not None:  # parse_model failed: show what it printed so far, unchanged
+            self.replay({})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def replay(self, table_lines: dict[int, str]) -> None:
+        """Emit the held records, replacing each layer line whose index is in ``table_lines``.
+
+        Args:
+            table_lines (dict[int, str]): Layer index -> the line to print instead of the placeholder's.
+        """
+        records, self.records = self.records, []
+        for record in records:
+            message = record.getMessage()
+            index = message[:3].strip()
+            if index.isdigit() and int(index) in table_lines:
+                record.msg, record.args = table_lines[int(index)], None
+            LOGGER.handle(record)
