@@ -124,8 +124,8 @@ def load_rows(path: Path) -> list[list]:
 
 
 def absolute_from(f: int | list[int], i: int) -> list[int]:
-    """Absolute source indices of row i's ``from`` field."""
-    return [i + x if x < 0 else x for x in ([f] if isinstance(f, int) else f)]
+    """Absolute source indices of row i's ``from`` field; -1 stands for the input image (row 0's source)."""
+    return [max(i + x, -1) if x < 0 else x for x in ([f] if isinstance(f, int) else f)]
 
 
 def test_every_yaml_is_covered() -> None:
@@ -158,7 +158,8 @@ def test_removing_inserted_rows_gives_the_baseline(stem: str) -> None:
     assert len(kept) == len(baseline)
     for (i, f, n, m, args), (j, (bf, bn, bm, bargs)) in zip(kept, enumerate(baseline), strict=True):
         assert (n, m, args) == (bn, bm, bargs), f"row {i} differs from baseline row {j}"
-        assert [to_baseline[x] for x in absolute_from(f, i)] == absolute_from(bf, j), f"row {i}: wrong `from` {f}"
+        sources = [to_baseline[x] if x >= 0 else x for x in absolute_from(f, i)]
+        assert sources == absolute_from(bf, j), f"row {i}: wrong `from` {f}"
     inserted = [m for _, _, m, _ in rows if m in yolo_attn.BLOCKS]
     replaced = [m for _, _, m, _ in rows if m in EXTENDED_PARENT]
     assert inserted == [name for name, _ in INSERTED.get(stem, ())]

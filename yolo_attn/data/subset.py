@@ -234,7 +234,9 @@ def build_subset(
         >>> data_yaml = build_subset("datasets/coco", ["person", "car"], 2000, 500, seed=0, out="datasets/coco-pc")
     """
     coco, out = Path(coco).resolve(), Path(out).resolve()
-    sources = {split: _load_json(coco / "annotations" / f"instances_{name}.json") for split, name in SOURCE_SPLITS.items()}
+    sources = {
+        split: _load_json(coco / "annotations" / f"instances_{name}.json") for split, name in SOURCE_SPLITS.items()
+    }
     for name in SOURCE_SPLITS.values():
         if not (coco / name).is_dir():
             raise FileNotFoundError(f"Image folder {coco / name} not found (expected the COCO 2017 layout)")

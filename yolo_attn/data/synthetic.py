@@ -249,7 +249,7 @@ def _render_image(rng: np.random.Generator, index: int, size: int, max_objects: 
             annotations.append(_box_annotation(crowd, size, ids["ring"], iscrowd=1))
     lo, hi = math.log(max(4.0, 0.04 * size)), math.log(0.38 * size)  # half-sizes: tiny to large, log-uniform
     for distractor, name in plan:
-        r = int(round(math.exp(rng.uniform(lo, hi))))
+        r = round(math.exp(rng.uniform(lo, hi)))
         boxes = _place(rng, size, r, taken, max_overlap=0.15, pole=name == "sign" and not distractor)
         if not boxes:
             continue
@@ -314,7 +314,7 @@ def make_synthetic_coco(
     out = Path(out)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     next_image_id, next_annotation_id = 1, 1
-    for split_index, (split, count) in enumerate(zip(SPLITS, (n_train, n_val))):
+    for split_index, (split, count) in enumerate(zip(SPLITS, (n_train, n_val), strict=True)):
         folder = out / split
         folder.mkdir(exist_ok=True)
         for stale in folder.iterdir():

@@ -117,9 +117,9 @@ def check_detections(detections: str | Path | list[dict[str, Any]], gt: dict[str
                 f"Detection {index} has category_id {detection.get('category_id')!r}; the ground truth has "
                 f"{sorted(category_ids)} (map YOLO classes back with yolo_class_to_category_id)"
             )
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
             raise ValueError(f"Detection {index} bbox {bbox!r} must be 4 finite numbers [x, y, w, h]")
-        if not isinstance(score, (int, float)) or not math.isfinite(score):
+        if not _is_number(score):
             raise ValueError(f"Detection {index} score {score!r} must be a finite number")
         clean.append(
             {
@@ -130,6 +130,11 @@ def check_detections(detections: str | Path | list[dict[str, Any]], gt: dict[str
             }
         )
     return clean
+
+
+def _is_number(value: Any) -> bool:
+    """Return True for a finite int or float (bools excluded)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _coco_api(coco_class: type, dataset: dict[str, Any]) -> Any:
@@ -178,7 +183,9 @@ def coco_metrics(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    metrics: dict[str, Any] = {name: float(value) for name, value in zip(METRIC_NAMES, evaluator.stats[:12])}
+    metrics: dict[str, Any] = {
+        name: float(value) for name, value in zip(METRIC_NAMES, evaluator.stats[:12], strict=True)
+    }
     precision = np.asarray(evaluator.eval["precision"])  # (T iou thresholds, R recall points, K classes, A areas, M)
     names = {category["id"]: category["name"] for category in gt["categories"]}
     per_class = {}

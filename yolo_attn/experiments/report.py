@@ -23,8 +23,16 @@ from typing import Any
 
 from yolo_attn.experiments.compare import first_device, load_runs, write_json_atomic
 
-# Metrics reported per model: CSV column prefix -> (key in evaluate()'s result, label in tables).
-METRICS: dict[str, tuple[str, str]] = {"map50_95": ("AP", "mAP50-95"), "map50": ("AP50", "mAP50")}
+# Metrics in the tables: column prefix -> (path in evaluate()'s result, label). pycocotools / faster-coco-eval numbers.
+METRICS: dict[str, tuple[tuple[str, str], str]] = {
+    "map50_95": (("coco", "AP"), "mAP50-95"),
+    "map50": (("coco", "AP50"), "mAP50"),
+}
+# Also in the CSV: Ultralytics' own val mAP of the same checkpoints, for readers who compare with `yolo val`.
+CSV_METRICS: dict[str, tuple[tuple[str, str], str]] = {
+    "ultralytics_map50_95": (("ultralytics", "mAP50-95"), "Ultralytics mAP50-95"),
+    "ultralytics_map50": (("ultralytics", "mAP50"), "Ultralytics mAP50"),
+}
 COST_KEYS = ("params", "gflops", "gflops_torch", "latency_ms", "latency_p10_ms", "latency_p90_ms", "device", "threads")
 
 
@@ -72,18 +80,25 @@ def paired_delta(values: dict[int, float], baseline: dict[int, float]) -> dict[s
     return {"mean": mean, "std": std, "n": len(per_seed), "noise": is_noise(mean, std), "per_seed": per_seed}
 
 
-def metric_by_seed(runs: Sequence[dict[str, Any]], stem: str, key: str) -> dict[int, float]:
-    """Return ``{seed: metrics[key]}`` of one model's finished runs.
+def metric_by_seed(runs: Sequence[dict[str, Any]], stem: str, key: Sequence[str]) -> dict[int, float]:
+    """Return ``{seed: value}`` of one metric over one model's finished runs (runs lacking the metric are left out).
 
     Args:
-        runs (Sequence[dict[str, Any]]): Run records (``load_runs``).
+        runs (Sequence[dict[str, Any]]): Run records (``load_runs``), ``evaluate()``'s result in ``metrics``.
         stem (str): Model stem.
-        key (str): Metric key in ``evaluate()``'s result, e.g. ``"AP"``.
+        key (Sequence[str]): Path of the metric in ``evaluate()``'s result, e.g. ``("coco", "AP")``.
 
     Returns:
         (dict[int, float]): The metric per seed.
     """
-    return {int(r["seed"]): float(r["metrics"][key]) for r in runs if r["stem"] == stem}
+    values = {}
+    for run in runs:
+        value = run["metrics"]
+        for part in key:
+            value = value.get(part) if isinstance(value, dict) else None
+        if run["stem"] == stem and value is not None:
+            values[int(run["seed"])] = float(value)
+    return values
 
 
 def summarize(
@@ -92,14 +107,15 @@ def summarize(
     """Aggregate run records into one row per model; the first stem is the baseline.
 
     Args:
-        runs (Sequence[dict[str, Any]]): Run records with ``stem``, ``seed`` and ``metrics`` (``AP``, ``AP50`` ...).
+        runs (Sequence[dict[str, Any]]): Run records with ``stem``, ``seed`` and ``metrics`` (``evaluate()``'s result:
+            ``{"coco": {"AP": ..., "AP50": ...}, "ultralytics": {"mAP50-95": ..., "mAP50": ...}}``).
         stems (Sequence[str]): Model stems in table order, baseline first.
         costs (dict[str, dict[str, Any]] | None): ``model_cost`` results per stem (missing ones are left empty).
 
     Returns:
         (list[dict[str, Any]]): Rows with ``stem``, ``baseline``, ``seeds``, the cost keys and, per metric prefix
-            ``p`` in ``METRICS``: ``p_mean``, ``p_std``, ``p_per_seed`` and, except for the baseline, ``delta_p_mean``,
-            ``delta_p_std``, ``delta_p_n``, ``delta_p_noise``.
+            ``p`` in ``METRICS`` and ``CSV_METRICS``: ``p_mean``, ``p_std``, ``p_per_seed`` and, except for the
+            baseline, ``delta_p_mean``, ``delta_p_std``, ``delta_p_n``, ``delta_p_noise``.
     """
     costs = costs or {}
     rows = []
@@ -107,7 +123,7 @@ def summarize(
         seeds = sorted(int(r["seed"]) for r in runs if r["stem"] == stem)
         row: dict[str, Any] = {"stem": stem, "baseline": i == 0, "seeds": seeds}
         row.update({k: costs.get(stem, {}).get(k) for k in COST_KEYS})
-        for prefix, (key, _) in METRICS.items():
+        for prefix, (key, _) in {**METRICS, **CSV_METRICS}.items():
             values = metric_by_seed(runs, stem, key)
             row[f"{prefix}_mean"], row[f"{prefix}_std"] = mean_std(list(values.values()))
             row[f"{prefix}_per_seed"] = values
@@ -179,7 +195,7 @@ def write_report(
     settings = runs[0]["settings"]
     done = [(m, s) for m, s in zip(models, stems, strict=True) if any(r["stem"] == s for r in runs)]
     costs = model_costs(out, [m for m, _ in done], [s for _, s in done], settings["imgsz"], device, latency_runs)
-    rows = summarize(runs, stems, costs)
+    rows = [{"model": model, **row} for model, row in zip(models, summarize(runs, stems, costs), strict=True)]
     write_csv(rows, out / "compare.csv")
     header = (
         f"Data `{settings['data']}`, epochs={settings['epochs']}, imgsz={settings['imgsz']}, "
@@ -241,7 +257,6 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         "Seeds",
         "Params (M)",
         "GFLOPs",
-        "GFLOPs (torch)",
         f"Latency bs1 (ms, {device})",
         *labels,
         *(f"Δ {label}" for label in labels),
@@ -254,7 +269,6 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             str(len(row["seeds"])),
             _with_ratio(None if row["params"] is None else row["params"] / 1e6, _mega(base["params"]), 2, is_base),
             _with_ratio(row["gflops"], base["gflops"], 1, is_base),
-            _with_ratio(row["gflops_torch"], base["gflops_torch"], 1, is_base),
             _with_ratio(row["latency_ms"], base["latency_ms"], 1, is_base),
         ]
         for prefix in METRICS:
@@ -267,8 +281,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         "",
         f"± is the sample standard deviation over seeds. Δ is the paired per-seed difference to {base['stem']} "
         "(mean ± std over the seeds both finished). A Δ marked *noise* is not distinguishable from noise: "
-        "|mean| < std, or a single paired seed (no spread). GFLOPs: Ultralytics' THOP count; GFLOPs (torch): "
-        "PyTorch's FLOP counter, which also counts attention matrix products. Ratios (×) are to the baseline.",
+        "|mean| < std, or a single paired seed (no spread). GFLOPs as Ultralytics counts them (fused model); "
+        "ratios (×) are to the baseline.",
     ]
     return "\n".join(lines)
 

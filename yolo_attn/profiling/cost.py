@@ -1,17 +1,17 @@
 """What a model costs: parameters, FLOPs and batch-1 latency.
 
-FLOPs are counted twice, by two independent real counters, because attention blocks are where they disagree:
+FLOPs are counted by two independent real counters, 2 FLOPs per multiply-accumulate, on the fused model (convolution and
+BatchNorm folded, as ``yolo val`` / ``predict`` run it):
 
-- ``gflops``: Ultralytics' own number (``ultralytics.utils.torch_utils.get_flops``, THOP hooks on ``nn.Module`` types,
-  2 FLOPs per multiply-accumulate), the figure ``yolo`` prints in its model summary. THOP only sees modules it knows
-  (convolutions, linear layers, norms, pooling), so the matrix products inside ``MHSA`` / ``SeparableSelfAttention``
-  count as zero.
-- ``gflops_torch``: PyTorch's dispatcher-level counter (``torch.utils.flop_counter.FlopCounterMode``), counting every
-  convolution and matrix product, ``scaled_dot_product_attention`` included, but no element-wise op (the sigmoid gates
-  and products of SE, CBAM, ECA ... are free in both counts).
+- ``gflops``: Ultralytics' own number (``ultralytics.utils.torch_utils.get_flops``: THOP module rules plus functional
+  matrix products and ``scaled_dot_product_attention``, extrapolated from small stride-aligned proxy images), the figure
+  ``yolo`` prints in its model summary. It also counts normalisation, softmax and average pooling.
+- ``gflops_torch``: PyTorch's dispatcher-level counter (``torch.utils.flop_counter.FlopCounterMode``) on one real
+  forward at the full image size: convolutions and matrix products (attention included) only.
 
-Both are taken on the fused model (convolution and BatchNorm folded, as ``yolo val`` / ``predict`` run it), so for a
-convolution-only network the two numbers agree.
+For convolution-only networks the two agree; a gap flags a block one of the counters sees differently (e.g. a BatchNorm
+that does not fold, or an operation THOP's extrapolation mis-scales). Element-wise gates (sigmoid, products) are free in
+both.
 """
 
 from __future__ import annotations
