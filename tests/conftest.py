@@ -28,7 +28,7 @@ MODEL_YAMLS = REPO / "model_yamls"
 
 def subprocess_env() -> dict[str, str]:
     """Environment for child interpreters: the same offline settings, this checkout importable."""
-    env = dict(os.environ)
+    env = dict(os.environ) | {"YOLO_VERBOSE": "True"}  # child output is read by the tests
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     return env
 

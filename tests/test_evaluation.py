@@ -146,7 +146,12 @@ def random_case(seed: int, n_images: int = 60) -> tuple[dict, list[dict]]:
             cat = CAT_A if rng.random() < 0.5 else CAT_B
             boxes.append((image_id, cat, [x, y, w, h], int(rng.random() < 0.05)))
             if rng.random() < 0.8:  # found, with localisation noise
-                noisy = [x + rng.normal(0, 3), y + rng.normal(0, 3), w * rng.uniform(0.8, 1.2), h * rng.uniform(0.8, 1.2)]
+                noisy = [
+                    x + rng.normal(0, 3),
+                    y + rng.normal(0, 3),
+                    w * rng.uniform(0.8, 1.2),
+                    h * rng.uniform(0.8, 1.2),
+                ]
                 dets.append(det(image_id, cat, [float(v) for v in noisy], float(rng.random())))
         for _ in range(int(rng.integers(0, 4))):  # false positives
             fp = [float(v) for v in rng.uniform([0, 0, 5, 5], [150, 150, 60, 60])]
@@ -164,6 +169,20 @@ def test_backends_give_identical_numbers(seed: int) -> None:
     # Same matching and accumulation; only the floating-point summation order may differ (last bit).
     assert [fast[k] for k in METRIC_NAMES] == pytest.approx([reference[k] for k in METRIC_NAMES], rel=0, abs=1e-12)
     assert fast["per_class_AP"] == pytest.approx(reference["per_class_AP"], rel=0, abs=1e-12)
+
+
+def test_results_are_converted_to_coco_boxes_and_category_ids() -> None:
+    import torch
+    from ultralytics.engine.results import Results
+
+    from yolo_attn.evaluation.predictions import result_to_detections
+
+    boxes = torch.tensor([[10.0, 20.0, 50.0, 80.0, 0.9, 1.0], [0.0, 0.0, 5.5, 4.25, 0.25, 0.0]])  # x1 y1 x2 y2 conf cls
+    result = Results(np.zeros((100, 120, 3), np.uint8), path="a.jpg", names={0: "a", 1: "b"}, boxes=boxes)
+    assert result_to_detections(result, 42, [CAT_A, CAT_B]) == [
+        {"image_id": 42, "category_id": CAT_B, "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.9},
+        {"image_id": 42, "category_id": CAT_A, "bbox": [0.0, 0.0, 5.5, 4.25], "score": 0.25},
+    ]
 
 
 @pytest.mark.slow

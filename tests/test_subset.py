@@ -139,9 +139,7 @@ def test_remap_of_coco_ids_matches_ultralytics_coco91_to_coco80() -> None:
     assert all(to80[c["id"] - 1] == index for index, c in enumerate(chosen))
 
 
-def test_copy_fallback_when_symlinks_are_refused(
-    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_copy_fallback_when_symlinks_are_refused(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("symlinks not supported")
 
@@ -161,7 +159,7 @@ def test_errors(source: Path, tmp_path: Path) -> None:
         build_subset(source, ["ring"], 0, 2, seed=0, out=tmp_path / "e3")
     with pytest.raises(ValueError, match="non-empty list"):
         build_subset(source, [], 2, 2, seed=0, out=tmp_path / "e4")
-    with pytest.raises(FileNotFoundError, match="instances_train2017.json"):
+    with pytest.raises(FileNotFoundError, match=r"instances_train2017\.json"):
         build_subset(tmp_path / "nowhere", None, 2, 2, seed=0, out=tmp_path / "e5")
     busy = tmp_path / "busy"
     busy.mkdir()

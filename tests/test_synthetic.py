@@ -80,3 +80,16 @@ def test_coco_structure(synthetic: Path) -> None:
 def test_invalid_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError, match="must be"):
         make_synthetic_coco(tmp_path, **kwargs)
+
+
+def test_synthetic_detection_case_is_deterministic_and_valid() -> None:
+    from yolo_attn.data.synthetic import synthetic_detection_case
+    from yolo_attn.evaluation.coco_eval import check_detections, load_coco_json
+
+    gt, dets = synthetic_detection_case(n_images=200, seed=7, imgsz=320)
+    assert (gt, dets) == synthetic_detection_case(n_images=200, seed=7, imgsz=320)
+    assert len(gt["images"]) == 200 and dets
+    assert len(check_detections(dets, load_coco_json(gt))) == len(dets)
+    areas = [a["area"] for a in gt["annotations"]]
+    assert min(areas) < 32**2 and max(areas) > 96**2  # small, medium and large all occur
+    assert any(a["iscrowd"] for a in gt["annotations"])

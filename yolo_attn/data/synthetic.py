@@ -30,6 +30,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -343,3 +344,68 @@ def make_synthetic_coco(
         }
         _write_json(out / "annotations" / f"instances_{split}.json", payload)
     return out
+
+
+def synthetic_detection_case(
+    n_images: int = 5000, seed: int = 0, imgsz: int = 640, recall: float = 0.8
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Generate a COCO ground truth and matching noisy detections, boxes only (no pixels), for metric tests/benchmarks.
+
+    Each image has 0-9 ground-truth boxes of the :data:`CATEGORIES`, sides log-uniform from 4 px to 60% of the image
+    (so small, medium and large areas all occur), 3% of them crowd boxes. A box is detected with probability
+    ``recall``, with position/size noise and a random score; 0-4 false positives per image are added, some with the
+    wrong class.
+
+    Args:
+        n_images (int): Number of images.
+        seed (int): Seed (``numpy.random.default_rng``).
+        imgsz (int): Image side in pixels.
+        recall (float): Probability that a ground-truth box gets a detection.
+
+    Returns:
+        (tuple[dict, list[dict]]): The ground-truth COCO dict and the COCO results list.
+    """
+    rng = np.random.default_rng(seed)
+    category_ids = [int(c["id"]) for c in CATEGORIES]
+    images, annotations, detections = [], [], []
+    for image_id in range(1, n_images + 1):
+        images.append({"id": image_id, "file_name": f"{image_id:012d}.jpg", "height": imgsz, "width": imgsz})
+        for _ in range(int(rng.integers(0, 10))):
+            w, h = np.exp(rng.uniform(math.log(4), math.log(0.6 * imgsz), size=2))
+            x, y = rng.uniform(0, imgsz - w), rng.uniform(0, imgsz - h)
+            category_id = category_ids[int(rng.integers(len(category_ids)))]
+            bbox = [round(float(v), 2) for v in (x, y, w, h)]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_id,
+                    "bbox": bbox,
+                    "area": round(bbox[2] * bbox[3], 2),
+                    "iscrowd": int(rng.random() < 0.03),
+                }
+            )
+            if rng.random() < recall:
+                noisy = (x + rng.normal(0, 0.06 * w), y + rng.normal(0, 0.06 * h), w * rng.uniform(0.85, 1.15),
+                         h * rng.uniform(0.85, 1.15))  # fmt: skip
+                detections.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": category_id,
+                        "bbox": [round(float(v), 2) for v in noisy],
+                        "score": round(float(rng.random()), 5),
+                    }
+                )
+        for _ in range(int(rng.integers(0, 5))):
+            w, h = np.exp(rng.uniform(math.log(4), math.log(0.5 * imgsz), size=2))
+            x, y = rng.uniform(0, imgsz - w), rng.uniform(0, imgsz - h)
+            detections.append(
+                {
+                    "image_id": image_id,
+                    "category_id": category_ids[int(rng.integers(len(category_ids)))],
+                    "bbox": [round(float(v), 2) for v in (x, y, w, h)],
+                    "score": round(float(rng.random()) * 0.7, 5),
+                }
+            )
+    gt = {"images": images, "annotations": annotations, "categories": [dict(c) for c in CATEGORIES]}
+    return gt, detections

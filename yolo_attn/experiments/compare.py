@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
 from ultralytics.utils import LOGGER, colorstr
 
 PREFIX = colorstr("compare: ")
@@ -33,6 +34,9 @@ DEFAULT_ROOT = Path("runs") / "compare"
 # Settings compare() owns: they are either its own arguments or must differ per run.
 ARGUMENT_KEYS = {"data", "epochs", "imgsz", "batch", "device"}
 RESERVED_KEYS = {"seed", "project", "name", "exist_ok", "model", "mode", "resume", "task"}
+# CPU threads of a fresh process, read before any training here lowers them (Ultralytics' select_device sets
+# torch.set_num_threads on CPU): latency is always measured with this many, however often a comparison is resumed.
+LATENCY_THREADS = torch.get_num_threads()
 
 
 def compare(
@@ -126,8 +130,8 @@ def compare(
         }
         write_json_atomic(path, record)
         LOGGER.info(f"{PREFIX}[{i}/{len(grid)}] {stem} seed {seed}: saved {path}")
-        write_report(out, models, seeds, device=device, latency_runs=latency_runs)
-    report = write_report(out, models, seeds, device=device, latency_runs=latency_runs)
+        write_report(out, models, seeds, device=device, latency_runs=latency_runs, threads=LATENCY_THREADS)
+    report = write_report(out, models, seeds, device=device, latency_runs=latency_runs, threads=LATENCY_THREADS)
     LOGGER.info(f"{PREFIX}report written: {report}")
     return out
 

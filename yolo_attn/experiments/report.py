@@ -7,7 +7,7 @@ Statistics, per model over its finished seeds:
 - paired delta: for every seed that both this model and the baseline finished, ``delta_s = model_s - baseline_s``
   (same seed, so same data order and initial random state where the architectures allow), then the mean and the sample
   std of those deltas.
-- noise flag: a delta is "not distinguishable from noise" when ``|mean delta| < std delta``, or when fewer than two
+- noise flag: a delta is "not distinguishable from noise" when ``|mean delta| <= std delta``, or when fewer than two
   paired seeds exist (no spread to compare with). This is a deliberately simple screen, not a significance test.
 """
 
@@ -52,7 +52,10 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def is_noise(mean: float | None, std: float | None) -> bool:
-    """Return True when a mean delta cannot be told from seed noise: ``|mean| < std``, or no spread is known.
+    """Return True when a mean delta cannot be told from seed noise: ``|mean| <= std``, or no spread is known.
+
+    Equality counts as noise so that a delta of exactly zero over identical runs (mean 0, std 0) is not reported as
+    a difference.
 
     Args:
         mean (float | None): Mean paired delta.
@@ -61,7 +64,7 @@ def is_noise(mean: float | None, std: float | None) -> bool:
     Returns:
         (bool): The "not distinguishable from noise" flag.
     """
-    return mean is None or std is None or abs(mean) < std
+    return mean is None or std is None or abs(mean) <= std
 
 
 def paired_delta(values: dict[int, float], baseline: dict[int, float]) -> dict[str, Any]:
@@ -136,7 +139,13 @@ def summarize(
 
 
 def model_costs(
-    out: Path, models: Sequence[str], stems: Sequence[str], imgsz: int, device: str | int | None, latency_runs: int
+    out: Path,
+    models: Sequence[str],
+    stems: Sequence[str],
+    imgsz: int,
+    device: str | int | None,
+    latency_runs: int,
+    threads: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Measure (or read back from ``out/costs``) the cost of each model.
 
@@ -147,6 +156,7 @@ def model_costs(
         imgsz (int): Image size of FLOPs and latency.
         device (str | int | None): Compare device; latency uses its first device.
         latency_runs (int): Timed passes, 0 to skip latency.
+        threads (int | None): CPU threads pinned during the measurement (see ``model_cost``).
 
     Returns:
         (dict[str, dict[str, Any]]): ``model_cost`` result per stem.
@@ -154,13 +164,19 @@ def model_costs(
     from yolo_attn.profiling.cost import model_cost, resolve_device
 
     (out / "costs").mkdir(parents=True, exist_ok=True)
-    want = {"imgsz": imgsz, "device": str(resolve_device(first_device(device))), "runs": latency_runs}
+    want = {
+        "imgsz": imgsz,
+        "device": str(resolve_device(first_device(device))),
+        "runs": latency_runs,
+        "threads_requested": threads,
+    }
     costs = {}
     for model, stem in zip(models, stems, strict=True):
         path = out / "costs" / f"{stem}.json"
         cached = json.loads(path.read_text()) if path.exists() else {}
         if {k: cached.get(k) for k in want} != want:
-            cached = {**model_cost(model, imgsz=imgsz, device=want["device"], runs=latency_runs), **want}
+            cost = model_cost(model, imgsz=imgsz, device=want["device"], runs=latency_runs, threads=threads)
+            cached = {**cost, **want}
             write_json_atomic(path, cached)
         costs[stem] = cached
     return costs
@@ -172,6 +188,7 @@ def write_report(
     seeds: Sequence[int],
     device: str | int | None = None,
     latency_runs: int = 50,
+    threads: int | None = None,
 ) -> Path:
     """Write ``compare.csv``, ``compare.md`` and ``compare.png`` for the finished runs of a comparison folder.
 
@@ -183,6 +200,7 @@ def write_report(
         seeds (Sequence[int]): Seeds of the comparison.
         device (str | int | None): Device for the latency (first of a list).
         latency_runs (int): Timed passes per model, 0 to skip latency.
+        threads (int | None): CPU threads pinned during latency measurement (see ``model_cost``).
 
     Returns:
         (Path): Path of ``compare.md``.
@@ -194,7 +212,9 @@ def write_report(
         raise FileNotFoundError(f"no finished run of {stems} with seeds {list(seeds)} in {out / 'runs'}")
     settings = runs[0]["settings"]
     done = [(m, s) for m, s in zip(models, stems, strict=True) if any(r["stem"] == s for r in runs)]
-    costs = model_costs(out, [m for m, _ in done], [s for _, s in done], settings["imgsz"], device, latency_runs)
+    costs = model_costs(
+        out, [m for m, _ in done], [s for _, s in done], settings["imgsz"], device, latency_runs, threads
+    )
     rows = [{"model": model, **row} for model, row in zip(models, summarize(runs, stems, costs), strict=True)]
     write_csv(rows, out / "compare.csv")
     header = (
@@ -229,12 +249,14 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
         writer.writerows({k: cell(row.get(k)) for k in columns} for row in rows)
 
 
-def _number(value: float | None, digits: int) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+def _number(value: float | None, digits: int, significant: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}g}" if significant else f"{value:.{digits}f}"
 
 
-def _with_ratio(value: float | None, base: float | None, digits: int, is_base: bool) -> str:
-    text = _number(value, digits)
+def _with_ratio(value: float | None, base: float | None, digits: int, is_base: bool, significant: bool = False) -> str:
+    text = _number(value, digits, significant)
     if is_base or value is None or not base:
         return text
     return f"{text} (×{value / base:.2f})"
@@ -268,7 +290,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{row['stem']} (baseline)" if is_base else row["stem"],
             str(len(row["seeds"])),
             _with_ratio(None if row["params"] is None else row["params"] / 1e6, _mega(base["params"]), 2, is_base),
-            _with_ratio(row["gflops"], base["gflops"], 1, is_base),
+            _with_ratio(row["gflops"], base["gflops"], 3, is_base, significant=True),
             _with_ratio(row["latency_ms"], base["latency_ms"], 1, is_base),
         ]
         for prefix in METRICS:
@@ -281,7 +303,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         "",
         f"± is the sample standard deviation over seeds. Δ is the paired per-seed difference to {base['stem']} "
         "(mean ± std over the seeds both finished). A Δ marked *noise* is not distinguishable from noise: "
-        "|mean| < std, or a single paired seed (no spread). GFLOPs as Ultralytics counts them (fused model); "
+        "|mean| ≤ std, or a single paired seed (no spread). GFLOPs as Ultralytics counts them (fused model); "
         "ratios (×) are to the baseline.",
     ]
     return "\n".join(lines)

@@ -163,6 +163,7 @@ def model_cost(
     device: str | torch.device | None = "cpu",
     runs: int = 50,
     warmup: int = 10,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Measure what a model costs: parameters, GFLOPs (two counters) and batch-1 latency.
 
@@ -176,6 +177,9 @@ def model_cost(
         device (str | torch.device | None): Latency device, see ``resolve_device``. FLOPs are always counted on CPU.
         runs (int): Timed forward passes; 0 skips the latency measurement (latency keys are then None).
         warmup (int): Untimed forward passes before timing.
+        threads (int | None): CPU threads (``torch.set_num_threads``) during the measurement, restored afterwards;
+            None keeps the current setting. Pin it when latencies measured at different times must compare: training
+            on CPU lowers the thread count of the process (Ultralytics' ``select_device``).
 
     Returns:
         (dict[str, Any]): ``params`` (int), ``gflops`` (Ultralytics/THOP), ``gflops_torch`` (PyTorch counter),
@@ -191,8 +195,15 @@ def model_cost(
     torch_flops = torch_gflops(fused, imgsz)
     device = resolve_device(device)
     latency: dict[str, float | None] = dict.fromkeys(("latency_ms", "latency_p10_ms", "latency_p90_ms"))
-    if runs:
-        latency = measure_latency(fused.to(device), imgsz, device, runs=runs, warmup=warmup)
+    previous_threads = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        if runs:
+            latency = measure_latency(fused.to(device), imgsz, device, runs=runs, warmup=warmup)
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
     return {
         "params": params,
         "gflops": gflops,
@@ -200,7 +211,7 @@ def model_cost(
         **latency,
         "imgsz": imgsz,
         "device": str(device),
-        "threads": torch.get_num_threads(),
+        "threads": used_threads,
     }
 
 
