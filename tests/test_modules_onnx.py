@@ -14,13 +14,13 @@ import torch
 from block_helpers import randomize_
 
 from yolo_attn.modules import (
-    CA_C2f,
-    CA_C3k2,
     CBAM,
     ECA,
     MHSA,
     SAM,
     SE,
+    CA_C2f,
+    CA_C3k2,
     ChannelAttention,
     CoordAtt,
     SeparableSelfAttention,

@@ -140,7 +140,8 @@ def test_channel_attention_matches_cbam_channel_gate(r, training):
 
 
 @pytest.mark.parametrize(
-    ("k", "pool", "bn"), [(7, "max_mean", False), (7, "max_mean", True), ((3, 1), "mean", False), ((1, 5), "mean", True)]
+    ("k", "pool", "bn"),
+    [(7, "max_mean", False), (7, "max_mean", True), ((3, 1), "mean", False), ((1, 5), "mean", True)],
 )
 def test_spatial_attention_matches_cbam_spatial_gate(k, pool, bn, training):
     block = randomize_(SpatialAttention(32, k, pool, bn))

@@ -23,6 +23,7 @@ from yolo_attn.modules import (  # noqa: E402
     SpatialAttention,
 )
 from yolo_attn.registry import BLOCKS, is_registered, register, unregister  # noqa: E402
+from yolo_attn.yaml_edit import insert_after  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ __all__ = (
     "CoordAtt",
     "SeparableSelfAttention",
     "SpatialAttention",
+    "insert_after",
     "is_registered",
     "register",
     "unregister",
