@@ -9,13 +9,14 @@ Examples:
     yolo-attn demo
 
 Anything that is not one of our verbs goes to ``ultralytics.cfg.entrypoint`` unchanged, so ``train``, ``val``,
-``predict``, ``export``, ``settings`` and every ``key=value`` behave exactly as with ``yolo``. The command runs offline by
+``predict``, ``export``, ``settings`` and every ``key=value`` behave exactly as with ``yolo``. It runs offline by
 default (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0`` unless you set them, and a local font), see ``yolo_attn.offline``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 from yolo_attn.offline import apply_offline_env, install_local_font
 
 VERBS = ("subset", "eval", "compare", "profile", "demo")
+KEY_VALUE = re.compile(r"^[A-Za-z_]\w*=")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -38,8 +40,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     install_local_font()
     if argv and argv[0] in VERBS:
         parser = build_parser()
-        args, extra = parser.parse_known_args(argv)
-        args.run(args, extra, parser)
+        args, overrides = parse_verb(parser, argv)
+        args.run(args, overrides)
         return
     if not argv or argv[0] in {"-h", "--help", "help"}:
         build_parser().print_help()
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=100)
     _add_run_options(p)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare/<name>)")
-    _runs(p, _run_compare, extra_kv=True)
+    _runs(p, _run_compare, takes_overrides=True)
 
     p = verbs.add_parser("profile", help="params, GFLOPs and batch-1 latency of models")
     p.add_argument("--models", nargs="+", required=True)
@@ -98,6 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_verb(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, dict]:
+    """Parse one of our verbs; Ultralytics-style ``key=value`` tokens may stand anywhere and are returned apart.
+
+    Args:
+        parser (argparse.ArgumentParser): The parser from :func:`build_parser`.
+        argv (list[str]): Arguments, starting with the verb.
+
+    Returns:
+        args (argparse.Namespace): The verb's options, with ``run`` the function that carries it out.
+        overrides (dict): ``key=value`` settings with values typed as Ultralytics types them.
+    """
+    from ultralytics.cfg import smart_value
+
+    pairs = [a for a in argv if KEY_VALUE.match(a)]
+    args = parser.parse_args([a for a in argv if not KEY_VALUE.match(a)])
+    if pairs and not args.takes_overrides:
+        parser.error(f"{args.verb} takes no key=value settings: {' '.join(pairs)}")
+    return args, {k: smart_value(v) for k, v in (a.split("=", 1) for a in pairs)}
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--batch", type=int, default=16)
@@ -105,38 +127,24 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="pycocotools", choices=("pycocotools", "faster-coco-eval"))
 
 
-def _runs(p: argparse.ArgumentParser, run: Callable, extra_kv: bool = False) -> None:
-    p.set_defaults(run=run, extra_kv=extra_kv)
+def _runs(p: argparse.ArgumentParser, run: Callable, takes_overrides: bool = False) -> None:
+    p.set_defaults(run=run, takes_overrides=takes_overrides)
 
 
 def _csv(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _key_values(extra: list[str], parser: argparse.ArgumentParser, allowed: bool) -> dict:
-    """Parse Ultralytics-style ``key=value`` overrides left over by argparse."""
-    from ultralytics.cfg import smart_value
-
-    if extra and not allowed:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    bad = [a for a in extra if "=" not in a or a.startswith("-")]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)} (pass training settings as key=value)")
-    return {k: smart_value(v) for k, v in (a.split("=", 1) for a in extra)}
-
-
-def _run_subset(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+def _run_subset(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.data.subset import build_subset
 
-    _key_values(extra, parser, args.extra_kv)
     data = build_subset(args.coco, args.classes, args.train, args.val, args.seed, args.out)
     print(f"Subset written: {data}")
 
 
-def _run_eval(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+def _run_eval(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.evaluation.coco_eval import evaluate, format_metrics
 
-    _key_values(extra, parser, args.extra_kv)
     metrics = evaluate(
         args.weights,
         args.data,
@@ -151,10 +159,9 @@ def _run_eval(args: argparse.Namespace, extra: list[str], parser: argparse.Argum
     print(format_metrics(metrics))
 
 
-def _run_compare(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.experiments.compare import compare
 
-    overrides = _key_values(extra, parser, args.extra_kv)
     out = compare(
         args.data,
         args.models,
@@ -170,17 +177,15 @@ def _run_compare(args: argparse.Namespace, extra: list[str], parser: argparse.Ar
     print(f"Comparison written to {out}")
 
 
-def _run_profile(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+def _run_profile(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.profiling.cost import print_cost_table
 
-    _key_values(extra, parser, args.extra_kv)
     print_cost_table(args.models, imgsz=args.imgsz, device=args.device)
 
 
-def _run_demo(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+def _run_demo(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.demo import run_demo
 
-    _key_values(extra, parser, args.extra_kv)
     run_demo(args.out)
 
 

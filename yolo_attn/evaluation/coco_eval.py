@@ -313,3 +313,30 @@ def evaluate(
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def format_metrics(report: dict[str, Any]) -> str:
+    """Render an :func:`evaluate` report as markdown: the 12 COCO metrics, per-class AP, Ultralytics' mAP beside them.
+
+    Args:
+        report (dict[str, Any]): The dict returned by :func:`evaluate`.
+
+    Returns:
+        (str): Markdown tables, ready to paste.
+    """
+    coco = report["coco"]
+    lines = [
+        f"COCO metrics ({report['backend']}) of {report['weights']} on {report['n_images']} val images",
+        "",
+        "| " + " | ".join(METRIC_NAMES) + " |",
+        "|" + " --- |" * len(METRIC_NAMES),
+        "| " + " | ".join(f"{coco[name]:.4f}" for name in METRIC_NAMES) + " |",
+        "",
+        "| class | AP |",
+        "| --- | --- |",
+        *(f"| {name} | {ap:.4f} |" for name, ap in coco["per_class_AP"].items()),
+    ]
+    if report.get("ultralytics"):
+        u = report["ultralytics"]
+        lines += ["", f"Ultralytics val: mAP50-95 {u['mAP50-95']:.4f}, mAP50 {u['mAP50']:.4f} (see README for the gap)"]
+    return "\n".join(lines)

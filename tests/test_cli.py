@@ -1,0 +1,73 @@
+"""The `yolo-attn` command: Ultralytics' grammar passes through, our verbs parse, errors surface, offline defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import subprocess_env
+
+from yolo_attn import offline
+from yolo_attn.cli import build_parser, parse_verb
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("yolo-attn")
+    command = [str(script)] if script.exists() else ["yolo-attn"]
+    return subprocess.run([*command, *args], cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True)
+
+
+def test_settings_pass_through_to_ultralytics(tmp_path: Path):
+    proc = cli("settings", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "settings_version" in proc.stdout + proc.stderr
+
+
+def test_help_lists_our_verbs_and_ultralytics_modes(tmp_path: Path):
+    proc = cli("--help", cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0
+    for verb in ("subset", "eval", "compare", "profile", "demo"):
+        assert verb in out
+    assert "yolo TASK MODE ARGS" in out  # Ultralytics' own help follows ours
+
+
+def test_bad_yaml_row_fails_with_layer_and_block(tmp_path: Path):
+    cfg = yaml.safe_load(Path(__file__).parents[1].joinpath("model_yamls", "yolov8-cbam.yaml").read_text())
+    cfg["backbone"][-1] = [-1, 1, "CBAM", [1024]]
+    (tmp_path / "yolov8n-bad.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = cli("train", "model=yolov8n-bad.yaml", "data=none.yaml", "epochs=1", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "layer 10 [-1, 1, CBAM, [1024]]" in proc.stderr
+    assert "Expected CBAM [r=16, k=7]" in proc.stderr
+
+
+def test_compare_parser_takes_key_value_overrides():
+    argv = ["compare", "--data", "d.yaml", "--models", "a.yaml", "b.yaml", "--seeds", "0", "1", "lr0=0.02", "mosaic=0"]
+    args, overrides = parse_verb(build_parser(), argv)
+    assert args.models == ["a.yaml", "b.yaml"] and args.seeds == [0, 1] and args.epochs == 100
+    assert overrides == {"lr0": 0.02, "mosaic": 0}
+
+
+def test_verbs_without_overrides_reject_key_values():
+    with pytest.raises(SystemExit):
+        parse_verb(build_parser(), ["demo", "epochs=3"])
+
+
+def test_offline_defaults_keep_explicit_user_settings(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("YOLO_OFFLINE", "0")
+    monkeypatch.delenv("YOLO_AUTOINSTALL", raising=False)
+    offline.apply_offline_env()
+    assert os.environ["YOLO_OFFLINE"] == "0"
+    assert os.environ["YOLO_AUTOINSTALL"] == "0"
+
+
+def test_console_script_is_detected(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/yolo-attn", "train"])
+    assert offline.invoked_as_cli()
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/python", "x.py"])
+    assert not offline.invoked_as_cli()
