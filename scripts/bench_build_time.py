@@ -10,8 +10,9 @@ import argparse
 import statistics
 import time
 
-import yolo_attn  # noqa: F401  (registers the blocks)
 from ultralytics.nn.tasks import DetectionModel
+
+import yolo_attn  # noqa: F401  (registers the blocks)
 
 
 def build_seconds(cfg: str, repeats: int) -> list[float]:

@@ -37,7 +37,8 @@ def small_yaml(rows: list, scale: str = "n") -> dict:
         [-1, 1, "Conv", [512, 3, 2]],  # 4 P4
     ]
     head = [*rows, [[3, -1], 1, "Detect", ["nc"]]]
-    return {"nc": 2, "scales": {k: list(v) for k, v in SCALES.items()}, "scale": scale, "backbone": backbone, "head": head}
+    scales = {k: list(v) for k, v in SCALES.items()}
+    return {"nc": 2, "scales": scales, "scale": scale, "backbone": backbone, "head": head}
 
 
 def build(d: dict) -> DetectionModel:
@@ -45,12 +46,12 @@ def build(d: dict) -> DetectionModel:
 
 
 def test_yaml_names_resolve_to_our_blocks_not_ultralytics():
-    from ultralytics.nn.modules import CBAM as UltralyticsCBAM
+    from ultralytics.nn.modules import CBAM as ULTRALYTICS_CBAM
 
     model = build(small_yaml([[-1, 1, "CBAM", []]]))
     block = model.model[5]
     assert isinstance(block, yolo_attn.CBAM)
-    assert not isinstance(block, UltralyticsCBAM)
+    assert not isinstance(block, ULTRALYTICS_CBAM)
     assert block.type == "yolo_attn.modules.cbam.CBAM"
 
 

@@ -9,21 +9,21 @@ from yolo_attn.offline import apply_offline_env, invoked_as_cli
 if invoked_as_cli():  # the `yolo-attn` command runs offline by default; must precede the first ultralytics import
     apply_offline_env()
 
-from yolo_attn.modules import (  # noqa: E402
-    CA_C2f,
-    CA_C3k2,
+from yolo_attn.modules import (
     CBAM,
     ECA,
     MHSA,
     SAM,
     SE,
+    CA_C2f,
+    CA_C3k2,
     ChannelAttention,
     CoordAtt,
     SeparableSelfAttention,
     SpatialAttention,
 )
-from yolo_attn.registry import BLOCKS, is_registered, register, unregister  # noqa: E402
-from yolo_attn.yaml_edit import insert_after  # noqa: E402
+from yolo_attn.registry import BLOCKS, is_registered, register, unregister
+from yolo_attn.yaml_edit import insert_after
 
 __version__ = "0.1.0"
 
@@ -31,13 +31,13 @@ register()
 
 __all__ = (
     "BLOCKS",
-    "CA_C2f",
-    "CA_C3k2",
     "CBAM",
     "ECA",
     "MHSA",
     "SAM",
     "SE",
+    "CA_C2f",
+    "CA_C3k2",
     "ChannelAttention",
     "CoordAtt",
     "SeparableSelfAttention",

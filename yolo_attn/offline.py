@@ -36,7 +36,6 @@ def install_local_font() -> Path | None:
         (Path | None): The font path, or None when matplotlib's font could not be found.
     """
     import matplotlib
-
     from ultralytics.utils import USER_CONFIG_DIR
 
     source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"

@@ -35,13 +35,13 @@ from ultralytics.utils.callbacks import base as callbacks_base
 
 import yolo_attn.modules as modules_package
 from yolo_attn.modules import (
-    CA_C2f,
-    CA_C3k2,
     CBAM,
     ECA,
     MHSA,
     SAM,
     SE,
+    CA_C2f,
+    CA_C3k2,
     ChannelAttention,
     CoordAtt,
     SeparableSelfAttention,
@@ -182,7 +182,7 @@ def _yaml_args(args: list) -> tuple[list, dict]:
 def _expected(name: str) -> str:
     """Describe the YAML args a block expects, e.g. ``CBAM [r=16, k=7]``."""
     if name in EXTENDED_BLOCKS:
-        cls, parent = EXTENDED_BLOCKS[name]
+        parent = EXTENDED_BLOCKS[name][1]
         params = list(inspect.signature(parent).parameters.values())
         return f"{name} [{', '.join(_describe(p) for p in params[1:])}] (same args as {parent.__name__})"
     params = list(inspect.signature(BLOCKS[name]).parameters.values())[1:]
@@ -248,7 +248,8 @@ def _probe_input_shapes(model: nn.Sequential, ch: int, wanted: set[int]) -> dict
         with torch.no_grad():
             for i, layer in enumerate(model[: max(wanted) + 1]):
                 if layer.f != -1:
-                    x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
+                    f = layer.f
+                    x = outputs[f] if isinstance(f, int) else [x if j == -1 else outputs[j] for j in f]
                 if i in wanted:
                     shapes[i] = x.shape
                 x = layer(x)
@@ -265,7 +266,7 @@ def _build_real(i: int, row: list, placeholder: nn.Module, shape: torch.Size) ->
         block (nn.Module): The block, or an ``nn.Sequential`` of repeats.
         args (list): The constructor args, for the layer table.
     """
-    f, n, name, yaml_args = row
+    name, yaml_args = row[2], row[3]
     if name in EXTENDED_BLOCKS:
         cls = EXTENDED_BLOCKS[name][0]
         args = cls.parent_args(placeholder)
