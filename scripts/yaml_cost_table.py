@@ -2,8 +2,15 @@
 
 Each YAML in model_yamls is built at one scale (default n) through its scaled name, exactly as a user loads it
 (``yolov8-cbam.yaml`` at scale n is built from ``yolov8n-cbam.yaml``), next to the matching Ultralytics baseline
-(``yolov8n.yaml`` / ``yolo11n.yaml``). Params are the sum of ``numel`` over all parameters; GFLOPs come from
-``ultralytics.utils.torch_utils.get_flops(model, imgsz)``.
+(``yolov8n.yaml`` / ``yolo11n.yaml``). Params are the sum of ``numel`` over all parameters. GFLOPs are given twice:
+
+- ``ultralytics.utils.torch_utils.get_flops(model, imgsz)``, the figure ``model.info()`` prints. It profiles one-stride-
+  tall proxy images and extrapolates to the target size, which mis-scales costs that are not proportional to H*W:
+  a pooled SE/CBAM MLP (constant) is counted once per stride cell, CoordAtt's H- and W-pooled convs (~H+W) likewise.
+- A full pass: thop on one image of the target size, no extrapolation. Trust this column for the blocks' cost.
+
+Neither counts elementwise work (sigmoid, gating multiplies, channel pooling), which is most of what the cheap gates
+do, so measure latency too.
 
 Usage:
     python scripts/yaml_cost_table.py                        # every model_yamls/*.yaml at scale n, 640 px
@@ -23,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")  # must precede the first ultralytics import
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
+import thop
 import torch
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.torch_utils import get_flops
@@ -43,12 +51,14 @@ class ModelCost:
     Attributes:
         name (str): Scaled model name, e.g. ``yolov8n-cbam``.
         params (int): Number of parameters.
-        gflops (float): GFLOPs for one image at the profiled size.
+        gflops (float): GFLOPs for one image at the profiled size, from Ultralytics' ``get_flops``.
+        gflops_full (float): GFLOPs from one full-size thop pass.
     """
 
     name: str
     params: int
     gflops: float
+    gflops_full: float
 
 
 def scaled_name(yaml_path: Path, scale: str) -> tuple[str, str]:
@@ -81,7 +91,9 @@ def measure(cfg: str | Path, name: str, imgsz: int) -> ModelCost:
     """
     model = DetectionModel(str(cfg), verbose=False)
     params = sum(p.numel() for p in model.parameters())
-    return ModelCost(name=name, params=params, gflops=get_flops(model, imgsz=imgsz))
+    image = torch.empty(1, 3, imgsz, imgsz)
+    macs = thop.profile(model, inputs=[image], verbose=False)[0]  # no `stride`: one pass at full size
+    return ModelCost(name=name, params=params, gflops=get_flops(model, imgsz=imgsz), gflops_full=2 * macs / 1e9)
 
 
 def format_row(cost: ModelCost, baseline: ModelCost | None) -> str:
@@ -92,19 +104,24 @@ def format_row(cost: ModelCost, baseline: ModelCost | None) -> str:
         baseline (ModelCost | None): Its baseline, or None for the baseline row itself.
 
     Returns:
-        (str): ``| model | params | extra params | GFLOPs | extra GFLOPs |``.
+        (str): One row under ``TABLE_HEAD``.
     """
     if baseline is None:
-        return f"| {cost.name} (baseline) | {cost.params:,} | - | {cost.gflops:.2f} | - |"
+        return f"| {cost.name} (baseline) | {cost.params:,} | - | {cost.gflops:.2f} | - | {cost.gflops_full:.2f} | - |"
     extra_params = cost.params - baseline.params
     extra_flops = cost.gflops - baseline.gflops
+    extra_full = cost.gflops_full - baseline.gflops_full
     return (
         f"| {cost.name} | {cost.params:,} | {extra_params:+,} ({100 * extra_params / baseline.params:+.2f}%) "
-        f"| {cost.gflops:.2f} | {extra_flops:+.2f} ({100 * extra_flops / baseline.gflops:+.1f}%) |"
+        f"| {cost.gflops:.2f} | {extra_flops:+.3f} ({100 * extra_flops / baseline.gflops:+.1f}%) "
+        f"| {cost.gflops_full:.2f} | {extra_full:+.3f} ({100 * extra_full / baseline.gflops_full:+.1f}%) |"
     )
 
 
-TABLE_HEAD = ("| model | params | extra params | GFLOPs | extra GFLOPs |", "| --- | ---: | ---: | ---: | ---: |")
+TABLE_HEAD = (
+    "| model | params | extra params | GFLOPs | extra GFLOPs | GFLOPs, full pass | extra, full pass |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+)
 
 
 def cost_rows(yaml_paths: list[Path], scale: str, imgsz: int) -> dict[Path, tuple[ModelCost, ModelCost]]:

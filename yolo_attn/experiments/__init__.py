@@ -1,6 +1,10 @@
-"""Compare models x seeds under identical settings: training, COCO evaluation, cost, tables and a plot."""
+"""Compare models x seeds under identical settings: training, COCO evaluation, cost, tables and a plot.
 
-from yolo_attn.experiments.compare import compare, load_runs
+Entry point: ``yolo_attn.experiments.compare.compare`` (the ``yolo-attn compare`` command). It is not re-exported
+here so that ``yolo_attn.experiments.compare`` stays the module.
+"""
+
+from yolo_attn.experiments.compare import load_runs
 from yolo_attn.experiments.report import summarize, write_report
 
-__all__ = ("compare", "load_runs", "summarize", "write_report")
+__all__ = ("load_runs", "summarize", "write_report")
