@@ -226,3 +226,18 @@ def test_scale_letter_in_the_name_picks_the_scale() -> None:
 def test_unscaled_name_falls_back_to_the_first_scale_n() -> None:
     model = DetectionModel(str(YAML_DIR / "yolo11-cbam.yaml"), verbose=False)
     assert n_params(model) == baseline_params("yolo11", "n") + expected_extra_params("yolo11-cbam", "n")
+
+
+@pytest.mark.parametrize("stem", ALL_STEMS)
+def test_header_cost_table_params_are_current(stem: str) -> None:
+    """The header's table (scripts/yaml_cost_table.py --update-headers) must match what the file builds today."""
+    fam, variant = stem.split("-", 1)
+    rows = {}
+    for line in (YAML_DIR / f"{stem}.yaml").read_text().splitlines():
+        if line.startswith("# | yolo"):
+            cells = [c.strip() for c in line[2:].strip("|").split("|")]
+            rows[cells[0]] = int(cells[1].replace(",", ""))
+    assert rows == {
+        f"{fam}n (baseline)": baseline_params(fam, "n"),
+        f"{fam}n-{variant}": params_from_yaml(scaled_path(stem, "n")),
+    }

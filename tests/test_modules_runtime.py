@@ -1,0 +1,83 @@
+"""Every block at run time: batch size 1, non-square inputs, fp16/bf16 autocast, and torch.compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from yolo_attn import (
+    CBAM,
+    ECA,
+    MHSA,
+    SAM,
+    SE,
+    CA_C2f,
+    CA_C3k2,
+    ChannelAttention,
+    CoordAtt,
+    SeparableSelfAttention,
+    SpatialAttention,
+)
+
+C = 32
+BLOCKS = {
+    "SE": lambda: SE(C, 8),
+    "ChannelAttention": lambda: ChannelAttention(C, 8),
+    "SpatialAttention": lambda: SpatialAttention(C, 7),
+    "SpatialAttention-seed": lambda: SpatialAttention(C, (3, 1), "mean", False),
+    "CBAM": lambda: CBAM(C, 8, 7),
+    "ECA": lambda: ECA(C),
+    "SAM": lambda: SAM(C),
+    "CoordAtt": lambda: CoordAtt(C),
+    "MHSA": lambda: MHSA(C, 4),
+    "SeparableSelfAttention": lambda: SeparableSelfAttention(C),
+    "CA_C2f": lambda: CA_C2f(C, C, 2, True),
+    "CA_C3k2": lambda: CA_C3k2(C, C, 1, True),
+}
+
+
+def randomised(block: nn.Module) -> nn.Module:
+    """Give every parameter a random value, so zero-initialised projections do not hide a broken path."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    return block.eval()
+
+
+@pytest.mark.parametrize("name", list(BLOCKS))
+@pytest.mark.parametrize("shape", [(1, C, 13, 7), (2, C, 8, 20)])
+def test_batch_one_and_non_square(name, shape):
+    block = randomised(BLOCKS[name]())
+    x = torch.randn(shape)
+    y = block(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+    block.train()  # BatchNorm in training mode still runs on batch 1 when H x W > 1
+    assert block(x).shape == x.shape
+
+
+@pytest.mark.parametrize("name", list(BLOCKS))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cpu_autocast(name, dtype):
+    block = randomised(BLOCKS[name]())
+    x = torch.randn(2, C, 12, 10)
+    reference = block(x)
+    with torch.autocast("cpu", dtype=dtype):
+        y = block(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y.float()).all()
+    scale = reference.abs().max()
+    assert (y.float() - reference).abs().max() <= 0.05 * scale  # low precision, same function
+
+
+@pytest.mark.slow
+def test_torch_compile_all_blocks():
+    # One graph holding every block keeps the compile cost to a single inductor build on 2 CPU cores.
+    model = randomised(nn.Sequential(*(make() for make in BLOCKS.values())))
+    compiled = torch.compile(model, fullgraph=True)
+    for shape in ((1, C, 16, 12), (2, C, 16, 12)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
