@@ -21,7 +21,7 @@ from pathlib import Path
 
 DEMO_MODELS = ("yolov8n.yaml", "yolov8n-cbam.yaml", "yolov8n-eca.yaml")  # Ultralytics' baseline, then model_yamls/
 SEEDS = (0, 1)
-EPOCHS = 15
+EPOCHS = 20
 IMGSZ = 128
 BATCH = 8
 N_TRAIN, N_VAL = 96, 32

@@ -130,7 +130,11 @@ def compare(
         }
         write_json_atomic(path, record)
         LOGGER.info(f"{PREFIX}[{i}/{len(grid)}] {stem} seed {seed}: saved {path}")
-        write_report(out, models, seeds, device=device, latency_runs=latency_runs, threads=LATENCY_THREADS)
+        if i < len(grid):  # a partial report to look at while the grid runs; never a reason to stop it
+            try:
+                write_report(out, models, seeds, device=device, latency_runs=latency_runs, threads=LATENCY_THREADS)
+            except Exception as error:
+                LOGGER.warning(f"{PREFIX}partial report failed ({error}); the runs go on, the final report retries")
     report = write_report(out, models, seeds, device=device, latency_runs=latency_runs, threads=LATENCY_THREADS)
     LOGGER.info(f"{PREFIX}report written: {report}")
     return out
