@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("subset", help="build a YOLO data set + COCO ground truth from a COCO subset")
     p.add_argument("--coco", type=Path, required=True, help="COCO root with annotations/ and train2017/ val2017/")
     p.add_argument("--classes", type=_csv, default=None, help="comma-separated category names (default: all)")
-    p.add_argument("--train", type=int, required=True, help="number of training images")
-    p.add_argument("--val", type=int, required=True, help="number of validation images")
+    p.add_argument("--train", type=_count, required=True, help="number of training images, or 'all'")
+    p.add_argument("--val", type=_count, required=True, help="number of validation images, or 'all'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="output folder (data.yaml is written there)")
     _runs(p, _run_subset)
@@ -129,6 +129,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _runs(p: argparse.ArgumentParser, run: Callable, takes_overrides: bool = False) -> None:
     p.set_defaults(run=run, takes_overrides=takes_overrides)
+
+
+def _count(text: str) -> int | None:
+    """An image count; ``all`` (None) takes every image that qualifies."""
+    return None if text == "all" else int(text)
 
 
 def _csv(text: str) -> list[str]:

@@ -13,11 +13,15 @@ from pathlib import Path
 
 OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"}
 CLI_NAMES = {"yolo-attn", "yolo-attn.exe"}
+SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"  # the CLI's twins, in a source checkout
 
 
 def invoked_as_cli() -> bool:
-    """Return True when this interpreter runs the ``yolo-attn`` console script."""
-    return bool(sys.argv) and Path(sys.argv[0]).name in CLI_NAMES
+    """Return True when this interpreter runs the ``yolo-attn`` console script or one of its ``scripts/`` twins."""
+    if not sys.argv or not sys.argv[0]:
+        return False
+    program = Path(sys.argv[0])
+    return program.name in CLI_NAMES or (program.suffix == ".py" and program.resolve().parent == SCRIPTS_DIR)
 
 
 def apply_offline_env() -> None:
