@@ -69,5 +69,7 @@ def test_offline_defaults_keep_explicit_user_settings(monkeypatch: pytest.Monkey
 def test_console_script_is_detected(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(sys, "argv", ["/usr/bin/yolo-attn", "train"])
     assert offline.invoked_as_cli()
+    monkeypatch.setattr(sys, "argv", ["-m"])  # `python -m yolo_attn`, while it imports the package
+    assert offline.invoked_as_cli()
     monkeypatch.setattr(sys, "argv", ["/usr/bin/python", "x.py"])
     assert not offline.invoked_as_cli()

@@ -17,9 +17,15 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"  # the CLI's twins
 
 
 def invoked_as_cli() -> bool:
-    """Return True when this interpreter runs the ``yolo-attn`` console script or one of its ``scripts/`` twins."""
+    """Return True when this interpreter runs the ``yolo-attn`` command, ``python -m yolo_attn`` or a ``scripts/`` twin.
+
+    While ``python -m`` imports the target's packages, ``sys.argv[0]`` is ``"-m"``; it is the script path afterwards,
+    so a library merely imported by another ``-m`` program is not mistaken for the command.
+    """
     if not sys.argv or not sys.argv[0]:
         return False
+    if sys.argv[0] == "-m":
+        return True
     program = Path(sys.argv[0])
     return program.name in CLI_NAMES or (program.suffix == ".py" and program.resolve().parent == SCRIPTS_DIR)
 
