@@ -23,8 +23,12 @@ def fake_metrics(model: str, seed: int) -> dict:
     return {"coco": {"AP": ap, "AP50": 2 * ap}, "ultralytics": {"mAP50-95": ap, "mAP50": 2 * ap}}
 
 
-def fake_cost(model, imgsz=640, device="cpu", runs=50, warmup=10, threads=None):
-    return {"params": 1000 * len(Path(model).stem), "gflops": 1.0, "gflops_torch": 1.0, "latency_ms": 2.0}
+def fake_static_cost(model, imgsz=640):
+    return {"params": 1000 * len(Path(model).stem), "gflops": 1.0, "gflops_torch": 1.0, "imgsz": imgsz}
+
+
+def fake_latencies(models, imgsz=640, device="cpu", runs=50, warmup=10, threads=None):
+    return {name: {"latency_ms": 2.0, "latency_p10_ms": 1.0, "latency_p90_ms": 3.0, "threads": 1} for name in models}
 
 
 class FakeTrainer:
@@ -43,7 +47,9 @@ class FakeTrainer:
 
 @pytest.fixture
 def fakes(monkeypatch):
-    monkeypatch.setattr("yolo_attn.profiling.cost.model_cost", fake_cost)
+    monkeypatch.setattr("yolo_attn.profiling.cost.static_cost", fake_static_cost)
+    monkeypatch.setattr("yolo_attn.profiling.cost.deployed_model", lambda model, device="cpu": model)
+    monkeypatch.setattr("yolo_attn.profiling.cost.measure_latencies", fake_latencies)
 
     def install(trainer: FakeTrainer) -> FakeTrainer:
         monkeypatch.setattr(compare_module, "train_and_evaluate", trainer)
@@ -64,6 +70,8 @@ def test_resume_runs_only_unfinished_and_leaves_finished_untouched(tmp_path, fak
     finished = sorted((out / "runs").iterdir())
     assert [p.name for p in finished] == ["base_seed0.json", "base_seed1.json"]  # no temp file left by the crash
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in finished}
+    assert "2/4 runs finished" in (out / "compare.md").read_text()  # the partial report of the finished runs
+    assert not (out / "latency.json").exists()  # latency waits for the end, to measure all models together
 
     second = fakes(FakeTrainer())
     assert compare("data.yaml", **GRID, out=out, device="cpu") == out.resolve()
@@ -84,6 +92,8 @@ def test_resume_runs_only_unfinished_and_leaves_finished_untouched(tmp_path, fak
         rows = list(csv.DictReader(f))
     assert [(r["stem"], r["seeds"]) for r in rows] == [("base", "0;1"), ("attn", "0;1")]
     assert float(rows[1]["map50_95_mean"]) == pytest.approx(0.505)  # fake AP of "attn": 0.5 + 0.01 * seed
+    assert [float(r["latency_ms"]) for r in rows] == [2.0, 2.0]
+    assert "4/4 runs finished" in (out / "compare.md").read_text()
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| attn |" in (out / "compare.md").read_text()
 
@@ -276,3 +286,23 @@ def test_cli_compare_end_to_end_and_resume(tmp_path, synthetic_subset):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (again.stdout + again.stderr).count("done before, skipped") == 4
     assert [r["finished_at"] for r in load_runs(out)] == [r["finished_at"] for r in records]
+
+
+def test_demo_builds_data_and_drives_compare(tmp_path, monkeypatch):
+    from yolo_attn.demo import run_demo
+
+    seen = {}
+
+    def fake_compare(data, models, seeds, epochs, **kwargs):
+        seen.update(data=Path(data), models=models, seeds=seeds, epochs=epochs, **kwargs)
+        kwargs["out"].mkdir(parents=True)
+        (kwargs["out"] / "compare.md").write_text("| table |\n")
+        return kwargs["out"]
+
+    monkeypatch.setattr(compare_module, "compare", fake_compare)
+    assert run_demo(tmp_path / "demo") == (tmp_path / "demo").resolve()
+    assert seen["data"].is_file() and "coco_gt" in seen["data"].read_text()
+    assert seen["models"][0] == "yolov8n.yaml"
+    assert all(Path(m).parent.name == "model_yamls" for m in seen["models"][1:])  # YAMLs of this checkout
+    assert len(seen["seeds"]) >= 2  # at least two seeds, or the table has no spread to judge deltas with
+    assert seen["device"] == "cpu" and seen["train_overrides"]["workers"] == 0

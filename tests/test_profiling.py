@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-from yolo_attn.profiling.cost import cost_table, count_params, measure_latency, model_cost, resolve_device
+from yolo_attn.profiling.cost import (
+    cost_table,
+    count_params,
+    measure_latencies,
+    measure_latency,
+    model_cost,
+    resolve_device,
+)
 
 
 def conv_stack() -> nn.Module:
@@ -117,17 +126,32 @@ def test_resolve_device_rejects_garbage():
         resolve_device("gpu-please")
 
 
-def fake_cost(model, imgsz=640, device="cpu", runs=50, warmup=10, threads=None):
-    """Stand-in for model_cost: numbers derived from the name, so the table logic is tested without building models."""
-    size = {"yolov8n": 1.0, "yolov8n-big": 1.5, "yolo11n": 2.0, "yolo11n-big": 5.0}[str(model).removesuffix(".yaml")]
-    return {"params": int(size * 1e6), "gflops": 2 * size, "gflops_torch": 2 * size, "latency_ms": 10 * size}
+SIZES = {"yolov8n": 1.0, "yolov8n-big": 1.5, "yolo11n": 2.0, "yolo11n-big": 5.0}
 
 
-def test_cost_table_ratios_against_each_rows_baseline(monkeypatch):
-    monkeypatch.setattr("yolo_attn.profiling.cost.model_cost", fake_cost)
+@pytest.fixture
+def fake_models(monkeypatch):
+    """Costs derived from the model name, so the table logic is tested without building models."""
+
+    def static_cost(model, imgsz=640):
+        size = SIZES[Path(model).stem]
+        return {"params": int(size * 1e6), "gflops": 2 * size, "gflops_torch": 2 * size, "imgsz": imgsz}
+
+    def measure_latencies(models, imgsz=640, device="cpu", runs=50, warmup=10, threads=None):
+        return {name: {"latency_ms": 10 * SIZES[Path(name).stem]} for name in models}
+
+    monkeypatch.setattr("yolo_attn.profiling.cost.static_cost", static_cost)
+    monkeypatch.setattr("yolo_attn.profiling.cost.deployed_model", lambda model, device="cpu": model)
+    monkeypatch.setattr("yolo_attn.profiling.cost.measure_latencies", measure_latencies)
+
+
+def table_rows(table: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+
+
+def test_cost_table_ratios_against_each_rows_baseline(fake_models):
     baselines = {"yolov8n-big.yaml": "yolov8n.yaml", "yolo11n-big.yaml": "yolo11n.yaml"}
-    table = cost_table(["yolov8n-big.yaml", "yolo11n-big.yaml"], runs=1, baselines=baselines)
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    rows = table_rows(cost_table(["yolov8n-big.yaml", "yolo11n-big.yaml"], runs=1, baselines=baselines))
     # baselines are listed before the models that use them, ratios are to each row's own baseline
     assert [(r[0], r[1]) for r in rows] == [
         ("yolov8n", "yolov8n"),
@@ -135,14 +159,22 @@ def test_cost_table_ratios_against_each_rows_baseline(monkeypatch):
         ("yolo11n", "yolo11n"),
         ("yolo11n-big", "yolo11n"),
     ]
-    assert [r[3] for r in rows] == ["1.000", "1.500", "1.000", "2.500"]  # params ratio
     assert [r[2] for r in rows] == ["1.00", "1.50", "2.00", "5.00"]  # params in millions
-    assert rows[3][9] == "2.500"  # latency ratio
+    assert [r[3] for r in rows] == ["1.000", "1.500", "1.000", "2.500"]  # params ratio
+    assert [r[9] for r in rows] == ["1.000", "1.500", "1.000", "2.500"]  # latency ratio
 
 
-def test_cost_table_default_baseline_is_first_model(monkeypatch):
-    monkeypatch.setattr("yolo_attn.profiling.cost.model_cost", fake_cost)
-    table = cost_table(["yolo11n.yaml", "yolov8n.yaml"], runs=1)
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+def test_cost_table_default_baseline_is_first_model(fake_models):
+    rows = table_rows(cost_table(["yolo11n.yaml", "yolov8n.yaml"], runs=0))
     assert [r[1] for r in rows] == ["yolo11n", "yolo11n"]
     assert rows[1][5] == "0.500"  # GFLOPs ratio yolov8n / yolo11n
+    assert rows[1][8] == rows[1][9] == "–"  # no latency with runs=0
+
+
+def test_interleaved_latencies_cover_every_model():
+    models = {"a": conv_stack().eval(), "b": TokenAttention().eval()}
+    result = measure_latencies(models, imgsz=8, runs=3, warmup=1, threads=1)
+    assert set(result) == {"a", "b"}
+    assert all(
+        r["threads"] == 1 and r["latency_p10_ms"] <= r["latency_ms"] <= r["latency_p90_ms"] for r in result.values()
+    )

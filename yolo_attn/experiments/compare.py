@@ -4,10 +4,11 @@ Layout of a comparison folder ``out``::
 
     out/
       runs/<stem>_seed<s>.json   one per finished run: settings, COCO metrics (pycocotools), weights path, timing
-      costs/<stem>.json          params, GFLOPs, batch-1 latency of each model (measured once, cached)
+      costs/<stem>.json          params and GFLOPs of each model (measured once, cached)
+      latency.json               batch-1 latency of all models, measured together (interleaved) at the end
       train/<stem>_seed<s>/      the Ultralytics training folder (weights/best.pt, results.csv, args.yaml)
       eval/<stem>_seed<s>/       detections and metrics written by ``yolo_attn.evaluation.coco_eval.evaluate``
-      compare.csv, compare.md, compare.png   the report, rewritten after every finished run
+      compare.csv, compare.md, compare.png   the report: partial (no latency yet) after every run, then final
 
 A run's JSON is written to a temporary file and renamed into place when the run has been trained AND evaluated, so a
 run either counts or is redone: interrupt a comparison at any point and run the same command with the same ``out`` to
@@ -132,7 +133,7 @@ def compare(
         LOGGER.info(f"{PREFIX}[{i}/{len(grid)}] {stem} seed {seed}: saved {path}")
         if i < len(grid):  # a partial report to look at while the grid runs; never a reason to stop it
             try:
-                write_report(out, models, seeds, device=device, latency_runs=latency_runs, threads=LATENCY_THREADS)
+                write_report(out, models, seeds, device, latency_runs, LATENCY_THREADS, measure_latency=False)
             except Exception as error:
                 LOGGER.warning(f"{PREFIX}partial report failed ({error}); the runs go on, the final report retries")
     report = write_report(out, models, seeds, device=device, latency_runs=latency_runs, threads=LATENCY_THREADS)

@@ -146,8 +146,13 @@ def model_costs(
     device: str | int | None,
     latency_runs: int,
     threads: int | None = None,
+    measure: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Measure (or read back from ``out/costs``) the cost of each model.
+    """Return each model's params, GFLOPs and batch-1 latency, measuring only what ``out`` does not hold yet.
+
+    Params and FLOPs are cached per model in ``out/costs/<stem>.json``. Latencies are measured for all ``models``
+    together, with interleaved passes so that they compare (``measure_latencies``), and cached in ``out/latency.json``
+    for exactly this set of models and settings; a different set is measured again.
 
     Args:
         out (Path): Comparison folder.
@@ -155,30 +160,38 @@ def model_costs(
         stems (Sequence[str]): Their stems.
         imgsz (int): Image size of FLOPs and latency.
         device (str | int | None): Compare device; latency uses its first device.
-        latency_runs (int): Timed passes, 0 to skip latency.
-        threads (int | None): CPU threads pinned during the measurement (see ``model_cost``).
+        latency_runs (int): Timed passes per model, 0 to skip latency.
+        threads (int | None): CPU threads pinned during the latency measurement (see ``measure_latencies``).
+        measure (bool): Measure latency if not cached; False leaves latency empty instead (partial reports).
 
     Returns:
-        (dict[str, dict[str, Any]]): ``model_cost`` result per stem.
+        (dict[str, dict[str, Any]]): Per stem: ``static_cost`` keys, ``latency_ms``, ``latency_p10_ms``,
+            ``latency_p90_ms``, ``threads`` and ``device``.
     """
-    from yolo_attn.profiling.cost import model_cost, resolve_device
+    from yolo_attn.profiling.cost import deployed_model, measure_latencies, resolve_device, static_cost
 
     (out / "costs").mkdir(parents=True, exist_ok=True)
-    want = {
-        "imgsz": imgsz,
-        "device": str(resolve_device(first_device(device))),
-        "runs": latency_runs,
-        "threads_requested": threads,
-    }
     costs = {}
     for model, stem in zip(models, stems, strict=True):
         path = out / "costs" / f"{stem}.json"
         cached = json.loads(path.read_text()) if path.exists() else {}
-        if {k: cached.get(k) for k in want} != want:
-            cost = model_cost(model, imgsz=imgsz, device=want["device"], runs=latency_runs, threads=threads)
-            cached = {**cost, **want}
+        if cached.get("imgsz") != imgsz:
+            cached = static_cost(model, imgsz)
             write_json_atomic(path, cached)
         costs[stem] = cached
+
+    latency_device = str(resolve_device(first_device(device)))
+    key = {"stems": list(stems), "imgsz": imgsz, "device": latency_device, "runs": latency_runs, "threads": threads}
+    path = out / "latency.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    if cached.get("key") != key and measure and latency_runs:
+        deployed = {stem: deployed_model(model, latency_device) for model, stem in zip(models, stems, strict=True)}
+        latencies = measure_latencies(deployed, imgsz, latency_device, runs=latency_runs, threads=threads)
+        cached = {"key": key, "latency": latencies}
+        write_json_atomic(path, cached)
+    latencies = cached.get("latency", {}) if cached.get("key") == key else {}
+    for stem in stems:
+        costs[stem] = {**costs[stem], **latencies.get(stem, {}), "device": latency_device}
     return costs
 
 
@@ -189,10 +202,12 @@ def write_report(
     device: str | int | None = None,
     latency_runs: int = 50,
     threads: int | None = None,
+    measure_latency: bool = True,
 ) -> Path:
     """Write ``compare.csv``, ``compare.md`` and ``compare.png`` for the finished runs of a comparison folder.
 
     Only runs of the given models and seeds enter the tables. Costs are measured for models with a finished run.
+    The table's header line says how many runs of the grid are finished.
 
     Args:
         out (str | Path): Comparison folder (``runs/*.json`` written by ``compare``).
@@ -200,7 +215,9 @@ def write_report(
         seeds (Sequence[int]): Seeds of the comparison.
         device (str | int | None): Device for the latency (first of a list).
         latency_runs (int): Timed passes per model, 0 to skip latency.
-        threads (int | None): CPU threads pinned during latency measurement (see ``model_cost``).
+        threads (int | None): CPU threads pinned during latency measurement (see ``measure_latencies``).
+        measure_latency (bool): Measure latency when not cached; False (partial reports while runs go on) leaves it
+            empty rather than measure a few models now and others later under other load.
 
     Returns:
         (Path): Path of ``compare.md``.
@@ -212,18 +229,22 @@ def write_report(
         raise FileNotFoundError(f"no finished run of {stems} with seeds {list(seeds)} in {out / 'runs'}")
     settings = runs[0]["settings"]
     done = [(m, s) for m, s in zip(models, stems, strict=True) if any(r["stem"] == s for r in runs)]
+    done_models, done_stems = [m for m, _ in done], [s for _, s in done]
     costs = model_costs(
-        out, [m for m, _ in done], [s for _, s in done], settings["imgsz"], device, latency_runs, threads
+        out, done_models, done_stems, settings["imgsz"], device, latency_runs, threads, measure=measure_latency
     )
     rows = [{"model": model, **row} for model, row in zip(models, summarize(runs, stems, costs), strict=True)]
     write_csv(rows, out / "compare.csv")
+    overrides = " ".join(f"{k}={v}" for k, v in settings["train_overrides"].items())
     header = (
         f"Data `{settings['data']}`, epochs={settings['epochs']}, imgsz={settings['imgsz']}, "
-        f"batch={settings['batch']}, seeds {', '.join(map(str, seeds))}; {len(runs)}/{len(stems) * len(seeds)} runs "
-        f"finished. COCO metrics by {settings['backend']} on the val split."
+        f"batch={settings['batch']}{f', overrides `{overrides}`' if overrides else ''}, "
+        f"seeds {', '.join(map(str, seeds))}; {len(runs)}/{len(stems) * len(seeds)} runs finished. "
+        f"COCO metrics by {settings['backend']} on the val split."
     )
     (out / "compare.md").write_text(header + "\n\n" + markdown_table(rows) + "\n")
-    plot(rows, out / "compare.png", title=f"{Path(settings['data']).parent.name}, {settings['epochs']} epochs")
+    title = f"{Path(settings['data']).parent.name}: {settings['epochs']} epochs, imgsz {settings['imgsz']}"
+    plot(rows, out / "compare.png", title=title)
     return out / "compare.md"
 
 
@@ -272,7 +293,10 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         (str): Markdown text.
     """
     base = rows[0]
-    device = next((r["device"] for r in rows if r.get("device")), "?")
+    measured = next((r for r in rows if r.get("latency_ms") is not None), None)
+    device = "not measured yet" if measured is None else measured["device"]
+    if measured is not None and measured["device"] == "cpu" and measured.get("threads"):
+        device += f", {measured['threads']} threads"
     labels = [label for _, label in METRICS.values()]
     head = [
         "Model",
@@ -303,8 +327,9 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         "",
         f"± is the sample standard deviation over seeds. Δ is the paired per-seed difference to {base['stem']} "
         "(mean ± std over the seeds both finished). A Δ marked *noise* is not distinguishable from noise: "
-        "|mean| ≤ std, or a single paired seed (no spread). GFLOPs as Ultralytics counts them (fused model); "
-        "ratios (×) are to the baseline.",
+        "|mean| ≤ std, or a single paired seed (no spread). GFLOPs as Ultralytics counts them (fused model). "
+        "Latency: median of batch-1 forward passes of the fused models, interleaved so all models share the machine's "
+        "conditions. Ratios (×) are to the baseline.",
     ]
     return "\n".join(lines)
 
@@ -334,14 +359,17 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
     """
     from matplotlib.figure import Figure
 
-    use_latency = all(r["latency_ms"] is not None for r in rows if r["map50_95_mean"] is not None)
+    plotted = [r for r in rows if r["map50_95_mean"] is not None]
+    use_latency = bool(plotted) and all(r["latency_ms"] is not None for r in plotted)
     x_key, x_label = ("latency_ms", "latency bs1 (ms)") if use_latency else ("gflops", "GFLOPs")
     if use_latency:
-        x_label = f"latency bs1 (ms, {next((r['device'] for r in rows if r.get('device')), '?')})"
+        measured = plotted[0]
+        threads = f", {measured['threads']} threads" if measured["device"] == "cpu" and measured.get("threads") else ""
+        x_label = f"latency bs1 (ms, {measured['device']}{threads})"
     fig = Figure(figsize=(6.4, 4.8), dpi=150, tight_layout=True)
     ax = fig.add_subplot()
-    for row in rows:
-        if row["map50_95_mean"] is None or row[x_key] is None:
+    for row in plotted:
+        if row[x_key] is None:
             continue
         ax.errorbar(
             row[x_key],
@@ -349,7 +377,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
             yerr=row["map50_95_std"] or 0.0,
             fmt="s" if row["baseline"] else "o",
             capsize=4,
-            label=f"{row['stem']} (n={len(row['seeds'])})",
+            label=f"{row['stem']}{' (baseline)' if row['baseline'] else ''}, {len(row['seeds'])} seeds",
         )
         ax.annotate(row["stem"], (row[x_key], row["map50_95_mean"]), textcoords="offset points", xytext=(5, 5))
     ax.set_xlabel(x_label)

@@ -118,43 +118,120 @@ def torch_gflops(model: nn.Module, imgsz: int = 640) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def measure_latency(
-    model: nn.Module, imgsz: int = 640, device: str | torch.device | None = "cpu", runs: int = 50, warmup: int = 10
-) -> dict[str, float]:
-    """Time batch-1 forward passes of ``model``.
+def measure_latencies(
+    models: Mapping[str, nn.Module],
+    imgsz: int = 640,
+    device: str | torch.device | None = "cpu",
+    runs: int = 50,
+    warmup: int = 10,
+    threads: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Time batch-1 forward passes of several models, interleaved so that they share the machine's conditions.
 
-    ``warmup`` untimed passes first (allocator, cuDNN autotuning, caches), then ``runs`` timed passes, each bracketed by
-    ``torch.cuda.synchronize`` on CUDA so the time covers the kernels and not only their launch.
+    Each model gets ``warmup`` untimed passes (allocator, cuDNN autotuning, caches), then ``runs`` rounds follow, in
+    which every model runs one timed pass in turn. A burst of load from another process therefore slows all models
+    alike instead of the one that happened to be measured then. On CUDA each pass is bracketed by
+    ``torch.cuda.synchronize`` so the time covers the kernels, not only their launch.
 
     Args:
-        model (nn.Module): The model; it is run as given (put it in eval mode first).
+        models (Mapping[str, nn.Module]): Models by name, run as given (eval mode, fused, on ``device``).
         imgsz (int): Square input size in pixels.
-        device (str | torch.device | None): Where to run, see ``resolve_device``.
-        runs (int): Number of timed passes.
-        warmup (int): Number of untimed passes before timing.
+        device (str | torch.device | None): Where they run, see ``resolve_device``.
+        runs (int): Timed passes per model.
+        warmup (int): Untimed passes per model before timing.
+        threads (int | None): CPU threads (``torch.set_num_threads``) during the measurement, restored afterwards;
+            None keeps the current setting.
 
     Returns:
-        (dict[str, float]): ``latency_ms`` (median over runs), ``latency_p10_ms`` and ``latency_p90_ms`` (the 10th and
-            90th percentiles, a spread that shows how noisy the machine was).
+        (dict[str, dict[str, float]]): Per name: ``latency_ms`` (median), ``latency_p10_ms`` and ``latency_p90_ms``
+            (10th and 90th percentiles, the spread shows how noisy the machine was) and ``threads`` (the CPU threads
+            used, which CPU latency depends on).
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs={runs}, warmup={warmup}: expected runs >= 1 and warmup >= 0")
     device = resolve_device(device)
-    parameter = next(model.parameters())
-    generator = torch.Generator().manual_seed(0)
-    image = torch.rand(1, _input_channels(model), imgsz, imgsz, generator=generator).to(device, parameter.dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times_ms = []
-    with torch.no_grad():
-        for i in range(warmup + runs):
-            sync()
-            start = time.perf_counter()
-            model(image)
-            sync()
-            if i >= warmup:
-                times_ms.append((time.perf_counter() - start) * 1000)
-    deciles = statistics.quantiles(times_ms, n=10) if len(times_ms) > 1 else times_ms * 9
-    return {"latency_ms": statistics.median(times_ms), "latency_p10_ms": deciles[0], "latency_p90_ms": deciles[-1]}
+    generator = torch.Generator().manual_seed(0)
+    images = {}
+    for name, model in models.items():
+        dtype = next(model.parameters()).dtype
+        images[name] = torch.rand(1, _input_channels(model), imgsz, imgsz, generator=generator).to(device, dtype)
+    times_ms: dict[str, list[float]] = {name: [] for name in models}
+    previous_threads = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        used_threads = torch.get_num_threads()
+        with torch.no_grad():
+            for name, model in models.items():
+                for _ in range(warmup):
+                    model(images[name])
+            for _ in range(runs):
+                for name, model in models.items():
+                    sync()
+                    start = time.perf_counter()
+                    model(images[name])
+                    sync()
+                    times_ms[name].append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(previous_threads)
+    result = {}
+    for name, times in times_ms.items():
+        deciles = statistics.quantiles(times, n=10) if len(times) > 1 else times * 9
+        result[name] = {
+            "latency_ms": statistics.median(times),
+            "latency_p10_ms": deciles[0],
+            "latency_p90_ms": deciles[-1],
+            "threads": used_threads,
+        }
+    return result
+
+
+def measure_latency(
+    model: nn.Module,
+    imgsz: int = 640,
+    device: str | torch.device | None = "cpu",
+    runs: int = 50,
+    warmup: int = 10,
+    threads: int | None = None,
+) -> dict[str, float]:
+    """Time batch-1 forward passes of one model: ``measure_latencies`` with a single model (same arguments)."""
+    return measure_latencies({"model": model}, imgsz, device, runs=runs, warmup=warmup, threads=threads)["model"]
+
+
+def deployed_model(model_or_cfg: nn.Module | str | Path, device: str | torch.device | None = "cpu") -> nn.Module:
+    """Return a fused, eval-mode, float32 copy of a model on ``device``: what latency should be measured on.
+
+    Args:
+        model_or_cfg (nn.Module | str | Path): A model, model YAML or checkpoint, see ``load_model``.
+        device (str | torch.device | None): Target device, see ``resolve_device``.
+
+    Returns:
+        (nn.Module): The copy; the input model is left untouched.
+    """
+    return _fused_eval_copy(load_model(model_or_cfg)).to(resolve_device(device))
+
+
+def static_cost(model_or_cfg: nn.Module | str | Path, imgsz: int = 640) -> dict[str, Any]:
+    """Parameters and GFLOPs of a model (the machine-independent part of its cost).
+
+    The parameter count is of the model as given (unfused, as Ultralytics prints at build time); both FLOP counts use
+    a fused eval-mode float32 copy on CPU (Conv+BN folded, the form ``yolo val`` and ``predict`` run).
+
+    Args:
+        model_or_cfg (nn.Module | str | Path): A model, model YAML or checkpoint, see ``load_model``.
+        imgsz (int): Square input size in pixels.
+
+    Returns:
+        (dict[str, Any]): ``params`` (int), ``gflops`` (Ultralytics' ``get_flops``), ``gflops_torch`` (PyTorch's
+            counter) and ``imgsz``.
+    """
+    model = load_model(model_or_cfg)
+    fused = _fused_eval_copy(model).cpu()
+    gflops = get_flops(fused, imgsz)
+    if not gflops:  # get_flops hides every failure behind 0.0
+        LOGGER.warning(f"Ultralytics get_flops returned 0 for {type(model).__name__}: is ultralytics-thop installed?")
+    return {"params": count_params(model), "gflops": gflops, "gflops_torch": torch_gflops(fused, imgsz), "imgsz": imgsz}
 
 
 def model_cost(
@@ -167,8 +244,8 @@ def model_cost(
 ) -> dict[str, Any]:
     """Measure what a model costs: parameters, GFLOPs (two counters) and batch-1 latency.
 
-    The FLOP counts and latency use a fused eval-mode float32 copy (Conv+BN folded, the form ``yolo val`` and
-    ``predict`` run); the parameter count is of the model as given (unfused, as Ultralytics prints at build time).
+    ``static_cost`` plus ``measure_latency`` on the fused model. To compare the latency of several models, prefer
+    ``measure_latencies`` (interleaved passes) or ``cost_table``.
 
     Args:
         model_or_cfg (nn.Module | str | Path): A model, a model YAML (e.g. ``"model_yamls/yolov8n-cbam.yaml"``) or a
@@ -177,42 +254,24 @@ def model_cost(
         device (str | torch.device | None): Latency device, see ``resolve_device``. FLOPs are always counted on CPU.
         runs (int): Timed forward passes; 0 skips the latency measurement (latency keys are then None).
         warmup (int): Untimed forward passes before timing.
-        threads (int | None): CPU threads (``torch.set_num_threads``) during the measurement, restored afterwards;
-            None keeps the current setting. Pin it when latencies measured at different times must compare: training
-            on CPU lowers the thread count of the process (Ultralytics' ``select_device``).
+        threads (int | None): CPU threads during the latency measurement, restored afterwards; None keeps the current
+            setting. Pin it when latencies measured at different times must compare: training on CPU lowers the
+            thread count of the process (Ultralytics' ``select_device``).
 
     Returns:
         (dict[str, Any]): ``params`` (int), ``gflops`` (Ultralytics/THOP), ``gflops_torch`` (PyTorch counter),
             ``latency_ms`` / ``latency_p10_ms`` / ``latency_p90_ms`` (batch 1, median and 10th/90th percentiles),
-            ``imgsz``, ``device`` (str), ``threads`` (``torch.get_num_threads()``, what CPU latency depends on).
+            ``threads`` (CPU threads used for latency), ``imgsz`` and ``device`` (str).
     """
     model = load_model(model_or_cfg)
-    params = count_params(model)
-    fused = _fused_eval_copy(model).cpu()
-    gflops = get_flops(fused, imgsz)
-    if not gflops:  # get_flops hides every failure behind 0.0
-        LOGGER.warning(f"Ultralytics get_flops returned 0 for {type(model).__name__}: is ultralytics-thop installed?")
-    torch_flops = torch_gflops(fused, imgsz)
+    cost = static_cost(model, imgsz)
     device = resolve_device(device)
-    latency: dict[str, float | None] = dict.fromkeys(("latency_ms", "latency_p10_ms", "latency_p90_ms"))
-    previous_threads = torch.get_num_threads()
-    try:
-        if threads:
-            torch.set_num_threads(threads)
-        if runs:
-            latency = measure_latency(fused.to(device), imgsz, device, runs=runs, warmup=warmup)
-        used_threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous_threads)
-    return {
-        "params": params,
-        "gflops": gflops,
-        "gflops_torch": torch_flops,
-        **latency,
-        "imgsz": imgsz,
-        "device": str(device),
-        "threads": used_threads,
-    }
+    latency: dict[str, Any] = dict.fromkeys(("latency_ms", "latency_p10_ms", "latency_p90_ms", "threads"))
+    if runs:
+        latency = measure_latency(
+            deployed_model(model, device), imgsz, device, runs=runs, warmup=warmup, threads=threads
+        )
+    return {**cost, **latency, "device": str(device)}
 
 
 def cost_table(
@@ -224,6 +283,8 @@ def cost_table(
     baselines: Mapping[str, str | Path] | None = None,
 ) -> str:
     """Measure models and return a markdown table of their cost and its ratio to a baseline.
+
+    Latencies are measured with interleaved passes over all models (``measure_latencies``), so that they compare.
 
     Args:
         models (Sequence[str | Path]): Model YAMLs or checkpoints, in table order.
@@ -241,11 +302,15 @@ def cost_table(
     models = [str(m) for m in models]
     base_of = {m: str((baselines or {}).get(m, models[0])) for m in models}
     order = list(dict.fromkeys(x for m in models for x in (base_of[m], m)))
-    costs = {}
-    for model in TQDM(order, desc="profiling"):
-        costs[model] = model_cost(model, imgsz=imgsz, device=device, runs=runs, warmup=warmup)
+    costs = {model: static_cost(model, imgsz) for model in TQDM(order, desc="params and FLOPs")}
+    deployed = {m: deployed_model(m, device) for m in order} if runs else {}
+    latencies = measure_latencies(deployed, imgsz, device, runs, warmup) if runs else {}
+    for model in order:
+        costs[model]["latency_ms"] = latencies.get(model, {}).get("latency_ms")
+    device = resolve_device(device)
+    where = f"{device}, {torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
     head = ["Model", "Baseline", "Params (M)", "× params", "GFLOPs", "× GFLOPs", "GFLOPs (torch)", "× GFLOPs (torch)"]
-    head += [f"Latency bs1 (ms, {resolve_device(device)}, {imgsz} px)", "× latency"]
+    head += [f"Latency bs1 (ms, {where}, {imgsz} px)", "× latency"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model in order:
         cost, base = costs[model], costs[base_of.get(model, model)]
