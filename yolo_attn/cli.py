@@ -85,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=100)
     _add_run_options(p)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare/<name>)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: a new runs/compare/exp*); pass an interrupted comparison's folder to resume it",
+    )
+    p.add_argument("--latency-runs", type=int, default=50, help="timed batch-1 passes per model (0: skip)")
     _runs(p, _run_compare, takes_overrides=True)
 
     p = verbs.add_parser("profile", help="params, GFLOPs and batch-1 latency of models")
@@ -95,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     _runs(p, _run_profile)
 
     p = verbs.add_parser("demo", help="the whole pipeline on embedded synthetic data, CPU, no downloads")
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: a new runs/demo/exp*); pass an interrupted demo's folder to resume it",
+    )
     _runs(p, _run_demo)
     return parser
 
@@ -178,7 +189,9 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         out=args.out,
         train_overrides=overrides,
         backend=args.backend,
+        latency_runs=args.latency_runs,
     )
+    print((out / "compare.md").read_text())
     print(f"Comparison written to {out}")
 
 

@@ -195,9 +195,7 @@ def _describe(p: inspect.Parameter) -> str:
 
 def _row_error(i: int, row: list, problem: str) -> YAMLRowError:
     f, n, name, args = row
-    return YAMLRowError(
-        f"model YAML layer {i} [{f}, {n}, {name}, {args}]: {problem}. Expected {_expected(name)}."
-    )
+    return YAMLRowError(f"model YAML layer {i} [{f}, {n}, {name}, {args}]: {problem}. Expected {_expected(name)}.")
 
 
 def _check_row(i: int, row: list) -> None:
