@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from block_helpers import randomize_
 from torch import nn
 
 from yolo_attn import (
@@ -38,12 +39,8 @@ BLOCKS = {
 
 
 def randomised(block: nn.Module) -> nn.Module:
-    """Give every parameter a random value, so zero-initialised projections do not hide a broken path."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-    return block.eval()
+    """Random weights (zero-initialised projections would hide a broken path), in eval mode."""
+    return randomize_(block).eval()
 
 
 @pytest.mark.parametrize("name", list(BLOCKS))
