@@ -6,7 +6,7 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from yolo_attn import ECA, insert_after
+from yolo_attn import CBAM, ECA, insert_after
 
 
 def test_insert_after_sppf_renumbers_concat_and_detect():
@@ -68,3 +68,23 @@ def test_eca_after_every_layer(name, scale):
         for shape in ((1, 3, 64, 64), (1, 3, 96, 64)):
             out = model(torch.zeros(shape))
             assert out[0].shape[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "model_class"),
+    [
+        ("yolo26n-seg.yaml", "SegmentationModel"),
+        ("yolo11n-pose.yaml", "PoseModel"),
+        ("yolov8n-cls.yaml", "ClassificationModel"),
+    ],
+)
+def test_blocks_in_other_task_yamls(name, model_class):
+    from ultralytics.nn import tasks
+
+    cfg = yaml_model_load(name)
+    for index in (4, 2):  # after a backbone stage, then earlier: two blocks of different widths
+        cfg = insert_after(cfg, index, "CBAM", [8])
+    model = getattr(tasks, model_class)(cfg, verbose=False).eval()
+    assert sum(isinstance(m, CBAM) for m in model.model) == 2
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))

@@ -250,7 +250,13 @@ def _probe_input_shapes(model: nn.Sequential, ch: int, wanted: set[int]) -> dict
                     x = outputs[f] if isinstance(f, int) else [x if j == -1 else outputs[j] for j in f]
                 if i in wanted:
                     shapes[i] = x.shape
-                x = layer(x)
+                try:
+                    x = layer(x)
+                except Exception as e:
+                    raise RuntimeError(
+                        f"yolo_attn infers the input channels of its blocks with one forward pass of a "
+                        f"{PROBE_SIZE}x{PROBE_SIZE} zero image, and layer {i} ({layer.type}) failed on it: {e}"
+                    ) from e
                 outputs.append(x)
     finally:
         model.train(was_training)
