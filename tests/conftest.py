@@ -6,6 +6,7 @@ The environment is set before anything imports ultralytics (it reads these varia
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ) | {"YOLO_VERBOSE": "True"}  # child output is read by the tests
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     return env
+
+
+def yolo_attn_command() -> list[str]:
+    """The installed ``yolo-attn`` console script, as a user types it (beside this interpreter, else on PATH)."""
+    script = Path(sys.executable).with_name("yolo-attn")
+    return [str(script)] if script.exists() else ["yolo-attn"]
 
 
 @pytest.fixture(scope="session")

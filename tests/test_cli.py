@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import subprocess_env
+from conftest import subprocess_env, yolo_attn_command
 
 from yolo_attn import offline
 from yolo_attn.cli import build_parser, parse_verb
 
 
 def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("yolo-attn")
-    command = [str(script)] if script.exists() else ["yolo-attn"]
-    return subprocess.run([*command, *args], cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True)
+    return subprocess.run(
+        [*yolo_attn_command(), *args], cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True
+    )
 
 
 def test_settings_pass_through_to_ultralytics(tmp_path: Path):

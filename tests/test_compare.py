@@ -6,11 +6,10 @@ import csv
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import MODEL_YAMLS, subprocess_env
+from conftest import MODEL_YAMLS, subprocess_env, yolo_attn_command
 
 import yolo_attn.experiments.compare as compare_module
 from yolo_attn.experiments.compare import compare, load_runs, write_json_atomic
@@ -255,7 +254,7 @@ def synthetic_subset(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_cli_compare_end_to_end_and_resume(tmp_path, synthetic_subset):
     out = tmp_path / "cmp"
-    command = [sys.executable, "-m", "yolo_attn.cli", "compare", "--data", str(synthetic_subset)]
+    command = [*yolo_attn_command(), "compare", "--data", str(synthetic_subset)]
     command += ["--models", "yolov8n.yaml", str(MODEL_YAMLS / "yolov8n-se.yaml"), "--seeds", "0", "1", "--epochs", "1"]
     command += ["--imgsz", "64", "--batch", "8", "--device", "cpu", "--out", str(out), "workers=0"]
     proc = subprocess.run(command, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600)

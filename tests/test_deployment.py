@@ -13,18 +13,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import MODEL_YAMLS, subprocess_env
+from conftest import MODEL_YAMLS, subprocess_env, yolo_attn_command
 
 pytestmark = pytest.mark.slow
 
 TRAIN_KWARGS = {"imgsz": 64, "batch": 4, "workers": 0, "device": "cpu", "amp": False, "plots": False}
 TRAIN_ARGS = [f"{k}={v}" for k, v in TRAIN_KWARGS.items()]
-
-
-def yolo_attn_cli() -> list[str]:
-    """The installed console script, as a user types it."""
-    script = Path(sys.executable).with_name("yolo-attn")
-    return [str(script)] if script.exists() else ["yolo-attn"]
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
@@ -45,7 +39,7 @@ def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train yolov8n-cbam for one epoch through the `yolo-attn train` CLI; return best.pt."""
     project = tmp_path_factory.mktemp("runs")
     model = MODEL_YAMLS / "yolov8n-cbam.yaml"
-    run([*yolo_attn_cli(), "train", f"model={model}", f"data={tiny_data}", "epochs=1", *TRAIN_ARGS,
+    run([*yolo_attn_command(), "train", f"model={model}", f"data={tiny_data}", "epochs=1", *TRAIN_ARGS,
          f"project={project}", "name=e2e"], cwd=project)  # fmt: skip
     best = project / "e2e" / "weights" / "best.pt"
     assert best.exists()
@@ -74,7 +68,7 @@ def test_best_pt_loads_and_predicts_in_a_fresh_process(trained: Path, tiny_data:
 
 def test_cli_predict_saves_results_by_default(trained: Path, tiny_data: Path, tmp_path: Path):
     images = tiny_data.parent / "images" / "val"
-    out = run([*yolo_attn_cli(), "predict", f"model={trained}", f"source={images}", "imgsz=64", "device=cpu",
+    out = run([*yolo_attn_command(), "predict", f"model={trained}", f"source={images}", "imgsz=64", "device=cpu",
                f"project={tmp_path}", "name=pred"], cwd=tmp_path)  # fmt: skip
     assert "Results saved to" in out
     assert len(list((tmp_path / "pred").glob("*.jpg"))) == 4
@@ -104,7 +98,7 @@ def test_fine_tune_from_best_then_resume_after_interruption(trained: Path, tiny_
     )
     last = tmp_path / "ft" / "weights" / "last.pt"
     assert torch.load(last, weights_only=False)["epoch"] == 0
-    out = run([*yolo_attn_cli(), "train", f"model={last}", "resume=True"], cwd=tmp_path)
+    out = run([*yolo_attn_command(), "train", f"model={last}", "resume=True"], cwd=tmp_path)
     assert re.search(r"Resuming training .* from epoch 2 to 2", out.replace("\n", " ")), out[-3000:]
     assert (tmp_path / "ft" / "weights" / "best.pt").exists()
 
