@@ -31,7 +31,7 @@ def test_help_lists_our_verbs_and_ultralytics_modes(tmp_path: Path):
     proc = cli("--help", cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0
-    for verb in ("subset", "eval", "compare", "profile", "demo"):
+    for verb in ("subset", "eval", "compare", "profile", "visualize", "demo"):
         assert verb in out
     assert "yolo TASK MODE ARGS" in out  # Ultralytics' own help follows ours
 

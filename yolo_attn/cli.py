@@ -6,6 +6,7 @@ Examples:
     yolo-attn subset --coco /data/coco --classes person,car,dog --train 5000 --val 500 --seed 0 --out subsets/pcd
     yolo-attn eval --weights runs/detect/train/weights/best.pt --data subsets/pcd/data.yaml
     yolo-attn compare --data subsets/pcd/data.yaml --models yolov8n.yaml model_yamls/yolov8n-cbam.yaml --seeds 0 1 2
+    yolo-attn visualize --weights runs/detect/train/weights/best.pt --source images/
     yolo-attn demo
 
 Anything that is not one of our verbs goes to ``ultralytics.cfg.entrypoint`` unchanged, so ``train``, ``val``,
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from yolo_attn.offline import apply_offline_env, install_local_font
 
-VERBS = ("subset", "eval", "compare", "profile", "demo")
+VERBS = ("subset", "eval", "compare", "profile", "visualize", "demo")
 KEY_VALUE = re.compile(r"^[A-Za-z_]\w*=")
 
 
@@ -99,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--device", default="cpu")
     _runs(p, _run_profile)
+
+    p = verbs.add_parser("visualize", help="attention maps of every block, overlaid on images (PNG grids)")
+    p.add_argument("--weights", required=True, help="best.pt, or a model YAML (untrained)")
+    p.add_argument("--source", type=Path, required=True, help="an image or a folder of images")
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: a new runs/visualize/exp*)")
+    _runs(p, _run_visualize)
 
     p = verbs.add_parser("demo", help="the whole pipeline on embedded synthetic data, CPU, no downloads")
     p.add_argument(
@@ -199,6 +208,13 @@ def _run_profile(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.profiling.cost import print_cost_table
 
     print_cost_table(args.models, imgsz=args.imgsz, device=args.device)
+
+
+def _run_visualize(args: argparse.Namespace, overrides: dict) -> None:
+    from yolo_attn.visualize import attention_maps
+
+    for path in attention_maps(args.weights, args.source, imgsz=args.imgsz, out=args.out, device=args.device):
+        print(path)
 
 
 def _run_demo(args: argparse.Namespace, overrides: dict) -> None:

@@ -1,0 +1,383 @@
+"""Attention maps over images: what each yolo_attn block in a YOLO model looks at.
+
+Forward hooks on every attention block record one spatial map per block from the block's own API, and a PNG grid per
+image shows the letterboxed input followed by each map overlaid on it. The map of each block family:
+
+| block | map (H, W) of the block's feature map |
+| --- | --- |
+| `SpatialAttention`, `CBAM` | the spatial gate (for CBAM, computed on the channel-refined features it gates) |
+| `SAM` | the point-wise gate, averaged over channels |
+| `CoordAtt` (also inside `CA_C2f`, `CA_C3k2`) | ``a_h * a_w``, averaged over channels |
+| `MHSA` | the attention each position receives, averaged over heads and query positions |
+| `SeparableSelfAttention` | the context scores |
+| `SE`, `ChannelAttention`, `ECA` | channel gates have no spatial map: the channel mean of ``|output|`` |
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from ultralytics.utils import LOGGER
+
+from yolo_attn.modules import (
+    CBAM,
+    ECA,
+    MHSA,
+    SAM,
+    SE,
+    ChannelAttention,
+    CoordAtt,
+    SeparableSelfAttention,
+    SpatialAttention,
+)
+
+#: Blocks that get one panel each. C2f-like blocks are not listed: the walk descends into them to their CoordAtts.
+ATTENTION_BLOCKS: tuple[type[nn.Module], ...] = (
+    SE,
+    ChannelAttention,
+    SpatialAttention,
+    CBAM,
+    ECA,
+    SAM,
+    CoordAtt,
+    MHSA,
+    SeparableSelfAttention,
+)
+
+#: Channel-only gates, shown by the activation they produce.
+CHANNEL_GATES: tuple[type[nn.Module], ...] = (SE, ChannelAttention, ECA)
+
+PANEL_COLUMNS = 4  # panels per row of the grid
+TITLE_WIDTH = 40  # characters per line of a panel title
+OVERLAY_ALPHA = 0.5  # opacity of the map over the image
+FLAT_TOLERANCE = 1e-6  # a map whose range is below this fraction of its magnitude is drawn as flat, without colour bar
+
+
+@dataclass
+class AttentionBlock:
+    """An attention block found in a model, with where it sits.
+
+    Attributes:
+        module (nn.Module): The block (hooked).
+        layer (int | None): Index ``i`` of the model layer holding the block (Ultralytics' attribute), None if unknown.
+        name (str): Display name, e.g. ``"CBAM"`` or ``"CA_C2f > CoordAtt (m.0.ca)"``.
+    """
+
+    module: nn.Module
+    layer: int | None
+    name: str
+
+
+@dataclass
+class AttentionMap:
+    """The spatial map of one block for a batch of images.
+
+    Attributes:
+        layer (int | None): Index of the model layer holding the block.
+        name (str): Display name of the block.
+        source (str): What the map is, e.g. ``"spatial gate"`` or ``"activation after SE"``.
+        map (torch.Tensor): Map of shape (B, H, W) at the block's feature-map resolution, float32 on the CPU.
+    """
+
+    layer: int | None
+    name: str
+    source: str
+    map: torch.Tensor
+
+    @property
+    def title(self) -> str:
+        """Panel title: layer index, block and map source."""
+        where = "layer ?" if self.layer is None else f"layer {self.layer}"
+        return f"{where}: {self.name}\n{self.source}"
+
+
+def block_attention_map(block: nn.Module, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """Derive one spatial map per image from an attention block's input and output.
+
+    Args:
+        block (nn.Module): One of `ATTENTION_BLOCKS`.
+        x (torch.Tensor): The block's input of shape (B, C, H, W).
+        output (torch.Tensor): The block's output of shape (B, C, H, W), used by the channel-only gates.
+
+    Returns:
+        map (torch.Tensor): Map of shape (B, H, W).
+        source (str): What the map is, for the panel title.
+
+    Raises:
+        TypeError: If ``block`` is not an attention block of yolo_attn.
+    """
+    b, _, h, w = x.shape
+    with torch.no_grad():
+        if isinstance(block, CBAM):
+            return block.spatial_attention.gate(block.channel_attention(x))[:, 0], "spatial gate"
+        if isinstance(block, SpatialAttention):
+            return block.gate(x)[:, 0], "spatial gate"
+        if isinstance(block, SAM):
+            return block.gate(x).mean(1), "gate, mean over channels"
+        if isinstance(block, CoordAtt):
+            a_h, a_w = block.directional_gates(x)
+            return (a_h * a_w).mean(1), "a_h * a_w, mean over channels"
+        if isinstance(block, MHSA):
+            received = block.attention_weights(x).mean((1, 2))  # (B, N): mean over heads, then over query rows
+            return received.view(b, h, w), "attention received (mean over heads, queries)"
+        if isinstance(block, SeparableSelfAttention):
+            return block.context_scores(x)[:, 0], "context scores"
+        if isinstance(block, CHANNEL_GATES):
+            return output.abs().mean(1), f"activation after {type(block).__name__} (channel mean |output|)"
+    raise TypeError(f"{type(block).__name__} is not a yolo_attn attention block; expected one of {ATTENTION_BLOCKS}")
+
+
+def find_attention_blocks(model: nn.Module) -> list[AttentionBlock]:
+    """Find every attention block in a model, in module order, each with the index of the layer holding it.
+
+    A block inside another block (CBAM's gates) is not listed on its own; C2f-like blocks (`CA_C2f`, `CA_C3k2`) are
+    searched and each CoordAtt inside them is listed with the index of the C2f-like layer.
+
+    Args:
+        model (nn.Module): A model, e.g. an Ultralytics ``DetectionModel`` whose layers carry the index ``i``.
+
+    Returns:
+        (list[AttentionBlock]): The blocks found, possibly empty.
+    """
+    found: list[AttentionBlock] = []
+
+    def visit(module: nn.Module, layer: int | None, owner: str, path: str) -> None:
+        for child_name, child in module.named_children():
+            child_layer, child_owner, child_path = layer, owner, f"{path}.{child_name}" if path else child_name
+            if isinstance(getattr(child, "i", None), int):  # an Ultralytics layer: positions restart from it
+                child_layer, child_path = child.i, ""
+                first = child[0] if isinstance(child, nn.Sequential) and len(child) else child  # n > 1 repeats
+                child_owner = type(first).__name__
+            if isinstance(child, ATTENTION_BLOCKS):
+                kind = type(child).__name__
+                if child_owner in {"", kind}:  # the block is the layer (or one of its repeats)
+                    name = f"{kind} ({child_path})" if child_path else kind
+                else:
+                    name = f"{child_owner} > {kind} ({child_path})" if child_path else f"{child_owner} > {kind}"
+                found.append(AttentionBlock(child, child_layer, name))
+            else:
+                visit(child, child_layer, child_owner, child_path)
+
+    visit(model, None, "", "")
+    return found
+
+
+def capture_attention_maps(model: nn.Module, images: torch.Tensor) -> list[AttentionMap]:
+    """Run the model once and record the map of every attention block.
+
+    Args:
+        model (nn.Module): The model, in the mode it should run in (usually ``eval()``).
+        images (torch.Tensor): Preprocessed images of shape (B, 3, H, W), on the model's device and dtype.
+
+    Returns:
+        (list[AttentionMap]): One map per block in `find_attention_blocks` order (a block run twice keeps its last).
+    """
+    blocks = find_attention_blocks(model)
+    captured: dict[int, tuple[torch.Tensor, str]] = {}
+
+    def record(index: int):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            captured[index] = block_attention_map(module, inputs[0], output)
+
+        return hook
+
+    handles = [block.module.register_forward_hook(record(k)) for k, block in enumerate(blocks)]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [
+        AttentionMap(block.layer, block.name, captured[k][1], captured[k][0].detach().float().cpu())
+        for k, block in enumerate(blocks)
+        if k in captured
+    ]
+
+
+def image_files(source: str | Path) -> list[Path]:
+    """List the image files of a source, an image file or a folder of images (not searched recursively).
+
+    Args:
+        source (str | Path): An image file, or a folder whose files with an Ultralytics image suffix are taken, sorted.
+
+    Returns:
+        (list[Path]): Image paths.
+
+    Raises:
+        FileNotFoundError: If ``source`` does not exist or a folder holds no image.
+    """
+    from ultralytics.data.utils import IMG_FORMATS
+
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix[1:].lower() in IMG_FORMATS)
+        if files:
+            return files
+        raise FileNotFoundError(f"no image files ({', '.join(sorted(IMG_FORMATS))}) in folder {source}")
+    raise FileNotFoundError(f"image source {source} does not exist; expected an image file or a folder of images")
+
+
+def letterbox_image(path: Path, imgsz: int, stride: int = 32) -> tuple[np.ndarray, torch.Tensor]:
+    """Read an image and preprocess it as Ultralytics' predictor does, into a square letterbox.
+
+    Args:
+        path (Path): Image file.
+        imgsz (int): Side of the square letterbox, a multiple of ``stride``.
+        stride (int): The model's largest stride.
+
+    Returns:
+        image (np.ndarray): Letterboxed RGB image of shape (imgsz, imgsz, 3), uint8.
+        tensor (torch.Tensor): Network input of shape (1, 3, imgsz, imgsz), float32 in [0, 1].
+
+    Raises:
+        FileNotFoundError: If the file cannot be read as an image.
+    """
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.utils.patches import imread
+
+    bgr = imread(str(path))
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    rgb = np.ascontiguousarray(LetterBox((imgsz, imgsz), auto=False, stride=stride)(image=bgr)[..., ::-1])
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div(255)
+    return rgb, tensor
+
+
+def plot_attention_grid(image: np.ndarray, maps: list[AttentionMap], path: Path, title: str = "") -> Path:
+    """Save a grid of the image followed by each map overlaid on it, upsampled to the image size.
+
+    Each map keeps its own value range, shown by its colour bar. A flat map (e.g. a fresh zero-initialised gate, 0.5
+    everywhere, or any map of an untrained model in eval mode, whose deep activations are tiny) gets a uniform tint and
+    its value in the title instead.
+
+    Args:
+        image (np.ndarray): RGB image of shape (H, W, 3), the network input the maps were computed on.
+        maps (list[AttentionMap]): Maps of one image each, i.e. with map shape (1, h, w).
+        path (Path): PNG file to write.
+        title (str): Figure title, e.g. the image name.
+
+    Returns:
+        (Path): ``path``.
+    """
+    from matplotlib.figure import Figure  # a bare Figure renders with Agg, whatever pyplot's backend is
+
+    columns = min(PANEL_COLUMNS, len(maps) + 1)
+    rows = math.ceil((len(maps) + 1) / columns)
+    fig = Figure(figsize=(4 * columns, 4 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    axes[0].imshow(image)
+    axes[0].set_title(f"input {image.shape[1]}x{image.shape[0]} (letterboxed)", fontsize=8)
+    for ax, attention in zip(axes[1 : len(maps) + 1], maps, strict=True):
+        upsampled = F.interpolate(attention.map[:1, None], size=image.shape[:2], mode="bilinear", align_corners=False)
+        values = upsampled[0, 0].numpy()
+        low, high = float(values.min()), float(values.max())
+        flat = high - low <= FLAT_TOLERANCE * max(abs(low), abs(high))
+        ax.imshow(image)
+        if flat:  # e.g. a fresh, zero-initialised gate: a uniform mid-scale tint, the value in the title
+            ax.imshow(values, cmap="jet", alpha=OVERLAY_ALPHA, vmin=low - 1, vmax=low + 1)
+        else:
+            overlay = ax.imshow(values, cmap="jet", alpha=OVERLAY_ALPHA, vmin=low, vmax=high)
+            fig.colorbar(overlay, ax=ax, fraction=0.046, pad=0.02)
+        suffix = f" (flat at {low:.3g})" if flat else ""
+        h, w = attention.map.shape[-2:]
+        lines = f"{attention.title}{suffix}\nmap {w}x{h}".splitlines()
+        ax.set_title("\n".join(textwrap.fill(line, TITLE_WIDTH) for line in lines), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def load_detection_model(weights: str | Path | nn.Module) -> nn.Module:
+    """Return the PyTorch model of a checkpoint, a model YAML, an Ultralytics ``YOLO`` object or a module.
+
+    Args:
+        weights (str | Path | nn.Module): ``.pt`` checkpoint, model YAML (untrained, scale from the file name, e.g.
+            ``yolov8n-cbam.yaml``), ``YOLO`` object, or an ``nn.Module`` (returned unchanged).
+
+    Returns:
+        (nn.Module): The model, e.g. an Ultralytics ``DetectionModel``.
+    """
+    from ultralytics import YOLO
+    from ultralytics.engine.model import Model
+
+    if isinstance(weights, Model):
+        return weights.model
+    if isinstance(weights, nn.Module):
+        return weights
+    return YOLO(str(weights)).model
+
+
+def attention_maps(
+    weights: str | Path | nn.Module,
+    source: str | Path,
+    imgsz: int = 640,
+    out: Path | None = None,
+    device: str = "cpu",
+) -> list[Path]:
+    """Write one PNG grid per image: the letterboxed image, then the map of every attention block overlaid on it.
+
+    Images are letterboxed to a square ``imgsz`` with Ultralytics' ``LetterBox`` (grey padding, aspect kept), so the
+    maps of all strides line up with the picture. The model runs in eval mode on ``device`` (a module passed in is
+    moved there and put back in its previous train/eval mode afterwards).
+
+    Args:
+        weights (str | Path | nn.Module): ``.pt`` checkpoint, model YAML (untrained), ``YOLO`` object or model.
+        source (str | Path): An image file or a folder of images.
+        imgsz (int): Letterbox side; rounded up to a multiple of the model's largest stride.
+        out (Path | None): Output folder; None for a new ``runs/visualize/exp*`` under the working directory.
+        device (str): Torch device, e.g. ``"cpu"``, ``"0"`` or ``"cuda:0"``.
+
+    Returns:
+        (list[Path]): The PNG files, one per image, named ``<image stem>_attention.png``.
+
+    Raises:
+        ValueError: If the model holds no yolo_attn attention block.
+        FileNotFoundError: If ``source`` holds no readable image.
+
+    Examples:
+        >>> from yolo_attn.visualize import attention_maps
+        >>> pngs = attention_maps("yolov8n-cbam.yaml", "images/", imgsz=320)
+    """
+    from ultralytics.utils.checks import check_imgsz
+    from ultralytics.utils.files import increment_path
+    from ultralytics.utils.torch_utils import select_device
+
+    model = load_detection_model(weights)
+    blocks = find_attention_blocks(model)
+    if not blocks:
+        raise ValueError(
+            f"{type(model).__name__} has no yolo_attn attention block to visualise; "
+            f"expected one of {', '.join(b.__name__ for b in ATTENTION_BLOCKS)} (or CA_C2f / CA_C3k2)"
+        )
+    files = image_files(source)
+    stride = int(getattr(model, "stride", torch.tensor([32])).max())
+    imgsz = check_imgsz(imgsz, stride=stride)
+    out = Path(out) if out is not None else increment_path(Path("runs") / "visualize" / "exp", mkdir=True)
+    torch_device = select_device(device, verbose=False)
+    dtype = next(model.parameters()).dtype
+    was_training = model.training
+    model.to(torch_device).eval()
+    pngs = []
+    try:
+        for file in files:
+            image, tensor = letterbox_image(file, imgsz, stride)
+            maps = capture_attention_maps(model, tensor.to(torch_device, dtype))
+            pngs.append(plot_attention_grid(image, maps, out / f"{file.stem}_attention.png", title=file.name))
+    finally:
+        model.train(was_training)
+    LOGGER.info(f"Attention maps of {len(blocks)} blocks for {len(pngs)} image(s) at imgsz={imgsz} saved to {out}")
+    return pngs
