@@ -25,13 +25,13 @@ from yolo_attn.modules import (
 )
 
 # The submodule, not the function of the same name that yolo_attn.visualize exports.
+from yolo_attn.profiling import load_model
 from yolo_attn.visualize import (
     attention_maps,
     block_attention_map,
     capture_attention_maps,
     find_attention_blocks,
     letterbox_image,
-    load_detection_model,
     overlay,
 )
 
@@ -211,7 +211,7 @@ def test_block_attention_map_rejects_other_modules() -> None:
 
 def test_find_attention_blocks_with_layer_indices(vis_yaml: Path) -> None:
     """Every block is found once, CBAM's inner gates are not listed, CoordAtts inside CA_C2f carry the C2f's index."""
-    model = load_detection_model(vis_yaml)
+    model = load_model(vis_yaml)
     found = [(block.layer, block.name) for block in find_attention_blocks(model)]
     assert found == [(layer, name) for layer, name, _ in EXPECTED_BLOCKS]
 
@@ -236,7 +236,7 @@ def test_attention_maps_writes_one_grid_per_image(
     write_image(images / "a.jpg", seed=1)
     write_image(images / "b.png", height=80, width=60, seed=2)
     (images / "notes.txt").write_text("not an image")
-    model = load_detection_model(vis_yaml)
+    model = load_model(vis_yaml)
     spatial = randomise(model.model[1], seed=3)  # layer 1 SpatialAttention, so its map is not flat
 
     plotted = []
@@ -272,7 +272,7 @@ def test_attention_maps_writes_one_grid_per_image(
 
 def test_capture_leaves_no_hooks(vis_yaml: Path) -> None:
     """Hooks are removed after the pass, so later forwards are untouched."""
-    model = load_detection_model(vis_yaml).eval()
+    model = load_model(vis_yaml).eval()
     maps = capture_attention_maps(model, torch.rand(2, 3, IMGSZ, IMGSZ))
     assert len(maps) == len(EXPECTED_BLOCKS)
     assert all(m.map.shape[0] == 2 for m in maps)

@@ -10,7 +10,6 @@ from yolo_attn.visualize.overlay import (
     find_attention_blocks,
     image_files,
     letterbox_image,
-    load_detection_model,
     plot_attention_grid,
 )
 
@@ -24,6 +23,5 @@ __all__ = (
     "find_attention_blocks",
     "image_files",
     "letterbox_image",
-    "load_detection_model",
     "plot_attention_grid",
 )

@@ -37,19 +37,12 @@ from yolo_attn.modules import (
     SeparableSelfAttention,
     SpatialAttention,
 )
+from yolo_attn.profiling.cost import load_model
+from yolo_attn.registry import BLOCKS
 
-#: Blocks that get one panel each. C2f-like blocks are not listed: the walk descends into them to their CoordAtts.
-ATTENTION_BLOCKS: tuple[type[nn.Module], ...] = (
-    SE,
-    ChannelAttention,
-    SpatialAttention,
-    CBAM,
-    ECA,
-    SAM,
-    CoordAtt,
-    MHSA,
-    SeparableSelfAttention,
-)
+#: Blocks that get one panel each: the registry's channel-preserving blocks. C2f-like blocks are not among them: the
+#: walk descends into them to their CoordAtts.
+ATTENTION_BLOCKS: tuple[type[nn.Module], ...] = tuple(BLOCKS.values())
 
 #: Channel-only gates, shown by the activation they produce.
 CHANNEL_GATES: tuple[type[nn.Module], ...] = (SE, ChannelAttention, ECA)
@@ -301,26 +294,6 @@ def plot_attention_grid(image: np.ndarray, maps: list[AttentionMap], path: Path,
     return path
 
 
-def load_detection_model(weights: str | Path | nn.Module) -> nn.Module:
-    """Return the PyTorch model of a checkpoint, a model YAML, an Ultralytics ``YOLO`` object or a module.
-
-    Args:
-        weights (str | Path | nn.Module): ``.pt`` checkpoint, model YAML (untrained, scale from the file name, e.g.
-            ``yolov8n-cbam.yaml``), ``YOLO`` object, or an ``nn.Module`` (returned unchanged).
-
-    Returns:
-        (nn.Module): The model, e.g. an Ultralytics ``DetectionModel``.
-    """
-    from ultralytics import YOLO
-    from ultralytics.engine.model import Model
-
-    if isinstance(weights, Model):
-        return weights.model
-    if isinstance(weights, nn.Module):
-        return weights
-    return YOLO(str(weights)).model
-
-
 def attention_maps(
     weights: str | Path | nn.Module,
     source: str | Path,
@@ -356,7 +329,7 @@ def attention_maps(
     from ultralytics.utils.files import increment_path
     from ultralytics.utils.torch_utils import select_device
 
-    model = load_detection_model(weights)
+    model = load_model(weights)
     blocks = find_attention_blocks(model)
     if not blocks:
         raise ValueError(
