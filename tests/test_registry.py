@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 
 import pytest
 import torch
 from torch import nn
+from ultralytics import YOLO
+from ultralytics.engine import model as engine_model
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import C2f, C3k2
 from ultralytics.nn.tasks import DetectionModel
@@ -140,6 +143,7 @@ def test_bad_rows_get_clear_errors(row, message):
 
 def test_register_is_idempotent_and_unregister_restores_ultralytics():
     original = registry._state["parse_model"]
+    original_yaml_load = registry._state["yaml_model_load"]
     callbacks_before = list(callbacks_base.default_callbacks[registry.DDP_EVENT])
     safe_before = list(torch.serialization.get_safe_globals())
     yolo_attn.register()
@@ -149,6 +153,7 @@ def test_register_is_idempotent_and_unregister_restores_ultralytics():
     try:
         yolo_attn.unregister()
         assert tasks.parse_model is original
+        assert tasks.yaml_model_load is engine_model.yaml_model_load is original_yaml_load
         assert registry.register_in_worker not in callbacks_base.default_callbacks[registry.DDP_EVENT]
         assert yolo_attn.CBAM not in torch.serialization.get_safe_globals()
         with pytest.raises(KeyError, match="CBAM"):
@@ -166,3 +171,16 @@ def test_plain_yaml_goes_straight_to_ultralytics(monkeypatch):
     monkeypatch.setitem(registry._state, "parse_model", lambda *a, **k: calls.append(1) or original(*a, **k))
     build(small_yaml([]))
     assert calls == [1]
+
+
+def test_scaled_yaml_name_found_in_a_folder_whose_name_looks_like_a_scale(tmp_path, repo):
+    # Ultralytics' own lookup strips the "5s" of "exp5s" from the path and fails; the file name alone carries the scale.
+    folder = tmp_path / "exp5s"
+    folder.mkdir()
+    shutil.copy(repo / "model_yamls" / "yolov8-cbam.yaml", folder)
+    with pytest.raises(FileNotFoundError):
+        registry._state["yaml_model_load"](folder / "yolov8n-cbam.yaml")
+    model = YOLO(str(folder / "yolov8n-cbam.yaml"))  # through ultralytics.engine.model
+    assert model.model.yaml["scale"] == "n"
+    assert isinstance(model.model.model[10], yolo_attn.CBAM)
+    assert DetectionModel(str(folder / "yolov8s-cbam.yaml"), verbose=False).yaml["scale"] == "s"  # through tasks

@@ -7,6 +7,10 @@ Everything that knows Ultralytics internals lives here, so a new Ultralytics rel
   knows (``nn.Identity`` for channel-preserving blocks, the parent block for C2f-like ones), lets parse_model build and
   scale the network, learns each placeholder's input shape from one tiny forward pass, then swaps in the real blocks.
   It depends only on parse_model's signature ``(d, ch, verbose)`` and its return value ``(nn.Sequential, save)``.
+- A wrapper around ``yaml_model_load`` (in ``ultralytics.nn.tasks`` and ``ultralytics.engine.model``): Ultralytics
+  finds ``yolov8-cbam.yaml`` for ``yolov8n-cbam.yaml`` by deleting the scale letter after the first "digit + n/s/m/l/x"
+  anywhere in the whole path, so a folder such as ``exp5s/`` or ``tmp.S5ngd/`` gets mangled and the file is not found.
+  The wrapper applies that rule to the file name only, and only when Ultralytics' own lookup would fail.
 - The allow-list for ``ULTRALYTICS_SAFE_LOAD=1`` checkpoint loading.
 - DDP visibility: a default training callback defined here travels (pickled by reference) to every DDP worker, whose
   unpickling imports and registers yolo_attn before the worker builds the model.
@@ -23,14 +27,17 @@ import importlib
 import inspect
 import logging
 import pkgutil
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from ultralytics.engine import model as engine_model
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import C2f, C3k2
-from ultralytics.utils import LOGGER
+from ultralytics.utils import LOGGER, YAML
 from ultralytics.utils.callbacks import base as callbacks_base
 
 import yolo_attn.modules as modules_package
@@ -72,7 +79,9 @@ PROBE_SIZE = 64  # side of the zero image used to learn each placeholder's input
 DEFAULT_IMGSZ = 640  # Ultralytics' default image size; spatial kernels must fit the feature map at this size
 DDP_EVENT = "on_pretrain_routine_start"
 
-_state: dict[str, Any] = {"parse_model": None}
+SCALE_IN_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-cbam -> yolov8-cbam, Ultralytics' naming rule
+
+_state: dict[str, Any] = {"parse_model": None, "yaml_model_load": None}
 
 
 class YAMLRowError(ValueError):
@@ -83,8 +92,9 @@ def register() -> None:
     """Make yolo_attn blocks usable from Ultralytics model YAMLs, checkpoints and DDP workers. Idempotent."""
     if is_registered():
         return
-    _state["parse_model"] = tasks.parse_model
+    _state["parse_model"], _state["yaml_model_load"] = tasks.parse_model, tasks.yaml_model_load
     tasks.parse_model = parse_model
+    tasks.yaml_model_load = engine_model.yaml_model_load = yaml_model_load
     torch.serialization.add_safe_globals(list(_block_classes()))
     callbacks_base.default_callbacks.setdefault(DDP_EVENT, []).append(register_in_worker)
 
@@ -94,7 +104,8 @@ def unregister() -> None:
     if not is_registered():
         return
     tasks.parse_model = _state["parse_model"]
-    _state["parse_model"] = None
+    tasks.yaml_model_load = engine_model.yaml_model_load = _state["yaml_model_load"]
+    _state["parse_model"] = _state["yaml_model_load"] = None
     ours = set(_block_classes())
     kept = [g for g in torch.serialization.get_safe_globals() if (g[0] if isinstance(g, tuple) else g) not in ours]
     torch.serialization.clear_safe_globals()
@@ -123,6 +134,30 @@ def _block_classes() -> Iterator[type[nn.Module]]:
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
                 yield obj
+
+
+def yaml_model_load(path: str | Path) -> dict:
+    """Load a model YAML like Ultralytics' ``yaml_model_load``, also when the folder's name looks like a scale.
+
+    Ultralytics maps a scaled name to its file (``yolov8n-cbam.yaml`` -> ``yolov8-cbam.yaml``) with a pattern applied to
+    the whole path string, which also rewrites folder names such as ``exp5s``. Here the pattern is applied to the file
+    name only, and only when the scaled file itself does not exist; everything else goes to Ultralytics unchanged.
+
+    Args:
+        path (str | Path): Model YAML path, e.g. ``model_yamls/yolov8n-cbam.yaml``.
+
+    Returns:
+        (dict): The model dict, with ``scale`` taken from the file name and ``yaml_file`` set, as Ultralytics does.
+    """
+    original = _state["yaml_model_load"] or tasks.yaml_model_load
+    path = Path(path)
+    unified = path.with_name(SCALE_IN_NAME.sub(r"\1\3", path.name))
+    if path.exists() or unified == path or not unified.exists():
+        return original(path)
+    d = YAML.load(unified)
+    d["scale"] = tasks.guess_model_scale(path)
+    d["yaml_file"] = str(path)
+    return d
 
 
 def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
