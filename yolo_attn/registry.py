@@ -14,6 +14,10 @@ Everything that knows Ultralytics internals lives here, so a new Ultralytics rel
 - The allow-list for ``ULTRALYTICS_SAFE_LOAD=1`` checkpoint loading.
 - DDP visibility: a default training callback defined here travels (pickled by reference) to every DDP worker, whose
   unpickling imports and registers yolo_attn before the worker builds the model.
+- A wrapper around ``ultralytics.nn.tasks.BaseModel.load`` (no subclass overrides it), the one call that every way of
+  loading pretrained weights reaches (``YOLO(yaml).load(pt)``, ``pretrained=``, fine-tuning from a checkpoint, DDP
+  workers, ``resume``): it transfers tensors by aligning the two model YAMLs (`yolo_attn.transfer`), then lets
+  Ultralytics' own load copy them, and starts new attention blocks as the identity.
 
 YAML names resolve to our blocks first. Ultralytics' own simplified ``CBAM``, ``ChannelAttention`` and
 ``SpatialAttention`` (``ultralytics.nn.modules.conv``) are never reachable from a YAML (parse_model does not import
@@ -41,12 +45,14 @@ from ultralytics.utils import LOGGER, YAML
 from ultralytics.utils.callbacks import base as callbacks_base
 
 import yolo_attn.modules as modules_package
+from yolo_attn import transfer
 from yolo_attn.modules import (
     CBAM,
     ECA,
     MHSA,
     SAM,
     SE,
+    AttentionBlock,
     CA_C2f,
     CA_C3k2,
     ChannelAttention,
@@ -81,7 +87,10 @@ DDP_EVENT = "on_pretrain_routine_start"
 
 SCALE_IN_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-cbam -> yolov8-cbam, Ultralytics' naming rule
 
-_state: dict[str, Any] = {"parse_model": None, "yaml_model_load": None}
+#: Rows that stand where an Ultralytics row stood, for aligning checkpoints: CA_C2f holds a C2f's tensors.
+CANONICAL: dict[str, str] = {name: parent.__name__ for name, (_, parent) in EXTENDED_BLOCKS.items()}
+
+_state: dict[str, Any] = {"parse_model": None, "yaml_model_load": None, "load": None}
 
 
 class YAMLRowError(ValueError):
@@ -93,8 +102,10 @@ def register() -> None:
     if is_registered():
         return
     _state["parse_model"], _state["yaml_model_load"] = tasks.parse_model, tasks.yaml_model_load
+    _state["load"] = tasks.BaseModel.load
     tasks.parse_model = parse_model
     tasks.yaml_model_load = engine_model.yaml_model_load = yaml_model_load
+    tasks.BaseModel.load = _base_model_load
     torch.serialization.add_safe_globals(list(_block_classes()))
     callbacks_base.default_callbacks.setdefault(DDP_EVENT, []).append(register_in_worker)
 
@@ -105,7 +116,8 @@ def unregister() -> None:
         return
     tasks.parse_model = _state["parse_model"]
     tasks.yaml_model_load = engine_model.yaml_model_load = _state["yaml_model_load"]
-    _state["parse_model"] = _state["yaml_model_load"] = None
+    tasks.BaseModel.load = _state["load"]
+    _state["parse_model"] = _state["yaml_model_load"] = _state["load"] = None
     ours = set(_block_classes())
     kept = [g for g in torch.serialization.get_safe_globals() if (g[0] if isinstance(g, tuple) else g) not in ours]
     torch.serialization.clear_safe_globals()
@@ -125,6 +137,126 @@ def register_in_worker(trainer: Any = None) -> None:
         trainer (Any): The Ultralytics trainer calling back (unused).
     """
     register()
+
+
+def _base_model_load(self: tasks.BaseModel, weights: dict | nn.Module, verbose: bool = True) -> None:
+    """Stand-in for ``BaseModel.load``: transfer by YAML alignment (see `load_pretrained`)."""
+    load_pretrained(self, weights, verbose=verbose)
+
+
+def load_pretrained(
+    model: tasks.BaseModel, weights: str | Path | dict | nn.Module, verbose: bool = True
+) -> transfer.TransferReport | None:
+    """Load pretrained weights into a model, each source layer's tensors into the layer that corresponds to it.
+
+    The correspondence comes from the two model YAMLs (``weights``' ``model.yaml`` and ``model.yaml``), see
+    `yolo_attn.transfer`. The corresponding layers are then handed to Ultralytics' own ``BaseModel.load`` under their
+    target indices, so everything else it does (a new class count, class names, the first convolution's channels)
+    happens as for any model. Attention blocks of the target that received no tensor start as the identity when
+    anything was transferred (``identity_start: false`` in the model YAML or ``YOLO_ATTN_IDENTITY_START=0`` opts out),
+    so the model predicts what the source predicted. When neither model has yolo_attn rows and their rows are the
+    same, Ultralytics' load runs unchanged.
+
+    The report is also kept, as a plain dict, in ``model.transfer_report`` (it travels inside checkpoints) and logged
+    as one line when ``verbose``.
+
+    Args:
+        model (tasks.BaseModel): The model to load into, e.g. ``YOLO("yolov8n-cbam.yaml").model``.
+        weights (str | Path | dict | nn.Module): A checkpoint path, a checkpoint dict (``ema`` or ``model``) or a model.
+        verbose (bool): Log Ultralytics' count and the yolo_attn summary.
+
+    Returns:
+        (transfer.TransferReport | None): What was transferred; None when either side has no model YAML to align
+            (Ultralytics' load ran unchanged).
+    """
+    original = _state["load"] or tasks.BaseModel.load
+    if isinstance(weights, (str, Path)):
+        weights, _ = tasks.load_checkpoint(weights)
+    source = (weights.get("ema") or weights["model"]) if isinstance(weights, dict) else weights
+    src_yaml, tgt_yaml = getattr(source, "yaml", None), getattr(model, "yaml", None)
+    src_layers, tgt_layers = getattr(source, "model", None), getattr(model, "model", None)
+    if not (isinstance(src_yaml, dict) and isinstance(tgt_yaml, dict)) or not (
+        isinstance(src_layers, nn.Sequential) and isinstance(tgt_layers, nn.Sequential)
+    ):
+        original(model, weights, verbose=verbose)
+        return None
+    source_state = source.state_dict()
+    if not (_has_our_rows(src_yaml) or _has_our_rows(tgt_yaml)) and _rows(src_yaml) == _rows(tgt_yaml):
+        layer_map = {i: i for i in range(len(src_layers))}
+        original(model, weights, verbose=verbose)
+        alignment = None
+    else:
+        alignment = transfer.align(src_yaml, tgt_yaml, set(BLOCKS), CANONICAL)
+        layer_map = alignment.layer_map
+        renamed, _ = transfer.rename_keys(list(source_state), layer_map)
+        target_state = model.state_dict()
+        for s_key, t_key in renamed.items():  # the source's identity mixes need a place to land
+            if s_key.endswith(".identity_mix") and t_key not in target_state:
+                owner = model.get_submodule(t_key.rsplit(".", 1)[0])
+                if isinstance(owner, AttentionBlock):
+                    owner.start_as_identity()
+        original(model, _renamed_view(source, layer_map, len(tgt_layers)), verbose=verbose)
+    renamed, orphans = transfer.rename_keys(list(source_state), layer_map)
+    landed, not_landed, first_shape = transfer.land(renamed, orphans, source_state, model.state_dict())
+
+    new = transfer.blocks_without(transfer.outermost_attention_blocks(model), landed)
+    start = bool(new) and bool(landed) and transfer.identity_start_enabled(tgt_yaml)
+    for block in new.values():
+        if start:
+            block.start_as_identity()
+    dropped = transfer.blocks_without(
+        transfer.outermost_attention_blocks(source), {k for k in renamed if renamed[k] in landed}
+    )
+    target_state = model.state_dict()
+    report = transfer.TransferReport(
+        source=Path(getattr(source, "pt_path", None) or "module").name,
+        source_tensors=len(source_state),
+        transferred=len(landed),
+        target_tensors=len(target_state),
+        layer_map=[[s, t] for s, t in layer_map.items()],
+        not_transferred=not_landed,
+        first_difference=(alignment.first_difference if alignment else None) or (first_shape if not_landed else None),
+        new_blocks={path: type(b).__name__ for path, b in new.items()},
+        new_tensors=sum(1 for k in target_state if any(k.startswith(f"{p}.") for p in new)),
+        identity_start=start,
+        dropped_blocks={path: type(b).__name__ for path, b in dropped.items()},
+        aligned=alignment is not None,
+    )
+    if landed and not not_landed and not hasattr(model, "set_classes"):  # as Ultralytics does when all transfers
+        names = getattr(source, "names", None)
+        if isinstance(names, dict) and getattr(model, "names", None) == {i: str(i) for i in range(len(names))}:
+            model.names = dict(names)
+    model.transfer_report = report.to_dict()
+    if verbose:
+        LOGGER.info(report.summary())
+    return report
+
+
+def _rows(d: dict) -> list:
+    """Return the backbone + head rows of a model YAML dict."""
+    return list(d.get("backbone") or []) + list(d.get("head") or [])
+
+
+def _has_our_rows(d: dict) -> bool:
+    return any(isinstance(row[2], str) and _is_ours(row[2]) for row in _rows(d) if isinstance(row, (list, tuple)))
+
+
+def _renamed_view(source: nn.Module, layer_map: dict[int, int], n_layers: int) -> nn.Module:
+    """Return a shallow view of a source model whose ``model`` lists each source layer at its target index.
+
+    Positions with no corresponding source layer hold an empty module, so no tensor reaches a layer that does not
+    correspond to it. The view shares the source's layers and attributes (names, pt_path, yaml); it reports the
+    source's fused state, which its few layers might otherwise misstate.
+    """
+    view = copy.copy(source)
+    view.__dict__["_modules"] = dict(source._modules)
+    slots = [nn.Module() for _ in range(n_layers)]
+    for s, t in layer_map.items():
+        slots[t] = source.model[s]
+    view.__dict__["_modules"]["model"] = nn.Sequential(*slots)
+    if hasattr(source, "is_fused"):
+        view.__dict__["is_fused"] = source.is_fused
+    return view
 
 
 def _block_classes() -> Iterator[type[nn.Module]]:

@@ -10,6 +10,7 @@ from yolo_attn.modules.cbam import CBAM, ChannelAttention, SpatialAttention
 from yolo_attn.modules.coord_att import CoordAtt
 from yolo_attn.modules.csp_coord_att import CA_C2f, CA_C3k2, CoordAttBottleneck
 from yolo_attn.modules.eca import ECA, eca_kernel_size
+from yolo_attn.modules.identity_start import AttentionBlock
 from yolo_attn.modules.sam import SAM
 from yolo_attn.modules.self_attention import MHSA, SeparableSelfAttention
 from yolo_attn.modules.squeeze_excite import SE
@@ -20,6 +21,7 @@ __all__ = (
     "MHSA",
     "SAM",
     "SE",
+    "AttentionBlock",
     "BlockArgumentError",
     "CA_C2f",
     "CA_C3k2",

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_bool, check_channels, check_choice, check_odd_kernel, check_reduction
+from yolo_attn.modules.identity_start import AttentionBlock
 
 SPATIAL_POOLS = ("max_mean", "mean")
 
 
-class ChannelAttention(nn.Module):
+class ChannelAttention(AttentionBlock):
     """CBAM channel gate: a shared MLP over the average- and max-pooled channel descriptors.
 
     ``out = x * sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` with ``MLP = Linear(C, C/r) -> ReLU -> Linear(C/r, C)``
@@ -70,10 +71,10 @@ class ChannelAttention(nn.Module):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return x * self.gate(x)
+        return self.blend(x, x * self.gate(x))
 
 
-class SpatialAttention(nn.Module):
+class SpatialAttention(AttentionBlock):
     """CBAM spatial gate: a k x k convolution over channel-pooled maps, one weight per position.
 
     ``out = x * sigmoid(BN?(conv_k([max_c(x), mean_c(x)])))``. The channel pooling order [max, mean] follows the
@@ -145,10 +146,10 @@ class SpatialAttention(nn.Module):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return x * self.gate(x)
+        return self.blend(x, x * self.gate(x))
 
 
-class CBAM(nn.Module):
+class CBAM(AttentionBlock):
     """Convolutional Block Attention Module: channel gate, then spatial gate on the channel-refined features.
 
     Paper: Woo, Park, Lee, Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018. The spatial gate is the
@@ -193,4 +194,4 @@ class CBAM(nn.Module):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.spatial_attention(self.channel_attention(x))
+        return self.blend(x, self.spatial_attention(self.channel_attention(x)))

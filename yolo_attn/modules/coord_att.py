@@ -6,11 +6,12 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_channels, check_positive_int
+from yolo_attn.modules.identity_start import AttentionBlock
 
 MIN_HIDDEN = 8  # the reference code's floor on the hidden width: mip = max(8, C // r)
 
 
-class CoordAtt(nn.Module):
+class CoordAtt(AttentionBlock):
     """Coordinate attention: channel attention factorised along height and along width, keeping position.
 
     Paper: Hou, Zhou, Feng, "Coordinate Attention for Efficient Mobile Network Design", CVPR 2021 (reference code:
@@ -102,4 +103,4 @@ class CoordAtt(nn.Module):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         a_h, a_w = self.directional_gates(x)
-        return x * a_w * a_h
+        return self.blend(x, x * a_w * a_h)

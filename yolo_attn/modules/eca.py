@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
+from yolo_attn.modules.identity_start import AttentionBlock
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
@@ -28,7 +29,7 @@ def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
     return t if t % 2 else t + 1
 
 
-class ECA(nn.Module):
+class ECA(AttentionBlock):
     """Efficient Channel Attention: a 1-D convolution across the pooled channel descriptor, no dimensionality reduction.
 
     Paper: Wang, Wu, Zhu, Wang, Zuo, Hu, "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks",
@@ -91,4 +92,4 @@ class ECA(nn.Module):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return x * self.gate(x)
+        return self.blend(x, x * self.gate(x))

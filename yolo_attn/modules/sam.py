@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_channels
+from yolo_attn.modules.identity_start import AttentionBlock
 
 
-class SAM(nn.Module):
+class SAM(AttentionBlock):
     """Point-wise spatial attention: one gate per element from a 1x1 convolution, as in YOLOv4.
 
     Paper: Bochkovskiy, Wang, Liao, "YOLOv4: Optimal Speed and Accuracy of Object Detection", 2020, Fig. 6 ("modified
@@ -64,4 +65,4 @@ class SAM(nn.Module):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return x * self.gate(x)
+        return self.blend(x, x * self.gate(x))

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
+from yolo_attn.modules.identity_start import AttentionBlock
 
 
-class MHSA(nn.Module):
+class MHSA(AttentionBlock):
     """Multi-head self-attention among all H x W positions, as a residual block.
 
     Attention: Vaswani et al., "Attention Is All You Need", NeurIPS 2017; applied to a convolutional feature map as in
@@ -34,12 +35,15 @@ class MHSA(nn.Module):
         scale (float): Logit scale ``head_dim ** -0.5``.
         qkv (nn.Conv2d): 1x1 conv C -> 3C producing queries, keys and values.
         proj (nn.Conv2d): 1x1 output projection C -> C, zero-initialised.
+        zero_output (str): ``"proj"``: `start_as_identity` zeroes it (the block has no identity mix).
 
     Examples:
         >>> mhsa = MHSA(64, heads=4)
         >>> mhsa(torch.randn(2, 64, 10, 12)).shape
         torch.Size([2, 64, 10, 12])
     """
+
+    zero_output = "proj"
 
     def __init__(self, c1: int, heads: int = 4) -> None:
         """Initialize MHSA.
@@ -97,7 +101,7 @@ class MHSA(nn.Module):
         return x + self.proj(out.reshape(x.shape))
 
 
-class SeparableSelfAttention(nn.Module):
+class SeparableSelfAttention(AttentionBlock):
     """Separable self-attention of MobileViTv2: linear in the number of positions, as a pre-norm residual block.
 
     Paper: Mehta, Rastegari, "Separable Self-attention for Mobile Vision Transformers", TMLR 2023 (reference code:
@@ -117,12 +121,15 @@ class SeparableSelfAttention(nn.Module):
         norm (nn.GroupNorm): Pre-normalisation over (C, H, W) per image.
         qkv (nn.Conv2d): 1x1 conv C -> 1 + 2C producing context scores, keys and values.
         proj (nn.Conv2d): 1x1 output projection C -> C, zero-initialised.
+        zero_output (str): ``"proj"``: `start_as_identity` zeroes it (the block has no identity mix).
 
     Examples:
         >>> ssa = SeparableSelfAttention(64)
         >>> ssa(torch.randn(2, 64, 20, 24)).shape
         torch.Size([2, 64, 20, 24])
     """
+
+    zero_output = "proj"
 
     def __init__(self, c1: int) -> None:
         """Initialize separable self-attention.

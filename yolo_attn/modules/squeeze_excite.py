@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_channels, check_reduction
+from yolo_attn.modules.identity_start import AttentionBlock
 
 
-class SE(nn.Module):
+class SE(AttentionBlock):
     """Squeeze-and-Excitation block: reweight channels by a gate computed from their global average.
 
     Paper: Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018 (reference code: hujie-frank/SENet).
@@ -68,4 +69,4 @@ class SE(nn.Module):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return x * self.gate(x)
+        return self.blend(x, x * self.gate(x))
