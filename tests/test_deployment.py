@@ -182,3 +182,92 @@ def test_ddp_worker_file_builds_blocks_from_yaml(tiny_data: Path, tmp_path: Path
     assert (tmp_path / "ddp" / "weights" / "best.pt").exists(), out[-3000:]
     ckpt = torch.load(tmp_path / "ddp" / "weights" / "best.pt", weights_only=False)
     assert type(ckpt["model"].model[10]).__module__ == "yolo_attn.modules.cbam"
+
+
+@pytest.fixture(scope="module")
+def baseline_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A yolov8n checkpoint for the tiny data set's 2 classes with random (non-zero) weights: a baseline best.pt."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolov8n.yaml", nc=2, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) / max(p[0].numel() if p.ndim > 1 else 1, 1) ** 0.5)
+    path = tmp_path_factory.mktemp("pretrained") / "yolov8n.pt"
+    torch.save({"model": model, "train_args": {}}, path)
+    return path
+
+
+def test_cli_train_from_pretrained_transfers_every_tensor_then_resumes(baseline_pt: Path, tiny_data: Path, tmp_path):
+    # Train yolov8n-cbam from yolov8n weights in a fresh process, interrupted after the first of two epochs; then
+    # resume through the CLI: the trainer rebuilds from the checkpoint's YAML, and the identity mixes must reload
+    # before the optimizer state does.
+    model = MODEL_YAMLS / "yolov8n-cbam.yaml"
+    out = python(
+        f"""
+        import yolo_attn
+        from ultralytics import YOLO
+
+        class Interrupt(Exception):
+            pass
+
+        def stop(trainer):
+            raise Interrupt
+
+        model = YOLO({str(model)!r})
+        model.add_callback("on_fit_epoch_end", stop)
+        try:
+            model.train(data={str(tiny_data)!r}, epochs=2, pretrained={str(baseline_pt)!r}, **{TRAIN_KWARGS!r},
+                        project={str(tmp_path)!r}, name="ft")
+        except Interrupt:
+            print("interrupted")
+        """,
+        tmp_path,
+    )
+    assert "yolo_attn: 355/355 tensors of yolov8n.pt transferred (layers 10-22 -> 11-26); new: 4 CBAM blocks" in out
+    last = tmp_path / "ft" / "weights" / "last.pt"
+    ckpt = torch.load(last, weights_only=False)
+    assert sum(k.endswith("identity_mix") for k in ckpt["ema"].state_dict()) == 4
+    out = run([*yolo_attn_command(), "train", f"model={last}", "resume=True"], cwd=tmp_path)
+    assert re.search(r"Resuming training .* from epoch 2 to 2", out.replace("\n", " ")), out[-3000:]
+    assert re.search(r"yolo_attn: (\d+)/\1 tensors of last.pt transferred", out), out[-3000:]
+
+    # the CLI, as a user types it: pretrained= with a model YAML
+    out = run([*yolo_attn_command(), "train", f"model={model}", f"pretrained={baseline_pt}", f"data={tiny_data}",
+               "epochs=1", *TRAIN_ARGS, f"project={tmp_path}", "name=cli"], cwd=tmp_path)  # fmt: skip
+    assert "yolo_attn: 355/355 tensors of yolov8n.pt transferred" in out, out[-3000:]
+
+
+def test_ddp_worker_file_remaps_pretrained_weights(baseline_pt: Path, tiny_data: Path, tmp_path: Path):
+    # The worker builds the model from the YAML and loads pretrained= in a fresh interpreter that imports yolo_attn
+    # only through the pickled callbacks. Run the file as a worker would, with training replaced by model set-up.
+    from ultralytics.models.yolo.detect import DetectionTrainer
+    from ultralytics.utils.dist import generate_ddp_file
+
+    overrides = TRAIN_KWARGS | {
+        "model": str(MODEL_YAMLS / "yolov8n-cbam.yaml"),
+        "pretrained": str(baseline_pt),
+        "data": str(tiny_data),
+        "epochs": 1,
+        "project": str(tmp_path),
+        "name": "ddp",
+    }
+    file = generate_ddp_file(DetectionTrainer(overrides=overrides))
+    assert "import yolo_attn" not in Path(file).read_text()
+    out = python(
+        f"""
+        import runpy, sys
+        from ultralytics.models.yolo.detect import DetectionTrainer
+
+        def set_up_only(trainer):
+            trainer.setup_model()
+            print("report", trainer.model.transfer_report["summary"])
+
+        assert "yolo_attn" not in sys.modules
+        DetectionTrainer.train = set_up_only
+        runpy.run_path({file!r}, run_name="__main__")
+        """,
+        tmp_path,
+    )
+    assert "report yolo_attn: 355/355 tensors of yolov8n.pt transferred (layers 10-22 -> 11-26)" in out, out[-3000:]
