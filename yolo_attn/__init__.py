@@ -22,7 +22,7 @@ from yolo_attn.modules import (
     SeparableSelfAttention,
     SpatialAttention,
 )
-from yolo_attn.registry import BLOCKS, is_registered, register, unregister
+from yolo_attn.registry import BLOCKS, is_registered, load_pretrained, register, unregister
 from yolo_attn.yaml_edit import insert_after
 
 __version__ = "0.1.0"
@@ -44,6 +44,7 @@ __all__ = (
     "SpatialAttention",
     "insert_after",
     "is_registered",
+    "load_pretrained",
     "register",
     "unregister",
 )

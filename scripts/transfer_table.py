@@ -1,0 +1,87 @@
+"""Pretrained-weights transfer for every shipped YAML: Ultralytics' key-and-shape count against yolo_attn's alignment.
+
+For each ``model_yamls/*.yaml`` (detection, built at scale n through its scaled name) a baseline checkpoint is built
+from the matching Ultralytics YAML (``yolov8n.yaml``, ``yolo11n.yaml``, ``yolo26n.yaml``) with random weights and
+random BatchNorm statistics, then loaded into the variant twice:
+
+- by Ultralytics' rule, ``intersect_dicts`` (same key, same shape), the count its "Transferred x/y items" line gives;
+- by `yolo_attn.registry.load_pretrained` (YAML alignment + identity start), which every ``load`` uses once yolo_attn
+  is imported.
+
+The last column is the step-0 relative difference of the eval-mode raw outputs (max |variant - baseline| / max
+|baseline|, on two random 64 px images) after yolo_attn's load.
+
+Usage:
+    python scripts/transfer_table.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # must precede the first ultralytics import
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+
+import torch
+from torch import nn
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils.torch_utils import intersect_dicts
+
+import yolo_attn  # noqa: F401  (registers the blocks with Ultralytics)
+from yolo_attn.registry import load_pretrained
+
+MODEL_YAMLS = Path(__file__).resolve().parents[1] / "model_yamls"
+
+
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random weights scaled by fan-in (finite outputs through a whole detector) and random BatchNorm statistics."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) / (p[0].numel() if p.ndim > 1 else 1) ** 0.5)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model
+
+
+def main() -> None:
+    """Print the table as markdown."""
+    image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    baselines: dict[str, DetectionModel] = {}
+    print("| model | Ultralytics (key + shape) | yolo_attn (alignment) | new blocks | step-0 rel. diff |")
+    print("| --- | ---: | ---: | --- | ---: |")
+    worst = 0.0
+    for path in sorted(MODEL_YAMLS.glob("*.yaml")):
+        if "-cls" in path.name:
+            continue
+        name = re.sub(r"^(yolov8|yolo11|yolo26)-", r"\1n-", path.name)
+        base_name = f"{re.match(r'(yolov8|yolo11|yolo26)', name)[1]}n.yaml"
+        if base_name not in baselines:
+            baselines[base_name] = randomize_(DetectionModel(base_name, verbose=False)).eval()
+        base = baselines[base_name]
+        model = DetectionModel(str(MODEL_YAMLS / name), verbose=False)
+        by_key = len(intersect_dicts(base.state_dict(), model.state_dict()))
+        report = load_pretrained(model, base, verbose=False)
+        with torch.no_grad():
+            expected, got = base(image)[0], model.eval()(image)[0]
+        diff = float((got - expected).abs().max() / expected.abs().max())
+        worst = max(worst, diff)
+        new = ", ".join(sorted({f"{n} x {k}" for k, n in _counts(report.new_blocks).items()}))
+        total = report.source_tensors
+        print(f"| {name} | {by_key}/{total} | {report.transferred}/{total} | {new} | {diff:.2g} |")
+    print(f"\nmax step-0 relative output difference over all YAMLs: {worst:.3g}")
+
+
+def _counts(blocks: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for kind in blocks.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+if __name__ == "__main__":
+    main()
