@@ -69,9 +69,9 @@ def expected_layer_map(source: dict, target: dict) -> dict[int, int]:
     rows_t = target["backbone"] + target["head"]
     kept = [j for j, row in enumerate(rows_t) if row[2] not in registry.BLOCKS]
     assert len(kept) == len(rows_s)
-    for i, j in zip(range(len(rows_s)), kept):
+    for i, j in zip(range(len(rows_s)), kept, strict=True):
         assert rename.get(rows_t[j][2], rows_t[j][2]) == rows_s[i][2] and rows_t[j][1] == rows_s[i][1]
-    return dict(zip(range(len(rows_s)), kept))
+    return dict(zip(range(len(rows_s)), kept, strict=True))
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -147,23 +147,24 @@ def test_a_shifted_layer_never_lands_in_a_same_shaped_stranger():
 
 def test_other_family_transfers_only_what_corresponds_and_names_the_first_difference(tmp_path_factory):
     path, yolo11 = baseline_checkpoint("yolo11n.yaml", str(tmp_path_factory.getbasetemp()))
-    model = build(yolo_attn_yaml("yolov8n-cbam.yaml"))
-    fresh = copy.deepcopy(model.state_dict())
+    model = fresh("yolov8n-cbam.yaml")
+    before = copy.deepcopy(model.state_dict())
     report = registry.load_pretrained(model, str(path), verbose=False)
     assert "target layer 2 C2f" in report.first_difference and "module differs" in report.first_difference
     assert report.first_difference in report.summary()
     assert report.layer_map == [[0, 0], [1, 1]]  # the stem convolutions; everything after reads a different layer
     source = yolo11.state_dict()
-    moved = {k for k, v in model.state_dict().items() if k in fresh and not torch.equal(v, fresh[k])}
+    moved = {k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])}
     assert moved and all(k.startswith(("model.0.", "model.1.")) for k in moved)
     for key in moved:
         assert torch.equal(model.state_dict()[key], source[key])
     assert report.new_blocks == {f"model.{i}": "CBAM" for i in (10, 17, 21, 25)} and report.identity_start
 
 
+@pytest.mark.slow  # builds yolov8s
 def test_other_scale_transfers_only_equal_shapes(tmp_path_factory):
     source = randomize_model_(DetectionModel("yolov8s.yaml", verbose=False))
-    model = build(yolo_attn_yaml("yolov8n-cbam.yaml"))
+    model = fresh("yolov8n-cbam.yaml")
     report = registry.load_pretrained(model, source, verbose=False)
     assert report.first_difference.startswith("target layer 0: model.0.conv.weight shape (32, 3, 3, 3)")
     layer_map = dict(map(tuple, report.layer_map))
@@ -178,15 +179,32 @@ def test_other_scale_transfers_only_equal_shapes(tmp_path_factory):
 
 
 @cache
+def _built(name: str) -> DetectionModel:
+    return DetectionModel(str(MODEL_YAMLS / name), verbose=False)
+
+
 def yolo_attn_yaml(name: str) -> dict:
-    return DetectionModel(str(MODEL_YAMLS / name), verbose=False).yaml
+    """The model dict of a shipped YAML at a scaled name (``yolov8n-cbam.yaml``)."""
+    return copy.deepcopy(_built(name).yaml)
 
 
-@pytest.mark.parametrize("variant", ["yolov8n-cbam.yaml", "yolo11n-ca-c3k2.yaml", "yolov8n-mhsa.yaml"])
+def fresh(name: str) -> DetectionModel:
+    """A freshly built model of a shipped YAML (built once, copied)."""
+    return copy.deepcopy(_built(name))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "yolov8n-cbam.yaml",
+        pytest.param("yolo11n-ca-c3k2.yaml", marks=pytest.mark.slow),
+        pytest.param("yolov8n-mhsa.yaml", marks=pytest.mark.slow),
+    ],
+)
 def test_a_fine_tuned_variant_reloads_exactly(variant, tmp_path):
     # best.pt of a fine-tuned variant (mixes moved off zero) into a fresh build of its own YAML: the fine-tuning and
     # resume paths. Every tensor, the mixes included, lands at its own key.
-    tuned = build(yolo_attn_yaml(variant))
+    tuned = fresh(variant)
     for block in transfer.outermost_attention_blocks(tuned).values():
         block.start_as_identity()
     randomize_model_(tuned).eval()
@@ -216,7 +234,7 @@ def test_attention_blocks_of_the_source_are_dropped_or_kept_by_position():
     assert report.dropped_blocks == {"model.5": "CBAM"}
     assert report.new_blocks == {"model.5": "ECA"}
     assert all(torch.equal(v, src.model[7].state_dict()[k]) for k, v in tgt.model[7].state_dict().items())
-    assert tgt.model[5].identity_mix is not None and float(tgt.model[5].identity_mix) == 0
+    assert tgt.model[5].identity_mix is not None and float(tgt.model[5].identity_mix.detach()) == 0
 
 
 def test_identity_start_opt_out(monkeypatch, tmp_path_factory):
@@ -236,7 +254,7 @@ def test_identity_start_opt_out(monkeypatch, tmp_path_factory):
 
     monkeypatch.setenv(transfer.ENV_IDENTITY_START, "maybe")
     with pytest.raises(ValueError, match="YOLO_ATTN_IDENTITY_START must be 1 or 0"):
-        registry.load_pretrained(build(yolo_attn_yaml("yolov8n-se.yaml")), path, verbose=False)
+        registry.load_pretrained(fresh("yolov8n-se.yaml"), path, verbose=False)
 
 
 def test_plain_models_with_the_same_rows_go_to_ultralytics_unchanged(monkeypatch, tmp_path_factory):
@@ -253,7 +271,7 @@ def test_plain_models_with_the_same_rows_go_to_ultralytics_unchanged(monkeypatch
 
 def test_summary_line(tmp_path_factory):
     path, _ = baseline_checkpoint("yolov8n.yaml", str(tmp_path_factory.getbasetemp()))
-    report = registry.load_pretrained(build(yolo_attn_yaml("yolov8n-cbam.yaml")), str(path), verbose=False)
+    report = registry.load_pretrained(fresh("yolov8n-cbam.yaml"), str(path), verbose=False)
     assert report.summary() == (
         "yolo_attn: 355/355 tensors of yolov8n.pt transferred (layers 10-22 -> 11-26); "
         "new: 4 CBAM blocks (44 tensors), started as identity"
