@@ -134,6 +134,12 @@ def test_layer_table_shows_real_block_and_args():
         ([-1, 1, "CBAM", [8, 7, 3]], r"layer 5 .*CBAM.*bad args"),
         ([-1, 1, "MHSA", [7]], r"layer 5 .*MHSA.*heads"),
         ([-1, 1, "SpatialAttention", [7, "median"]], r"layer 5 .*SpatialAttention.*median"),
+        # C2f-like rows: parse_model itself would raise a bare IndexError / TypeError naming C2f or C3k2
+        ([-1, 3, "CA_C2f", []], r"layer 5 .*CA_C2f.*args are empty.*c2.*Expected CA_C2f \[c2, shortcut=False, g=1"),
+        ([-1, 2, "CA_C3k2", []], r"layer 5 .*CA_C3k2.*args are empty.*Expected CA_C3k2 \[c2, c3k=False, e=0.5"),
+        ([-1, 1, "CA-C2f", ["wide"]], r"layer 5 .*CA-C2f.*output channels c2 \(a number\), got 'wide'"),
+        ([-1, 1, "CA_C2f", [256, True, 1, 0.5, 9]], r"layer 5 .*CA_C2f.*bad args.*too many"),
+        ([-1, 1, "CA_C3k2", [256, True, 0.5, False, 1, True, 9]], r"layer 5 .*CA_C3k2.*bad args.*too many"),
     ],
 )
 def test_bad_rows_get_clear_errors(row, message):

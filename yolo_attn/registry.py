@@ -218,8 +218,11 @@ def _expected(name: str) -> str:
     """Describe the YAML args a block expects, e.g. ``CBAM [r=16, k=7]``."""
     if name in EXTENDED_BLOCKS:
         parent = EXTENDED_BLOCKS[name][1]
-        params = list(inspect.signature(parent).parameters.values())
-        return f"{name} [{', '.join(_describe(p) for p in params[1:])}] (same args as {parent.__name__})"
+        params = [p for p in list(inspect.signature(parent).parameters.values())[1:] if p.name != "n"]
+        return (
+            f"{name} [{', '.join(_describe(p) for p in params)}] (same args as {parent.__name__}; its repeat count n "
+            f"is the row's second field), e.g. [-1, 3, {name}, [256, True]]"
+        )
     params = list(inspect.signature(BLOCKS[name]).parameters.values())[1:]
     return f"{name} [{', '.join(_describe(p) for p in params)}] (no channel argument: input channels are inferred)"
 
@@ -248,6 +251,27 @@ def _check_row(i: int, row: list) -> None:
             inspect.signature(BLOCKS[name]).bind(0, *positional, **keywords)
         except TypeError as e:
             raise _row_error(i, row, f"bad args ({e})") from None
+    else:
+        _check_extended_args(i, row)
+
+
+def _check_extended_args(i: int, row: list) -> None:
+    """Check a C2f-like row's args the way parse_model will use them: ``[c2, *rest]`` -> ``parent(c1, c2, n, *rest)``.
+
+    parse_model reads ``args[0]`` as the output channels and inserts the repeat count after it, so an empty list would
+    fail there with a bare ``IndexError`` and a surplus arg with a bare ``TypeError`` naming the parent class.
+    """
+    _, n, name, args = row
+    if not args:
+        raise _row_error(i, row, "args are empty, but the first arg (c2, the output channels) is required")
+    c2 = args[0]
+    if isinstance(c2, bool) or not isinstance(c2, (int, float)) or c2 <= 0:
+        raise _row_error(i, row, f"the first arg must be the output channels c2 (a number), got {c2!r}")
+    parent = EXTENDED_BLOCKS[name][1]
+    try:
+        inspect.signature(parent).bind(0, c2, n, *args[1:])
+    except TypeError as e:
+        raise _row_error(i, row, f"bad args ({e})") from None
 
 
 def _with_placeholders(d: dict, ours: dict[int, list]) -> dict:
