@@ -152,6 +152,7 @@ def test_coco_gt_key_wins(tmp_path: Path):
         (["-1 0.5 0.5 0.1 0.1"], r"c\.txt, line 1 .*class -1 is outside names"),
         (["0 0.5 0.5 0.1 0.1", "1 0.5 0.5 0.1"], r"c\.txt, line 2 .*4 values; expected 'class cx cy w h'"),
         (["0 0.5 0.5 0.1 wide"], r"c\.txt, line 1 .*not numbers"),
+        (["nan 0.5 0.5 0.1 0.1"], r"c\.txt, line 1 .*not numbers"),
         (["0 50 40 10 10"], r"c\.txt, line 1 .*normalised"),
         (["0 0.5 0.5 0.1 0.1", "1 0.1 0.2 0.5 0.2 0.5 0.6"], r"c\.txt: mixes box rows and polygon rows"),
     ],

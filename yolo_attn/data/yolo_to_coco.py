@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -246,7 +247,9 @@ def _parse_label(label: str, content: bytes, nc: int, pose_columns: int | None) 
         try:
             values = [float(v) for v in fields]
         except ValueError:
-            raise LabelError(f"{where}: not numbers; expected 'class cx cy w h', normalised to 0-1") from None
+            values = []
+        if not values or not all(math.isfinite(v) for v in values):
+            raise LabelError(f"{where}: not numbers; expected 'class cx cy w h', normalised to 0-1")
         if pose_columns and len(values) == pose_columns:
             values = values[:5]
         if len(values) == 5:
@@ -265,7 +268,9 @@ def _parse_label(label: str, content: bytes, nc: int, pose_columns: int | None) 
             raise LabelError(f"{where}: class {fields[0]} is outside names (0-{nc - 1}, {nc} classes)")
         coords = values[1:]
         if max(coords) > 1 + COORD_TOLERANCE or min(coords) < -COORD_TOLERANCE or min(box[2:]) < 0:
-            raise LabelError(f"{where}: coordinates must be normalised to 0-1 (pixels divided by the image size)")
+            raise LabelError(
+                f"{where}: coordinates must be normalised to 0-1 (pixels divided by the image size), sizes >= 0"
+            )
         key = tuple(values)
         if key not in seen:
             seen.add(key)
