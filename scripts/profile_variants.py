@@ -1,8 +1,8 @@
 """Params, GFLOPs and batch-1 latency of every n-scale model_yamls variant against its Ultralytics baseline.
 
-Each ``model_yamls/<family>-<variant>.yaml`` (family ``yolov8`` or ``yolo11``) is built at scale n through its scaled
-name, ``model_yamls/<family>n-<variant>.yaml``, exactly as a user loads it, and compared with ``<family>n.yaml`` from
-Ultralytics. One markdown table, ratios to each row's baseline. Example::
+Each ``model_yamls/<family>-<variant>.yaml`` (family ``yolov8``, ``yolo11`` or ``yolo26``) is built at scale n through
+its scaled name, ``model_yamls/<family>n-<variant>.yaml``, exactly as a user loads it, and compared with
+``<family>n.yaml`` from Ultralytics. One markdown table, ratios to each row's baseline. Example::
 
     python scripts/profile_variants.py                     # CPU, 640 px, 20 timed passes after 5 warm-up passes
     python scripts/profile_variants.py --device 0 --runs 200 --warmup 50
@@ -18,8 +18,8 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before the first ultralytics import, which `import yolo_attn` makes
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
-YAML_DIR = Path(__file__).resolve().parents[1] / "model_yamls"
-FAMILY = re.compile(r"^(yolov8|yolo11)-(.+)$")  # unscaled stems: yolov8-cbam, yolo11-ca-c3k2
+YAML_DIR = Path(__file__).resolve().parents[1] / "yolo_attn" / "model_yamls"
+FAMILY = re.compile(r"^(yolov8|yolo11|yolo26)-(.+)$")  # unscaled stems: yolov8-cbam, yolo11-ca-c3k2
 
 
 def variants(yaml_dir: Path, scale: str = "n") -> dict[str, str]:
@@ -46,7 +46,7 @@ def main() -> None:
 
     baselines = variants(args.yamls, args.scale)
     if not baselines:
-        parser.error(f"no yolov8-*.yaml / yolo11-*.yaml in {args.yamls}")
+        parser.error(f"no yolov8-*.yaml / yolo11-*.yaml / yolo26-*.yaml in {args.yamls}")
     print_cost_table(
         list(baselines), imgsz=args.imgsz, device=args.device, runs=args.runs, warmup=args.warmup, baselines=baselines
     )

@@ -2,7 +2,8 @@
 
 Each YAML in model_yamls is built at one scale (default n) through its scaled name, exactly as a user loads it
 (``yolov8-cbam.yaml`` at scale n is built from ``yolov8n-cbam.yaml``), next to the matching Ultralytics baseline
-(``yolov8n.yaml`` / ``yolo11n.yaml``). Params are the sum of ``numel`` over all parameters. GFLOPs are given twice:
+(``yolov8n.yaml`` / ``yolo11n.yaml`` / ``yolo26n.yaml``). Params are the sum of ``numel`` over all parameters. GFLOPs
+are given twice:
 
 - ``ultralytics.utils.torch_utils.get_flops(model, imgsz)``, the figure ``model.info()`` prints. It profiles one-stride-
   tall proxy images and extrapolates to the target size, which mis-scales costs that are not proportional to H*W:
@@ -38,8 +39,8 @@ from ultralytics.utils.torch_utils import get_flops
 import yolo_attn  # noqa: F401  (registers the blocks with Ultralytics)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-YAML_DIR = REPO_ROOT / "model_yamls"
-FAMILY_PATTERN = re.compile(r"^(yolov8|yolo11)(-.+)?$")  # unscaled stems: yolov8-cbam, yolo11-ca-c3k2
+YAML_DIR = REPO_ROOT / "yolo_attn" / "model_yamls"  # the repo-root model_yamls links here
+FAMILY_PATTERN = re.compile(r"^(yolov8|yolo11|yolo26)(-.+)?$")  # unscaled stems: yolov8-cbam, yolo11-ca-c3k2
 TABLE_LINE = "# |"  # header lines of a YAML that hold its cost table
 PLACEHOLDER_LINE = "# COST TABLE PLACEHOLDER"
 
@@ -73,7 +74,7 @@ def scaled_name(yaml_path: Path, scale: str) -> tuple[str, str]:
     """
     match = FAMILY_PATTERN.match(yaml_path.stem)
     if match is None:
-        raise ValueError(f"{yaml_path.name}: expected a name like yolov8-<variant>.yaml or yolo11-<variant>.yaml")
+        raise ValueError(f"{yaml_path.name}: expected a name like <family>-<variant>.yaml, family yolov8|yolo11|yolo26")
     family, variant = match.group(1), match.group(2) or ""
     return f"{family}{scale}{variant}", f"{family}{scale}"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 _CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolo_attn_cfg_"))
 os.environ.setdefault("YOLO_CONFIG_DIR", str(_CONFIG_DIR))
+os.environ.setdefault("YOLO_ATTN_CACHE_DIR", str(_CONFIG_DIR / "yolo_attn_cache"))  # built COCO ground truths
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("YOLO_VERBOSE", "False")

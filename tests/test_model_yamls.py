@@ -1,8 +1,8 @@
 """The model_yamls variants: they build at every scale, run, wire Detect to strides 8/16/32, and cost exactly the
 baseline plus the inserted blocks.
 
-Expected channels come from Ultralytics' own scale tables (its yolov8.yaml / yolo11.yaml) and a small table here of
-where each file inserts which block after which nominal layer width, never from the model under test.
+Expected channels come from Ultralytics' own scale tables (its yolov8.yaml / yolo11.yaml / yolo26.yaml) and a small
+table here of where each file inserts which block after which nominal layer width, never from the model under test.
 """
 
 from __future__ import annotations
@@ -20,10 +20,15 @@ from ultralytics.utils import YAML
 from ultralytics.utils.checks import check_yaml
 
 import yolo_attn
+from yolo_attn.registry import MODEL_YAMLS_DIR
 
-YAML_DIR = Path(__file__).resolve().parents[1] / "model_yamls"
+REPO = Path(__file__).resolve().parents[1]
+YAML_DIR = MODEL_YAMLS_DIR  # the shipped files, inside the package; the repo-root model_yamls links here
+FAMILIES = ("yolov8", "yolo11", "yolo26")
 SCALES = ("n", "s", "m", "l", "x")
 SLOW_SCALES = {"l", "x"}  # the large builds dominate the run time on 2 CPU cores
+# YOLO26 adds 7 files: in the fast suite only scale n, plus m for CA_C3k2 (where Ultralytics switches C3k on).
+FAST_YOLO26 = {("yolo26-ca-c3k2", "m")}
 NC = 80
 INPUT_SIZES = ((32, 32), (64, 32))  # (H, W): square and non-square, multiples of stride 32, kept tiny
 
@@ -34,20 +39,25 @@ MHSA_SITES = (1024, 512, 1024)  # backbone P5, then neck P4, P5 only
 INSERTED: dict[str, tuple[tuple[str, int], ...]] = {
     **{
         f"{fam}-{key}": tuple((name, c) for c in FOUR_SITES)
-        for fam in ("yolov8", "yolo11")
+        for fam in FAMILIES
         for key, name in (("se", "SE"), ("eca", "ECA"), ("cbam", "CBAM"), ("sam", "SAM"), ("ca", "CoordAtt"))
     },
-    "yolov8-mhsa": tuple(("MHSA", c) for c in MHSA_SITES),
-    "yolo11-mhsa": tuple(("MHSA", c) for c in MHSA_SITES),
+    **{f"{fam}-mhsa": tuple(("MHSA", c) for c in MHSA_SITES) for fam in FAMILIES},
 }
-# C2f-like replacements: (parent, nominal c2, YAML repeats, c3k flag written in the YAML), in file order.
-REPLACED: dict[str, tuple[tuple[str, int, int, bool], ...]] = {
-    "yolov8-ca-c2f": (("C2f", 1024, 3, False), ("C2f", 256, 3, False), ("C2f", 512, 3, False), ("C2f", 1024, 3, False)),
+# C2f-like replacements: (parent, nominal c2, YAML repeats, c3k flag, attn flag written in the YAML), in file order.
+REPLACED: dict[str, tuple[tuple[str, int, int, bool, bool], ...]] = {
+    "yolov8-ca-c2f": tuple(("C2f", c, 3, False, False) for c in (1024, 256, 512, 1024)),
     "yolo11-ca-c3k2": (
-        ("C3k2", 1024, 2, True),
-        ("C3k2", 256, 2, False),
-        ("C3k2", 512, 2, False),
-        ("C3k2", 1024, 2, True),
+        ("C3k2", 1024, 2, True, False),
+        ("C3k2", 256, 2, False, False),
+        ("C3k2", 512, 2, False, False),
+        ("C3k2", 1024, 2, True, False),
+    ),
+    "yolo26-ca-c3k2": (  # YOLO26's neck C3k2 all use C3k; its P5 one is a single bottleneck + PSABlock (attn)
+        ("C3k2", 1024, 2, True, False),
+        ("C3k2", 256, 2, True, False),
+        ("C3k2", 512, 2, True, False),
+        ("C3k2", 1024, 1, True, True),
     ),
 }
 EXTENDED_PARENT = {"CA_C2f": "C2f", "CA-C2f": "C2f", "CA_C3k2": "C3k2"}
@@ -55,7 +65,7 @@ ALL_STEMS = sorted({*INSERTED, *REPLACED})
 
 
 def family(stem: str) -> str:
-    """Return ``yolov8`` or ``yolo11`` for a model_yamls stem."""
+    """Return ``yolov8``, ``yolo11`` or ``yolo26`` for a model_yamls stem."""
     return stem.split("-", 1)[0]
 
 
@@ -92,10 +102,12 @@ def coordatt_channels(stem: str, scale: str) -> list[int]:
     """Output channels of every bottleneck that carries a CoordAtt in a CA_C2f / CA_C3k2 file at a scale."""
     fam = family(stem)
     channels = []
-    for parent, nominal, repeats, c3k in REPLACED[stem]:
+    for parent, nominal, repeats, c3k, attn in REPLACED[stem]:
         hidden = int(scaled_width(fam, scale, nominal) * 0.5)  # C2f / C3k2 hidden width at the default e=0.5
         n = scaled_repeats(fam, scale, repeats)
-        if parent == "C3k2" and (c3k or scale in {"m", "l", "x"}):  # Ultralytics forces C3k at m/l/x
+        if attn:  # C3k2(attn=True): each repeat is one full-width bottleneck followed by a PSABlock (no bottleneck)
+            channels += [hidden] * n
+        elif parent == "C3k2" and (c3k or scale in {"m", "l", "x"}):  # Ultralytics forces C3k at m/l/x
             channels += [int(hidden * 0.5)] * (2 * n)  # each C3k holds 2 bottlenecks at half its width
         else:
             channels += [hidden] * n
@@ -188,9 +200,15 @@ def test_detect_reads_the_attention_outputs(stem: str) -> None:
     assert [rows[k][2] for k in detect_from] == expected
 
 
+def _is_slow(stem: str, scale: str) -> bool:
+    if family(stem) == "yolo26":
+        return scale != "n" and (stem, scale) not in FAST_YOLO26
+    return scale in SLOW_SCALES
+
+
 def _cases() -> list:
     return [
-        pytest.param(stem, scale, marks=[pytest.mark.slow] if scale in SLOW_SCALES else [], id=f"{stem}-{scale}")
+        pytest.param(stem, scale, marks=[pytest.mark.slow] if _is_slow(stem, scale) else [], id=f"{stem}-{scale}")
         for stem in ALL_STEMS
         for scale in SCALES
     ]
@@ -241,3 +259,11 @@ def test_header_cost_table_params_are_current(stem: str) -> None:
         f"{fam}n (baseline)": baseline_params(fam, "n"),
         f"{fam}n-{variant}": params_from_yaml(scaled_path(stem, "n")),
     }
+
+
+def test_repo_root_model_yamls_is_a_relative_link_to_the_package_folder() -> None:
+    link = REPO / "model_yamls"
+    assert link.is_symlink()
+    assert not Path(link.readlink()).is_absolute()  # survives moving the clone
+    assert link.resolve() == MODEL_YAMLS_DIR.resolve()
+    assert (link / "yolov8-cbam.yaml").is_file()  # old paths keep working

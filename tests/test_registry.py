@@ -134,6 +134,12 @@ def test_layer_table_shows_real_block_and_args():
         ([-1, 1, "CBAM", [8, 7, 3]], r"layer 5 .*CBAM.*bad args"),
         ([-1, 1, "MHSA", [7]], r"layer 5 .*MHSA.*heads"),
         ([-1, 1, "SpatialAttention", [7, "median"]], r"layer 5 .*SpatialAttention.*median"),
+        # C2f-like rows: parse_model itself would raise a bare IndexError / TypeError naming C2f or C3k2
+        ([-1, 3, "CA_C2f", []], r"layer 5 .*CA_C2f.*args are empty.*c2.*Expected CA_C2f \[c2, shortcut=False, g=1"),
+        ([-1, 2, "CA_C3k2", []], r"layer 5 .*CA_C3k2.*args are empty.*Expected CA_C3k2 \[c2, c3k=False, e=0.5"),
+        ([-1, 1, "CA-C2f", ["wide"]], r"layer 5 .*CA-C2f.*output channels c2 \(a number\), got 'wide'"),
+        ([-1, 1, "CA_C2f", [256, True, 1, 0.5, 9]], r"layer 5 .*CA_C2f.*bad args.*too many"),
+        ([-1, 1, "CA_C3k2", [256, True, 0.5, False, 1, True, 9]], r"layer 5 .*CA_C3k2.*bad args.*too many"),
     ],
 )
 def test_bad_rows_get_clear_errors(row, message):
@@ -184,3 +190,27 @@ def test_scaled_yaml_name_found_in_a_folder_whose_name_looks_like_a_scale(tmp_pa
     assert model.model.yaml["scale"] == "n"
     assert isinstance(model.model.model[10], yolo_attn.CBAM)
     assert DetectionModel(str(folder / "yolov8s-cbam.yaml"), verbose=False).yaml["scale"] == "s"  # through tasks
+
+
+def test_shipped_yaml_found_by_bare_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty folder: no model_yamls/ here
+    with pytest.raises(FileNotFoundError):  # Ultralytics alone does not know the name
+        registry._state["yaml_model_load"]("yolo26n-cbam.yaml")
+    d = tasks.yaml_model_load("yolo26n-cbam.yaml")
+    assert (d["scale"], d["yaml_file"]) == ("n", "yolo26n-cbam.yaml")  # as Ultralytics records its own yolov8n.yaml
+    assert registry.find_shipped_yaml("yolo26s-cbam.yaml") == registry.MODEL_YAMLS_DIR / "yolo26-cbam.yaml"
+    assert registry.find_shipped_yaml("elsewhere/yolo26n-cbam.yaml") is None  # only bare names
+    model = YOLO("yolov8s-eca.yaml")  # through ultralytics.engine.model
+    assert model.model.yaml["scale"] == "s"
+    assert sum(isinstance(m, yolo_attn.ECA) for m in model.model.modules()) == 4
+    with pytest.raises(FileNotFoundError, match=r"yolo26n-cbamx\.yaml.*shipped YAMLs.*yolo26-cbam\.yaml"):
+        tasks.yaml_model_load("yolo26n-cbamx.yaml")
+
+
+def test_local_yaml_wins_over_the_shipped_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = (registry.MODEL_YAMLS_DIR / "yolov8-cbam.yaml").read_text().replace("CBAM, []", "SE, []")
+    (tmp_path / "yolov8-cbam.yaml").write_text(text)  # a user's own edit under the shipped name
+    model = DetectionModel("yolov8n-cbam.yaml", verbose=False)
+    assert isinstance(model.model[10], yolo_attn.SE)
+    assert not any(isinstance(m, yolo_attn.CBAM) for m in model.modules())

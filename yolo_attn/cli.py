@@ -71,9 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (data.yaml is written there)")
     _runs(p, _run_subset)
 
-    p = verbs.add_parser("eval", help="COCO mAP (pycocotools) of a trained model on a subset's val images")
+    p = verbs.add_parser("eval", help="COCO mAP (pycocotools) of a trained model on a data set's val images")
     p.add_argument("--weights", required=True)
-    p.add_argument("--data", required=True, help="data.yaml written by `yolo-attn subset`")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="detection data.yaml: from `yolo-attn subset` (coco_gt), or any YOLO-label data set (ground truth built)",
+    )
     _add_run_options(p)
     p.add_argument("--conf", type=float, default=0.001)
     p.add_argument("--iou", type=float, default=0.7)

@@ -39,21 +39,14 @@ LATENCY_RUNS = 20
 
 
 def model_yamls_dir() -> Path:
-    """Return the ``model_yamls`` folder of this checkout (next to the ``yolo_attn`` package, or in the cwd).
+    """Return the folder of the shipped model YAMLs, inside the installed package (``yolo_attn/model_yamls``).
 
     Returns:
-        (Path): The folder holding ``yolov8-cbam.yaml`` and the other variants.
-
-    Raises:
-        FileNotFoundError: When neither place has it (e.g. an installed wheel run from elsewhere).
+        (Path): The folder holding ``yolov8-cbam.yaml`` and the other variants (a clone's ``model_yamls`` links here).
     """
-    candidates = [Path(__file__).resolve().parents[1] / "model_yamls", Path.cwd() / "model_yamls"]
-    for folder in candidates:
-        if (folder / "yolov8-cbam.yaml").is_file():
-            return folder
-    raise FileNotFoundError(
-        f"model_yamls/ not found in {' or '.join(map(str, candidates))}: run the demo from a yolo_attn checkout"
-    )
+    from yolo_attn.registry import MODEL_YAMLS_DIR
+
+    return MODEL_YAMLS_DIR
 
 
 def run_demo(out: str | Path | None = None) -> Path:

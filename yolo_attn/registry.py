@@ -10,7 +10,9 @@ Everything that knows Ultralytics internals lives here, so a new Ultralytics rel
 - A wrapper around ``yaml_model_load`` (in ``ultralytics.nn.tasks`` and ``ultralytics.engine.model``): Ultralytics
   finds ``yolov8-cbam.yaml`` for ``yolov8n-cbam.yaml`` by deleting the scale letter after the first "digit + n/s/m/l/x"
   anywhere in the whole path, so a folder such as ``exp5s/`` or ``tmp.S5ngd/`` gets mangled and the file is not found.
-  The wrapper applies that rule to the file name only, and only when Ultralytics' own lookup would fail.
+  The wrapper applies that rule to the file name only, and only when Ultralytics' own lookup would fail. It also finds
+  the YAMLs shipped in the package (``yolo_attn/model_yamls``) by bare name, as Ultralytics finds its own
+  ``yolov8n.yaml``: ``model=yolo26n-cbam.yaml`` works from any folder; a local file of that name still wins.
 - The allow-list for ``ULTRALYTICS_SAFE_LOAD=1`` checkpoint loading.
 - DDP visibility: a default training callback defined here travels (pickled by reference) to every DDP worker, whose
   unpickling imports and registers yolo_attn before the worker builds the model.
@@ -86,6 +88,7 @@ DEFAULT_IMGSZ = 640  # Ultralytics' default image size; spatial kernels must fit
 DDP_EVENT = "on_pretrain_routine_start"
 
 SCALE_IN_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-cbam -> yolov8-cbam, Ultralytics' naming rule
+MODEL_YAMLS_DIR = Path(__file__).resolve().parent / "model_yamls"  # shipped variants, found by bare name
 
 #: Rows that stand where an Ultralytics row stood, for aligning checkpoints: CA_C2f holds a C2f's tensors.
 CANONICAL: dict[str, str] = {name: parent.__name__ for name, (_, parent) in EXTENDED_BLOCKS.items()}
@@ -269,26 +272,74 @@ def _block_classes() -> Iterator[type[nn.Module]]:
 
 
 def yaml_model_load(path: str | Path) -> dict:
-    """Load a model YAML like Ultralytics' ``yaml_model_load``, also when the folder's name looks like a scale.
+    """Load a model YAML like Ultralytics' ``yaml_model_load``, also from scale-like folders and shipped bare names.
 
     Ultralytics maps a scaled name to its file (``yolov8n-cbam.yaml`` -> ``yolov8-cbam.yaml``) with a pattern applied to
     the whole path string, which also rewrites folder names such as ``exp5s``. Here the pattern is applied to the file
-    name only, and only when the scaled file itself does not exist; everything else goes to Ultralytics unchanged.
+    name only, and only when the scaled file itself does not exist. Lookup order: the path as given (a local file wins),
+    its file-name-unified twin next to it, Ultralytics' own lookup (its packaged configs), then, for a bare name only,
+    :data:`MODEL_YAMLS_DIR` with the same scale-letter rule.
 
     Args:
-        path (str | Path): Model YAML path, e.g. ``model_yamls/yolov8n-cbam.yaml``.
+        path (str | Path): Model YAML path, e.g. ``model_yamls/yolov8n-cbam.yaml``, or a bare name such as
+            ``yolo26n-cbam.yaml``.
 
     Returns:
-        (dict): The model dict, with ``scale`` taken from the file name and ``yaml_file`` set, as Ultralytics does.
+        (dict): The model dict, with ``scale`` taken from the file name and ``yaml_file`` set (to ``path`` as given), as
+            Ultralytics does.
+
+    Raises:
+        FileNotFoundError: When no step finds the file; the message lists the shipped variants for a bare name.
     """
     original = _state["yaml_model_load"] or tasks.yaml_model_load
     path = Path(path)
-    unified = path.with_name(SCALE_IN_NAME.sub(r"\1\3", path.name))
-    if path.exists() or unified == path or not unified.exists():
+    unified = _unified(path)
+    if not path.exists() and unified != path and unified.exists():
+        return _load_scaled(unified, path)
+    try:
         return original(path)
-    d = YAML.load(unified)
-    d["scale"] = tasks.guess_model_scale(path)
-    d["yaml_file"] = str(path)
+    except FileNotFoundError:
+        shipped = find_shipped_yaml(path)
+        if shipped is None:
+            if path.name == str(path) and path.suffix in {".yaml", ".yml"}:
+                names = ", ".join(p.name for p in sorted(MODEL_YAMLS_DIR.glob("*.yaml"))) or "none there"
+                raise FileNotFoundError(
+                    f"Model YAML '{path}' not found in the working folder, in Ultralytics' configs or among "
+                    f"yolo_attn's shipped YAMLs ({MODEL_YAMLS_DIR}: {names}; add a scale letter, e.g. "
+                    "yolo26n-cbam.yaml)"
+                ) from None
+            raise
+        return _load_scaled(shipped, path)
+
+
+def find_shipped_yaml(name: str | Path) -> Path | None:
+    """Return the shipped model YAML a bare name refers to, e.g. ``yolo26n-cbam.yaml`` -> ``.../yolo26-cbam.yaml``.
+
+    Args:
+        name (str | Path): A bare file name (no folder); a name with a folder returns None.
+
+    Returns:
+        (Path | None): The file in :data:`MODEL_YAMLS_DIR` (exact name first, then without the scale letter), or None.
+    """
+    name = Path(name)
+    if name.name != str(name):
+        return None
+    for candidate in (MODEL_YAMLS_DIR / name.name, MODEL_YAMLS_DIR / _unified(name).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _unified(path: Path) -> Path:
+    """Drop the scale letter from the file name only: ``exp5s/yolov8n-cbam.yaml`` -> ``exp5s/yolov8-cbam.yaml``."""
+    return path.with_name(SCALE_IN_NAME.sub(r"\1\3", path.name))
+
+
+def _load_scaled(file: Path, name: Path) -> dict:
+    """Load ``file`` as Ultralytics loads a model YAML called ``name``: scale from the name, ``yaml_file`` = name."""
+    d = YAML.load(file)
+    d["scale"] = tasks.guess_model_scale(name)
+    d["yaml_file"] = str(name)
     return d
 
 
@@ -350,8 +401,11 @@ def _expected(name: str) -> str:
     """Describe the YAML args a block expects, e.g. ``CBAM [r=16, k=7]``."""
     if name in EXTENDED_BLOCKS:
         parent = EXTENDED_BLOCKS[name][1]
-        params = list(inspect.signature(parent).parameters.values())
-        return f"{name} [{', '.join(_describe(p) for p in params[1:])}] (same args as {parent.__name__})"
+        params = [p for p in list(inspect.signature(parent).parameters.values())[1:] if p.name != "n"]
+        return (
+            f"{name} [{', '.join(_describe(p) for p in params)}] (same args as {parent.__name__}; its repeat count n "
+            f"is the row's second field), e.g. [-1, 3, {name}, [256, True]]"
+        )
     params = list(inspect.signature(BLOCKS[name]).parameters.values())[1:]
     return f"{name} [{', '.join(_describe(p) for p in params)}] (no channel argument: input channels are inferred)"
 
@@ -380,6 +434,27 @@ def _check_row(i: int, row: list) -> None:
             inspect.signature(BLOCKS[name]).bind(0, *positional, **keywords)
         except TypeError as e:
             raise _row_error(i, row, f"bad args ({e})") from None
+    else:
+        _check_extended_args(i, row)
+
+
+def _check_extended_args(i: int, row: list) -> None:
+    """Check a C2f-like row's args the way parse_model will use them: ``[c2, *rest]`` -> ``parent(c1, c2, n, *rest)``.
+
+    parse_model reads ``args[0]`` as the output channels and inserts the repeat count after it, so an empty list would
+    fail there with a bare ``IndexError`` and a surplus arg with a bare ``TypeError`` naming the parent class.
+    """
+    _, n, name, args = row
+    if not args:
+        raise _row_error(i, row, "args are empty, but the first arg (c2, the output channels) is required")
+    c2 = args[0]
+    if isinstance(c2, bool) or not isinstance(c2, (int, float)) or c2 <= 0:
+        raise _row_error(i, row, f"the first arg must be the output channels c2 (a number), got {c2!r}")
+    parent = EXTENDED_BLOCKS[name][1]
+    try:
+        inspect.signature(parent).bind(0, c2, n, *args[1:])
+    except TypeError as e:
+        raise _row_error(i, row, f"bad args ({e})") from None
 
 
 def _with_placeholders(d: dict, ours: dict[int, list]) -> dict:

@@ -1,10 +1,12 @@
 """COCO detection metrics with pycocotools (or faster-coco-eval), and the end-to-end ``evaluate`` of a YOLO model.
 
 :func:`coco_metrics` is the pure metric part: a COCO ground truth and a list of COCO-format detections in, the 12
-numbers COCOeval prints plus per-class AP out. :func:`evaluate` runs a model on the val images of a subset built by
-``yolo_attn.data.build_subset``, writes its detections as COCO json, scores them with :func:`coco_metrics`, and also
-reports Ultralytics' own val mAP on the same data for comparison (the two differ slightly: Ultralytics interpolates
-its PR curve on 101 points its own way, uses rectangular val batches, and does not know crowd boxes).
+numbers COCOeval prints plus per-class AP out. :func:`evaluate` runs a model on the val images of a detection data set
+(a subset built by ``yolo_attn.data.build_subset``, or any YOLO-label data set, whose ground truth is built from its
+labels by ``yolo_attn.data.yolo_to_coco``), writes its detections as COCO json, scores them with
+:func:`coco_metrics`, and also reports Ultralytics' own val mAP on the same data for comparison (the two differ
+slightly: Ultralytics interpolates its PR curve on 101 points its own way, uses rectangular val batches, and does not
+know crowd boxes).
 """
 
 from __future__ import annotations
@@ -211,19 +213,21 @@ def evaluate(
     max_det: int = 300,
     ultralytics_val: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a YOLO model on a subset's val images with COCO metrics, and with Ultralytics' val for comparison.
+    """Evaluate a YOLO model on a data set's val images with COCO metrics, and with Ultralytics' val for comparison.
 
-    ``data`` is a data YAML written by ``yolo_attn.data.build_subset``: besides Ultralytics' keys it has
-    ``coco_gt: annotations/instances_val.json`` (relative to ``path``), the COCO ground truth of the val images, whose
-    ``yolo_class_to_category_id`` list maps the model's classes back to COCO category ids. The images evaluated are
-    exactly those the ground truth lists, read from the YAML's ``val`` folder.
+    ``data`` is any Ultralytics detection data YAML. One written by ``yolo_attn.data.build_subset`` has
+    ``coco_gt: annotations/instances_val.json`` (relative to ``path``), the COCO ground truth of the val images, read
+    from the YAML's ``val`` folder. For any other (YOLO labels only, e.g. a Roboflow export) the ground truth is built
+    from the val labels and image sizes and cached (``yolo_attn.data.yolo_to_coco``: box areas, no crowd regions). In
+    both, the ground truth's ``yolo_class_to_category_id`` list maps the model's classes to category ids, and the
+    images evaluated are exactly those it lists.
 
     Files written to ``out``: ``predictions.json`` (COCO results: boxes in original-image pixels, 3 decimals; scores
     5 decimals), ``metrics.json`` (the returned dict), and ``ultralytics_val/`` (Ultralytics' val run).
 
     Args:
         weights (str | Path): Model weights (``best.pt``) or a model YAML (an untrained model; plumbing checks only).
-        data (str | Path): Subset data YAML with a ``coco_gt`` key.
+        data (str | Path): Detection data YAML (with or without a ``coco_gt`` key).
         imgsz (int): Inference image size.
         batch (int): Inference batch size.
         device (str | None): Ultralytics device string (``cpu``, ``0``...), None for Ultralytics' default.
@@ -239,30 +243,27 @@ def evaluate(
             None), ``backend``, ``n_images``, ``n_detections``, ``gt_json``, ``predictions_json``, ``weights``.
 
     Raises:
-        ValueError: If the YAML has no ``coco_gt`` key or the model's class count differs from the ground truth's.
-        FileNotFoundError: If the ground truth or a val image is missing.
+        ValueError: If the model's class count differs from the ground truth's, or a label file is wrong
+            (``yolo_attn.data.yolo_to_coco.LabelError``, naming the file).
+        FileNotFoundError: If the ground truth, a val image, or every val label file is missing.
     """
     from ultralytics import YOLO
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.utils.files import increment_path
 
     from yolo_attn.data.subset import yolo_class_to_category_id
+    from yolo_attn.data.yolo_to_coco import ground_truth_for, val_image_paths
     from yolo_attn.evaluation.predictions import predict_detections
 
     _load_backend(backend)  # fail before running the model
     info = check_det_dataset(str(data))
-    if not info.get("coco_gt"):
-        raise ValueError(
-            f"{data} has no 'coco_gt' key. Build the data set with yolo_attn.data.build_subset (or add "
-            "'coco_gt: <COCO json of the val images, relative to path>' to the YAML)."
-        )
-    gt_path = Path(info["path"]) / info["coco_gt"]
+    gt_path = ground_truth_for(data)
     gt = load_coco_json(gt_path)
     class_to_category = yolo_class_to_category_id(gt)
-    if not isinstance(info["val"], str) or not Path(info["val"]).is_dir():
-        raise ValueError(f"{data}: 'val' must be one image folder for COCO evaluation, got {info['val']!r}")
-    val_dir = Path(info["val"])
-    images = {str((val_dir / image["file_name"]).absolute()): image["id"] for image in gt["images"]}
+    try:
+        images = val_image_paths(info, gt)
+    except ValueError as error:
+        raise ValueError(f"{data}: {error}") from None
     missing = [path for path in images if not Path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} val image(s) of {gt_path} missing, e.g. {missing[0]}")
