@@ -3,7 +3,8 @@
 Each YAML in model_yamls is built at one scale (default n) through its scaled name, exactly as a user loads it
 (``yolov8-cbam.yaml`` at scale n is built from ``yolov8n-cbam.yaml``), next to the matching Ultralytics baseline
 (``yolov8n.yaml`` / ``yolo11n.yaml``; ``yolov8n-cls.yaml`` / ``yolo11n-cls.yaml`` for the ``-cls-`` classifiers, which
-are measured at 224 px, Ultralytics' classification size, unless ``--imgsz`` says otherwise). Params are the sum of ``numel`` over all parameters. GFLOPs are given twice:
+are measured at 224 px, Ultralytics' classification size, unless ``--cls-imgsz`` says otherwise). Params are the sum
+of ``numel`` over all parameters. GFLOPs are given twice:
 
 - ``ultralytics.utils.torch_utils.get_flops(model, imgsz)``, the figure ``model.info()`` prints. It profiles one-stride-
   tall proxy images and extrapolates to the target size, which mis-scales costs that are not proportional to H*W:
