@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (default 1: the network is tiny, more threads cost more)",
+        help="torch CPU threads (default 1: the network is tiny)",
     )
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch < 1 or args.threads < 1:

@@ -112,7 +112,7 @@ def test_short_training_learns_and_writes_its_csv(tmp_path: Path) -> None:
     torch.manual_seed(0)
     data = (*make_activity_windows(192, seed=0), *make_activity_windows(96, seed=1))
     settings = TrainSettings(epochs=4, batch=32, lr=3e-3)
-    model, history = train_run(True, 0, settings, data, tmp_path / "run.csv")
+    _, history = train_run(True, 0, settings, data, tmp_path / "run.csv")
     with (tmp_path / "run.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]

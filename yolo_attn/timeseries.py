@@ -24,6 +24,7 @@ Examples:
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class TimeSeriesAttentionNet(nn.Module):
         self.modal = modal
         self.convs = nn.ModuleList(
             nn.Conv2d(c_in, c_out, (kernel, 1), stride=(2, 1), padding=(kernel // 2, 0), bias=False)
-            for c_in, c_out in zip(widths[:-1], widths[1:])
+            for c_in, c_out in itertools.pairwise(widths)
         )
         self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in channels)
         self.pool = nn.AdaptiveAvgPool2d((1, modal))
