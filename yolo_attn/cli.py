@@ -17,6 +17,7 @@ default (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0`` unless you set them, and a l
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -71,10 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (data.yaml is written there)")
     _runs(p, _run_subset)
 
-    p = verbs.add_parser("eval", help="COCO mAP (pycocotools) of a trained model on a subset's val images")
+    p = verbs.add_parser(
+        "eval", help="COCO mAP (pycocotools) of a detector, or top-1/top-5 of a classifier (task read from --weights)"
+    )
     p.add_argument("--weights", required=True)
-    p.add_argument("--data", required=True, help="data.yaml written by `yolo-attn subset`")
+    p.add_argument(
+        "--data", required=True, help="detect: data.yaml written by `yolo-attn subset`; classify: ImageFolder root"
+    )
     _add_run_options(p)
+    p.set_defaults(imgsz=None)  # the task's own default: 640 for detection, 224 for classification
     p.add_argument("--conf", type=float, default=0.001)
     p.add_argument("--iou", type=float, default=0.7)
     p.add_argument("--out", type=Path, default=None, help="where to write detections and metrics JSON")
@@ -110,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     _runs(p, _run_visualize)
 
     p = verbs.add_parser("demo", help="the whole pipeline on embedded synthetic data, CPU, no downloads")
+    p.add_argument(
+        "--task",
+        choices=("detect", "classify"),
+        default="detect",
+        help="detect: YOLOv8n vs CBAM vs ECA on synthetic COCO; classify: yolov8n-cls vs SE vs CBAM",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -168,12 +180,23 @@ def _run_subset(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_eval(args: argparse.Namespace, overrides: dict) -> None:
+    from yolo_attn.evaluation.classify_eval import checkpoint_task, evaluate_classifier, format_classify_metrics
+
+    if checkpoint_task(args.weights) == "classify":
+        metrics = evaluate_classifier(
+            args.weights, args.data, imgsz=args.imgsz or 224, batch=args.batch, device=args.device
+        )
+        print(format_classify_metrics(metrics))
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return
     from yolo_attn.evaluation.coco_eval import evaluate, format_metrics
 
     metrics = evaluate(
         args.weights,
         args.data,
-        imgsz=args.imgsz,
+        imgsz=args.imgsz or 640,
         batch=args.batch,
         device=args.device,
         conf=args.conf,
@@ -218,6 +241,11 @@ def _run_visualize(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_demo(args: argparse.Namespace, overrides: dict) -> None:
+    if args.task == "classify":
+        from yolo_attn.demo_classify import run_classify_demo
+
+        run_classify_demo(args.out)
+        return
     from yolo_attn.demo import run_demo
 
     run_demo(args.out)
