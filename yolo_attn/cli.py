@@ -110,9 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("visualize", help="attention maps of every block, overlaid on images (PNG grids)")
     p.add_argument("--weights", required=True, help="best.pt, or a model YAML (untrained)")
     p.add_argument("--source", type=Path, required=True, help="an image or a folder of images")
-    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--imgsz", type=int, default=None, help="letterbox side (default 640; 224 for classifiers)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: a new runs/visualize/exp*)")
+    p.add_argument(
+        "--features",
+        default=None,
+        metavar="2,4,6",
+        help="layer indices: strongest channels of each beside the attention maps (+ Grad-CAM for classifiers)",
+    )
     _runs(p, _run_visualize)
 
     p = verbs.add_parser("demo", help="the whole pipeline on embedded synthetic data, CPU, no downloads")
@@ -234,9 +240,15 @@ def _run_profile(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_visualize(args: argparse.Namespace, overrides: dict) -> None:
-    from yolo_attn.visualize import attention_maps
+    from yolo_attn.visualize import attention_maps, feature_maps
 
-    for path in attention_maps(args.weights, args.source, imgsz=args.imgsz, out=args.out, device=args.device):
+    if args.features is not None:
+        paths = feature_maps(
+            args.weights, args.source, args.features, imgsz=args.imgsz, out=args.out, device=args.device
+        )
+    else:
+        paths = attention_maps(args.weights, args.source, imgsz=args.imgsz or 640, out=args.out, device=args.device)
+    for path in paths:
         print(path)
 
 

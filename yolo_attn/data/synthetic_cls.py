@@ -38,13 +38,14 @@ SPLITS: tuple[str, ...] = ("train", "val")
 
 
 def render_cls_image(rng: np.random.Generator, label: int, size: int, max_distractors: int = 3) -> np.ndarray:
-    """Draw one image of class ``CLASSES[label]``: background, 1..max_distractors look-alikes, one real object.
+    """Draw one image of class ``CLASSES[label]``: background, one real object, up to max_distractors look-alikes.
 
     Args:
         rng (np.random.Generator): The image's random generator.
         label (int): Class index into ``CLASSES``.
         size (int): Image side in pixels.
-        max_distractors (int): Most look-alikes per image (at least 1 is drawn when this is >= 1).
+        max_distractors (int): Most look-alikes per image (1..max_distractors are tried; one that finds no room
+            among the others is left out).
 
     Returns:
         (np.ndarray): A (size, size, 3) uint8 BGR image.
@@ -53,17 +54,15 @@ def render_cls_image(rng: np.random.Generator, label: int, size: int, max_distra
     lo, hi = math.log(max(4.0, 0.11 * size)), math.log(0.2 * size)  # small objects: half-side 11-20% of the side
     taken: list = []
     n_distractors = int(rng.integers(min(1, max_distractors), max_distractors + 1))
-    plan = [(True, CLASSES[int(rng.integers(len(CLASSES)))]) for _ in range(n_distractors)] + [(False, CLASSES[label])]
-    for distractor, name in plan:  # the real object last, so nothing hides it
-        for _ in range(5):  # shrink until it fits
-            r = round(math.exp(rng.uniform(lo, hi)))
-            boxes = _place(rng, size, r, taken, max_overlap=0.0, pole=name == "sign" and not distractor)
-            if boxes:
-                break
+    # The real object first, on the empty canvas, so it always fits; objects never overlap, so none hides another.
+    plan = [(False, CLASSES[label])] + [(True, CLASSES[int(rng.integers(len(CLASSES)))]) for _ in range(n_distractors)]
+    for distractor, name in plan:
+        r = round(math.exp(rng.uniform(lo, hi)))
+        boxes = _place(rng, size, r, taken, max_overlap=0.0, pole=name == "sign" and not distractor)
         if not boxes:
             if not distractor:
                 raise RuntimeError(f"no room for the {name} object in a {size}px image; use a larger size")
-            continue
+            continue  # a distractor that finds no room is left out
         taken.extend(boxes)
         box = boxes[0]
         _draw_object(image, name, int(box.x + r), int(box.y + r), r, _random_color(rng, 30, 256), distractor)

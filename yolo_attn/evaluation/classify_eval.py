@@ -46,7 +46,7 @@ def resolve_cls_data(data: str | Path) -> str:
         root = Path(spec["path"])
         root = root if root.is_absolute() else (path.parent / root)
         for key in ("train", "val", "test"):
-            if spec.get(key) not in (None, key) and Path(str(spec[key])).name != key:
+            if spec.get(key) is not None and str(spec[key]).removeprefix("./").strip("/") != key:
                 raise ValueError(
                     f"{path}: {key}: {spec[key]!r} — Ultralytics' classify task reads the fixed subfolders "
                     f"train/, val/ and test/ of `path`; expected {key}: {key} or no {key} key"
