@@ -108,6 +108,7 @@ def test_data_is_deterministic_and_balanced() -> None:
         make_activity_windows(4, seed=0, series=16)
 
 
+@pytest.mark.slow
 def test_short_training_learns_and_writes_its_csv(tmp_path: Path) -> None:
     torch.manual_seed(0)
     data = (*make_activity_windows(192, seed=0), *make_activity_windows(96, seed=1))
@@ -121,6 +122,7 @@ def test_short_training_learns_and_writes_its_csv(tmp_path: Path) -> None:
     assert history[-1]["train_acc"] > 2 / N_CLASSES  # twice chance on the windows it trained on
 
 
+@pytest.mark.slow
 def test_script_writes_csvs_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     spec = importlib.util.spec_from_file_location("timeseries_attention", SCRIPT)
     script = importlib.util.module_from_spec(spec)

@@ -46,6 +46,19 @@ def randomise_gates(model: nn.Module) -> None:
                 p.copy_(torch.randn(p.shape, generator=g))
 
 
+def calibrate(model: nn.Module) -> nn.Module:
+    """Set every BatchNorm's running statistics from random images, so that deep activations are O(1) in eval mode
+    (a fresh model's default statistics shrink them to ~1e-10, where any Grad-CAM looks the same to assert_close)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(8, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(1)))
+    return model.eval()
+
+
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """Record the arguments of every plot_feature_grid call (and still draw)."""
@@ -103,10 +116,12 @@ def test_classifier_features_attention_and_grad_cam(tmp_path: Path, spy: list[di
 
 def test_grad_cam_matches_its_definition() -> None:
     """ReLU(sum_c mean_hw(d logit_k / dA_c) * A_c) at the layer feeding Classify, k the predicted class."""
-    model = load_model(CLS_YAML).eval()
+    model = load_model(CLS_YAML)
     randomise_gates(model)
-    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    calibrate(model)
+    x = torch.rand(1, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(2))
     cam, k, p = grad_cam(model, x)
+    assert cam.max() > 1e-3 and cam.shape == (2, 2)  # the map at the 2x2 P5/32 stage of a 64 px input
     layer = head_input_layer(model)
     assert layer == len(model.model) - 2
 
@@ -116,8 +131,8 @@ def test_grad_cam_matches_its_definition() -> None:
     assert k == int(logits.argmax())
     (gradient,) = torch.autograd.grad(logits[0, k], activation)
     expected = torch.relu((gradient[0].mean((1, 2), keepdim=True) * activation[0]).sum(0)).detach()
-    torch.testing.assert_close(cam, expected)
-    assert p == pytest.approx(float(logits.softmax(1)[0, k]), abs=1e-6)
+    torch.testing.assert_close(cam, expected, rtol=1e-4, atol=1e-6)
+    assert p == pytest.approx(float(logits.softmax(1)[0, k].detach()), abs=1e-6)
     assert not any(m._forward_hooks for m in model.modules())
 
 
