@@ -2,8 +2,9 @@
 
 Each YAML in model_yamls is built at one scale (default n) through its scaled name, exactly as a user loads it
 (``yolov8-cbam.yaml`` at scale n is built from ``yolov8n-cbam.yaml``), next to the matching Ultralytics baseline
-(``yolov8n.yaml`` / ``yolo11n.yaml`` / ``yolo26n.yaml``). Params are the sum of ``numel`` over all parameters. GFLOPs
-are given twice:
+(``yolov8n.yaml`` / ``yolo11n.yaml`` / ``yolo26n.yaml``; ``yolov8n-cls.yaml`` / ``yolo11n-cls.yaml`` for the ``-cls-``
+classifiers, which are measured at 224 px, Ultralytics' classification size, unless ``--cls-imgsz`` says otherwise).
+Params are the sum of ``numel`` over all parameters. GFLOPs are given twice:
 
 - ``ultralytics.utils.torch_utils.get_flops(model, imgsz)``, the figure ``model.info()`` prints. It profiles one-stride-
   tall proxy images and extrapolates to the target size, which mis-scales costs that are not proportional to H*W:
@@ -14,7 +15,7 @@ Neither counts elementwise work (sigmoid, gating multiplies, channel pooling), w
 do, so measure latency too.
 
 Usage:
-    python scripts/yaml_cost_table.py                        # every model_yamls/*.yaml at scale n, 640 px
+    python scripts/yaml_cost_table.py                        # every model_yamls/*.yaml at scale n, 640 px (cls: 224)
     python scripts/yaml_cost_table.py --scale s model_yamls/yolov8-cbam.yaml
     python scripts/yaml_cost_table.py --update-headers       # also rewrite the cost table in each YAML's header
 """
@@ -33,14 +34,16 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 import thop
 import torch
-from ultralytics.nn.tasks import DetectionModel
+from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 from ultralytics.utils.torch_utils import get_flops
 
 import yolo_attn  # noqa: F401  (registers the blocks with Ultralytics)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 YAML_DIR = REPO_ROOT / "yolo_attn" / "model_yamls"  # the repo-root model_yamls links here
-FAMILY_PATTERN = re.compile(r"^(yolov8|yolo11|yolo26)(-.+)?$")  # unscaled stems: yolov8-cbam, yolo11-ca-c3k2
+# unscaled stems: yolov8-cbam, yolo11-ca-c3k2, yolov8-cls-se (group 2: the task suffix of the baseline)
+FAMILY_PATTERN = re.compile(r"^(yolov8|yolo11|yolo26)(-cls)?(-.+)?$")
+CLS_IMGSZ = 224  # Ultralytics' default image size for classification
 TABLE_LINE = "# |"  # header lines of a YAML that hold its cost table
 PLACEHOLDER_LINE = "# COST TABLE PLACEHOLDER"
 
@@ -70,17 +73,23 @@ def scaled_name(yaml_path: Path, scale: str) -> tuple[str, str]:
         scale (str): One of ``n, s, m, l, x``.
 
     Returns:
-        (tuple[str, str]): E.g. ``("yolov8n-cbam", "yolov8n")``.
+        (tuple[str, str]): E.g. ``("yolov8n-cbam", "yolov8n")`` or ``("yolov8n-cls-se", "yolov8n-cls")``.
     """
     match = FAMILY_PATTERN.match(yaml_path.stem)
     if match is None:
         raise ValueError(f"{yaml_path.name}: expected a name like <family>-<variant>.yaml, family yolov8|yolo11|yolo26")
-    family, variant = match.group(1), match.group(2) or ""
-    return f"{family}{scale}{variant}", f"{family}{scale}"
+    family, task, variant = match.group(1), match.group(2) or "", match.group(3) or ""
+    return f"{family}{scale}{task}{variant}", f"{family}{scale}{task}"
+
+
+def is_classifier(yaml_path: Path) -> bool:
+    """Return True for a classification YAML (``-cls`` right after the family, as Ultralytics names them)."""
+    match = FAMILY_PATTERN.match(yaml_path.stem)
+    return bool(match and match.group(2))
 
 
 def measure(cfg: str | Path, name: str, imgsz: int) -> ModelCost:
-    """Build a detection model from a (scaled) YAML name or path and measure it.
+    """Build a detection or classification model from a (scaled) YAML name or path and measure it.
 
     Args:
         cfg (str | Path): Scaled YAML path or an Ultralytics model YAML name like ``yolov8n.yaml``.
@@ -90,7 +99,8 @@ def measure(cfg: str | Path, name: str, imgsz: int) -> ModelCost:
     Returns:
         (ModelCost): Params and GFLOPs.
     """
-    model = DetectionModel(str(cfg), verbose=False)
+    model_class = ClassificationModel if "-cls" in Path(cfg).stem else DetectionModel
+    model = model_class(str(cfg), verbose=False)
     params = sum(p.numel() for p in model.parameters())
     image = torch.empty(1, 3, imgsz, imgsz)
     macs = thop.profile(model, inputs=[image], verbose=False)[0]  # no `stride`: one pass at full size
@@ -125,13 +135,16 @@ TABLE_HEAD = (
 )
 
 
-def cost_rows(yaml_paths: list[Path], scale: str, imgsz: int) -> dict[Path, tuple[ModelCost, ModelCost]]:
+def cost_rows(
+    yaml_paths: list[Path], scale: str, imgsz: int, cls_imgsz: int = CLS_IMGSZ
+) -> dict[Path, tuple[ModelCost, ModelCost]]:
     """Measure every YAML and its baseline (each baseline built once).
 
     Args:
         yaml_paths (list[Path]): Unscaled model_yamls files.
         scale (str): Scale letter.
-        imgsz (int): Square input size for GFLOPs.
+        imgsz (int): Square input size for GFLOPs of detection models.
+        cls_imgsz (int): Square input size for GFLOPs of classification models.
 
     Returns:
         (dict[Path, tuple[ModelCost, ModelCost]]): Per YAML, (its cost, its baseline's cost).
@@ -140,9 +153,10 @@ def cost_rows(yaml_paths: list[Path], scale: str, imgsz: int) -> dict[Path, tupl
     results = {}
     for path in yaml_paths:
         model_name, base_name = scaled_name(path, scale)
+        size = cls_imgsz if is_classifier(path) else imgsz
         if base_name not in baselines:
-            baselines[base_name] = measure(f"{base_name}.yaml", base_name, imgsz)
-        results[path] = (measure(path.with_name(f"{model_name}.yaml"), model_name, imgsz), baselines[base_name])
+            baselines[base_name] = measure(f"{base_name}.yaml", base_name, size)
+        results[path] = (measure(path.with_name(f"{model_name}.yaml"), model_name, size), baselines[base_name])
     return results
 
 
@@ -170,16 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("yamls", nargs="*", type=Path, help="unscaled YAMLs (default: every model_yamls/*.yaml)")
     parser.add_argument("--scale", default="n", choices=list("nsmlx"), help="model scale (default n)")
     parser.add_argument("--imgsz", type=int, default=640, help="square input size for GFLOPs (default 640)")
+    parser.add_argument("--cls-imgsz", type=int, default=CLS_IMGSZ, help="the same for -cls- YAMLs (default 224)")
     parser.add_argument("--update-headers", action="store_true", help="rewrite the cost table in each YAML header")
     args = parser.parse_args(argv)
-    if args.update_headers and (args.scale, args.imgsz) != ("n", 640):
-        parser.error("--update-headers writes the scale-n, 640 px table that the YAML headers describe")
+    if args.update_headers and (args.scale, args.imgsz, args.cls_imgsz) != ("n", 640, CLS_IMGSZ):
+        parser.error("--update-headers writes the scale-n, 640 px (cls: 224 px) table that the YAML headers describe")
 
     torch.set_grad_enabled(False)
     yaml_paths = args.yamls or sorted(YAML_DIR.glob("*.yaml"))
-    results = cost_rows(yaml_paths, args.scale, args.imgsz)
+    results = cost_rows(yaml_paths, args.scale, args.imgsz, args.cls_imgsz)
 
-    print(f"Scale {args.scale}, {args.imgsz}x{args.imgsz} input, torch {torch.__version__}\n")
+    print(f"Scale {args.scale}, {args.imgsz}x{args.imgsz} input (cls: {args.cls_imgsz}), torch {torch.__version__}\n")
     print("\n".join(TABLE_HEAD))
     printed_baselines = set()
     for cost, baseline in results.values():

@@ -17,6 +17,7 @@ default (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0`` unless you set them, and a l
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -71,14 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (data.yaml is written there)")
     _runs(p, _run_subset)
 
-    p = verbs.add_parser("eval", help="COCO mAP (pycocotools) of a trained model on a data set's val images")
+    p = verbs.add_parser(
+        "eval", help="COCO mAP (pycocotools) of a detector, or top-1/top-5 of a classifier (task read from --weights)"
+    )
     p.add_argument("--weights", required=True)
     p.add_argument(
         "--data",
         required=True,
-        help="detection data.yaml: from `yolo-attn subset` (coco_gt), or any YOLO-label data set (ground truth built)",
+        help="detect: any YOLO-label data.yaml (COCO GT built when it has no coco_gt); classify: ImageFolder root",
     )
     _add_run_options(p)
+    p.set_defaults(imgsz=None)  # the task's own default: 640 for detection, 224 for classification
     p.add_argument("--conf", type=float, default=0.001)
     p.add_argument("--iou", type=float, default=0.7)
     p.add_argument("--out", type=Path, default=None, help="where to write detections and metrics JSON")
@@ -108,12 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("visualize", help="attention maps of every block, overlaid on images (PNG grids)")
     p.add_argument("--weights", required=True, help="best.pt, or a model YAML (untrained)")
     p.add_argument("--source", type=Path, required=True, help="an image or a folder of images")
-    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--imgsz", type=int, default=None, help="letterbox side (default 640; 224 for classifiers)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: a new runs/visualize/exp*)")
+    p.add_argument(
+        "--features",
+        default=None,
+        metavar="2,4,6",
+        help="layer indices: strongest channels of each beside the attention maps (+ Grad-CAM for classifiers)",
+    )
     _runs(p, _run_visualize)
 
     p = verbs.add_parser("demo", help="the whole pipeline on embedded synthetic data, CPU, no downloads")
+    p.add_argument(
+        "--task",
+        choices=("detect", "classify"),
+        default="detect",
+        help="detect: YOLOv8n vs CBAM vs ECA on synthetic COCO; classify: yolov8n-cls vs SE vs CBAM",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -172,12 +188,23 @@ def _run_subset(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_eval(args: argparse.Namespace, overrides: dict) -> None:
+    from yolo_attn.evaluation.classify_eval import checkpoint_task, evaluate_classifier, format_classify_metrics
+
+    if checkpoint_task(args.weights) == "classify":
+        metrics = evaluate_classifier(
+            args.weights, args.data, imgsz=args.imgsz or 224, batch=args.batch, device=args.device
+        )
+        print(format_classify_metrics(metrics))
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return
     from yolo_attn.evaluation.coco_eval import evaluate, format_metrics
 
     metrics = evaluate(
         args.weights,
         args.data,
-        imgsz=args.imgsz,
+        imgsz=args.imgsz or 640,
         batch=args.batch,
         device=args.device,
         conf=args.conf,
@@ -215,13 +242,24 @@ def _run_profile(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_visualize(args: argparse.Namespace, overrides: dict) -> None:
-    from yolo_attn.visualize import attention_maps
+    from yolo_attn.visualize import attention_maps, feature_maps
 
-    for path in attention_maps(args.weights, args.source, imgsz=args.imgsz, out=args.out, device=args.device):
+    if args.features is not None:
+        paths = feature_maps(
+            args.weights, args.source, args.features, imgsz=args.imgsz, out=args.out, device=args.device
+        )
+    else:
+        paths = attention_maps(args.weights, args.source, imgsz=args.imgsz or 640, out=args.out, device=args.device)
+    for path in paths:
         print(path)
 
 
 def _run_demo(args: argparse.Namespace, overrides: dict) -> None:
+    if args.task == "classify":
+        from yolo_attn.demo_classify import run_classify_demo
+
+        run_classify_demo(args.out)
+        return
     from yolo_attn.demo import run_demo
 
     run_demo(args.out)

@@ -1,0 +1,201 @@
+"""Classification: top-1 / top-5 from Ultralytics' own validator, the data layouts it reads, and accuracy curves.
+
+Ultralytics' classify task reads an ImageFolder-style directory: ``root/train/<class>/*.jpg`` plus ``root/val/`` (or
+``validation/``, ``valid/``) and/or ``root/test/``; the class names come from ``train/``'s subfolders. Given a folder
+without ``train/``, Ultralytics would split the images into a new folder on its own; we refuse that with a clear
+error instead. Its classify task does not read a data YAML; for convenience `resolve_cls_data` accepts one whose
+``path:`` names such a directory (with ``train``/``val``/``test`` keys, if present, naming its own subfolders).
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+from typing import Any
+
+VAL_FOLDERS = ("val", "validation", "valid", "test")  # what Ultralytics' check_cls_dataset looks for, in order
+ACCURACY_COLUMN = "metrics/accuracy_top1"  # Ultralytics' results.csv column of the val top-1 accuracy
+
+
+def resolve_cls_data(data: str | Path) -> str:
+    """Check a classification data argument and return what to pass to Ultralytics as ``data=``.
+
+    Args:
+        data (str | Path): An ImageFolder root with ``train/`` and ``val/`` (or ``validation/``, ``valid/``,
+            ``test/``), a data YAML whose ``path:`` is such a root, or an ``.ndjson`` file (passed on unchanged).
+
+    Returns:
+        (str): The root directory (or the ndjson file) as a string.
+
+    Raises:
+        FileNotFoundError: If the folder, the YAML or a split folder is missing.
+        ValueError: If a YAML has no ``path`` or names splits that are not subfolders of it.
+    """
+    path = Path(data)
+    if path.suffix == ".ndjson":
+        return str(data)
+    if path.suffix in {".yaml", ".yml"}:
+        if not path.is_file():
+            raise FileNotFoundError(f"classification data YAML {path} does not exist")
+        from ultralytics.utils import YAML
+
+        spec = YAML.load(path)
+        if not spec.get("path"):
+            raise ValueError(f"{path}: a classification data YAML needs `path:` naming an ImageFolder root")
+        root = Path(spec["path"])
+        root = root if root.is_absolute() else (path.parent / root)
+        for key in ("train", "val", "test"):
+            if spec.get(key) is not None and str(spec[key]).removeprefix("./").strip("/") != key:
+                raise ValueError(
+                    f"{path}: {key}: {spec[key]!r} — Ultralytics' classify task reads the fixed subfolders "
+                    f"train/, val/ and test/ of `path`; expected {key}: {key} or no {key} key"
+                )
+        path = root
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"classification data {path} is not a folder; expected an ImageFolder root with train/<class>/ and "
+            f"val/<class>/ (or test/), or a data YAML whose `path:` names one"
+        )
+    if not (path / "train").is_dir():
+        raise FileNotFoundError(f"{path} has no train/ folder (Ultralytics takes the class names from its subfolders)")
+    if not any((path / name).is_dir() for name in VAL_FOLDERS):
+        raise FileNotFoundError(f"{path} has no val/ (or validation/, valid/, test/) folder to evaluate on")
+    return str(path.resolve())
+
+
+def checkpoint_task(weights: str | Path) -> str:
+    """Return the Ultralytics task of a checkpoint or model YAML (``"detect"``, ``"classify"``, ...).
+
+    Args:
+        weights (str | Path): ``.pt`` checkpoint or model YAML.
+
+    Returns:
+        (str): The task Ultralytics assigns to it.
+    """
+    from ultralytics import YOLO
+
+    return YOLO(str(weights)).task
+
+
+def evaluate_classifier(
+    weights: str | Path,
+    data: str | Path,
+    imgsz: int = 224,
+    batch: int = 64,
+    device: str | None = None,
+    split: str = "val",
+) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy of a classification checkpoint, from Ultralytics' own ``val``.
+
+    Args:
+        weights (str | Path): Classification ``.pt`` checkpoint.
+        data (str | Path): See `resolve_cls_data`.
+        imgsz (int): Validation image size.
+        batch (int): Batch size.
+        device (str | None): Ultralytics device string (``"cpu"``, ``"0"``...); None lets Ultralytics choose.
+        split (str): ``"val"`` or ``"test"`` (Ultralytics falls back to the other when one is missing).
+
+    Returns:
+        (dict[str, Any]): ``top1`` and ``top5`` (fractions in [0, 1]), ``nc``, ``split``, ``imgsz``, ``weights``,
+            ``data``.
+
+    Raises:
+        ValueError: If the checkpoint is not a classifier.
+    """
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    if model.task != "classify":
+        raise ValueError(f"{weights} is a {model.task} model; evaluate_classifier expects a classify checkpoint")
+    root = resolve_cls_data(data)
+    metrics = model.val(data=root, imgsz=imgsz, batch=batch, device=device, split=split, plots=False, verbose=False)
+    return {
+        "top1": float(metrics.top1),
+        "top5": float(metrics.top5),
+        "nc": len(model.names),
+        "split": split,
+        "imgsz": imgsz,
+        "weights": str(weights),
+        "data": root,
+    }
+
+
+def format_classify_metrics(metrics: dict[str, Any]) -> str:
+    """Format `evaluate_classifier`'s result as two lines of text."""
+    top5_note = " (top-5 is 1 by definition with <= 5 classes)" if metrics["nc"] <= 5 else ""
+    where = f"{metrics['split']}, {metrics['nc']} classes, {metrics['imgsz']} px"
+    return (
+        f"{metrics['weights']} on {metrics['data']} ({where})"
+        f"\ntop-1 {100 * metrics['top1']:.2f}%   top-5 {100 * metrics['top5']:.2f}%{top5_note}"
+    )
+
+
+def read_accuracy(results_csv: str | Path, column: str = ACCURACY_COLUMN) -> tuple[list[int], list[float]]:
+    """Read one run's per-epoch val accuracy from Ultralytics' ``results.csv``.
+
+    Args:
+        results_csv (str | Path): The run's ``results.csv``.
+        column (str): Column to read (header names are stripped of padding).
+
+    Returns:
+        (tuple[list[int], list[float]]): Epochs and values.
+
+    Raises:
+        KeyError: If the CSV has no such column (e.g. a detection run).
+    """
+    with Path(results_csv).open(newline="") as f:
+        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
+    if rows and column not in rows[0]:
+        raise KeyError(f"{results_csv} has no column {column!r}; columns: {', '.join(rows[0])}")
+    rows = [r for r in rows if r[column].strip() not in {"", "nan"}]
+    return [int(float(r["epoch"])) for r in rows], [float(r[column]) for r in rows]
+
+
+def plot_accuracy_curves(
+    results_csvs: dict[str, list[Path]], path: str | Path, column: str = ACCURACY_COLUMN, ylabel: str = "val top-1"
+) -> Path:
+    """Plot the val accuracy per epoch of every run in one figure: each seed a thin line, each model's mean thick.
+
+    The mean is taken per epoch over the seeds that reached it.
+
+    Args:
+        results_csvs (dict[str, list[Path]]): Model name -> the ``results.csv`` of each of its seeds.
+        path (str | Path): PNG file to write.
+        column (str): ``results.csv`` column to plot.
+        ylabel (str): Y-axis label.
+
+    Returns:
+        (Path): ``path``.
+
+    Raises:
+        ValueError: If no run is given.
+    """
+    from matplotlib.figure import Figure
+
+    if not any(results_csvs.values()):
+        raise ValueError("plot_accuracy_curves: expected at least one results.csv")
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    colors = [f"C{k}" for k in range(10)]
+    for k, (name, csvs) in enumerate(results_csvs.items()):
+        color = colors[k % len(colors)]
+        per_epoch: dict[int, list[float]] = {}
+        for file in csvs:
+            epochs, values = read_accuracy(file, column)
+            ax.plot(epochs, values, color=color, lw=0.8, alpha=0.45)
+            for e, v in zip(epochs, values, strict=True):
+                per_epoch.setdefault(e, []).append(v)
+        if per_epoch:
+            epochs = sorted(per_epoch)
+            means = [statistics.fmean(per_epoch[e]) for e in epochs]
+            ax.plot(epochs, means, color=color, lw=2.5, label=f"{name} (mean of {len(csvs)})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Validation accuracy per epoch (thin: seeds, thick: mean)", fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
