@@ -26,7 +26,7 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 import torch
 from torch import nn
-from ultralytics.nn.tasks import DetectionModel
+from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 from ultralytics.utils.torch_utils import intersect_dicts
 
 import yolo_attn  # noqa: F401  (registers the blocks with Ultralytics)
@@ -51,23 +51,24 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 def main() -> None:
     """Print the table as markdown."""
     image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    baselines: dict[str, DetectionModel] = {}
+    baselines: dict[str, nn.Module] = {}
     print("| model | Ultralytics (key + shape) | yolo_attn (alignment) | new blocks | step-0 rel. diff |")
     print("| --- | ---: | ---: | --- | ---: |")
     worst = 0.0
     for path in sorted(MODEL_YAMLS.glob("*.yaml")):
-        if "-cls" in path.name:
-            continue
         name = re.sub(r"^(yolov8|yolo11|yolo26)-", r"\1n-", path.name)
-        base_name = f"{re.match(r'(yolov8|yolo11|yolo26)', name)[1]}n.yaml"
+        base_name = f"{re.match(r'(yolov8|yolo11|yolo26)n(-cls)?', name)[0]}.yaml"
+        model_class = ClassificationModel if "-cls" in name else DetectionModel
         if base_name not in baselines:
-            baselines[base_name] = randomize_(DetectionModel(base_name, verbose=False)).eval()
+            baselines[base_name] = randomize_(model_class(base_name, verbose=False)).eval()
         base = baselines[base_name]
-        model = DetectionModel(str(MODEL_YAMLS / name), verbose=False)
+        model = model_class(str(MODEL_YAMLS / name), verbose=False)
         by_key = len(intersect_dicts(base.state_dict(), model.state_dict()))
         report = load_pretrained(model, base, verbose=False)
         with torch.no_grad():
-            expected, got = base(image)[0], model.eval()(image)[0]
+            expected, got = (
+                out if isinstance(out, torch.Tensor) else out[0] for out in (base(image), model.eval()(image))
+            )
         diff = float((got - expected).abs().max() / expected.abs().max())
         worst = max(worst, diff)
         new = ", ".join(sorted({f"{n} x {k}" for k, n in _counts(report.new_blocks).items()}))

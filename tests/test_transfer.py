@@ -13,7 +13,7 @@ import torch
 from conftest import MODEL_YAMLS
 from torch import nn
 from ultralytics import YOLO
-from ultralytics.nn.tasks import DetectionModel
+from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 
 import yolo_attn
 from yolo_attn import registry, transfer
@@ -37,22 +37,23 @@ def randomize_model_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def baseline_of(variant: str) -> str:
-    """``yolov8n-cbam.yaml`` -> ``yolov8n.yaml``; ``yolo26-x`` -> ``yolo26n.yaml``."""
-    family = re.match(r"(yolov8|yolo11|yolo26)", variant)
+    """``yolov8n-cbam.yaml`` -> ``yolov8n.yaml``; ``yolov8n-cls-se.yaml`` -> ``yolov8n-cls.yaml``."""
+    family = re.match(r"(yolov8|yolo11|yolo26)n(-cls)?", variant)
     assert family, f"no Ultralytics baseline known for {variant}"
-    return f"{family[1]}n.yaml"
+    return f"{family[0]}.yaml"
 
 
 def shipped() -> list[str]:
-    """Every shipped detection YAML, at scale n (``yolov8-cbam.yaml`` -> ``yolov8n-cbam.yaml``)."""
-    names = sorted(p.name for p in MODEL_YAMLS.glob("*.yaml") if "-cls" not in p.name)
+    """Every shipped YAML, detection and classification, at scale n (``yolov8-cbam.yaml`` -> ``yolov8n-cbam.yaml``)."""
+    names = sorted(p.name for p in MODEL_YAMLS.glob("*.yaml"))
     return [re.sub(r"^(yolov8|yolo11|yolo26)-", r"\1n-", n) for n in names]
 
 
 @cache
-def baseline_checkpoint(name: str, folder: str) -> tuple[Path, DetectionModel]:
-    """A baseline checkpoint with random weights (not zeros), written once per family."""
-    model = randomize_model_(DetectionModel(name, verbose=False)).eval()
+def baseline_checkpoint(name: str, folder: str) -> tuple[Path, nn.Module]:
+    """A baseline checkpoint with random weights (not zeros), written once per family and task."""
+    model_class = ClassificationModel if "-cls" in name else DetectionModel
+    model = randomize_model_(model_class(name, verbose=False)).eval()
     path = Path(folder) / name.replace(".yaml", ".pt")
     torch.save({"model": copy.deepcopy(model), "train_args": {}}, path)
     return path, model
@@ -97,8 +98,13 @@ def test_every_shipped_yaml_takes_every_baseline_tensor_and_predicts_the_same(va
     assert report["transferred"] == report["source_tensors"] == len(base.state_dict())
     assert report["identity_start"] and report["new_blocks"]
     with torch.no_grad():
-        expected, got = base(IMAGE)[0], model(IMAGE)[0]
+        expected, got = first_output(base(IMAGE)), first_output(model(IMAGE))
     assert relative_difference(got, expected) <= 1e-5
+
+
+def first_output(output: torch.Tensor | tuple) -> torch.Tensor:
+    """The raw prediction tensor: a detector's first output, a classifier's (B, nc) probabilities."""
+    return output if isinstance(output, torch.Tensor) else output[0]
 
 
 def small_yaml(backbone_extra: list, head: list, nc: int = 2) -> dict:
