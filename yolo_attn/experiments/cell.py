@@ -55,7 +55,8 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
     Returns:
         (dict[str, Any]): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
             ``resumed_at_epoch``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the model,
-            seed, settings, device, pid, host, start and end times (``started``, ``ended``: Unix seconds).
+            seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
+            (``started``, ``ended``: Unix seconds).
     """
     out = Path(out)
     device = plan.device if device is None else device
@@ -66,6 +67,8 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
         "settings": plan.settings,
         "device": None if device is None else str(device),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # What the cell's weights started from: the one place a run's JSON records the transfer.
+        "pretrained": plan.settings.get("pretrained"),
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started": time.time(),
@@ -102,8 +105,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
 
     Returns:
         (dict): ``metrics`` (the dict returned by ``evaluate``), ``weights`` (best.pt path), ``train_dir``,
-            ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start) and
-            ``pretrained`` (the source weights, or None).
+            ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start).
     """
     from ultralytics import YOLO
 
@@ -151,15 +153,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         backend=settings["backend"],
         out=out / "eval" / key,
     )
-    # What the cell started from. Where weights are transferred (``settings["pretrained"]``), this is the one place
-    # that records it in the run's JSON.
-    return {
-        "metrics": metrics,
-        "weights": str(weights),
-        "train_dir": str(save_dir),
-        "resumed_at_epoch": resumed_at,
-        "pretrained": settings.get("pretrained"),
-    }
+    return {"metrics": metrics, "weights": str(weights), "train_dir": str(save_dir), "resumed_at_epoch": resumed_at}
 
 
 def training_state(last: Path) -> tuple[str, int | None]:
