@@ -26,6 +26,7 @@ from yolo_attn.offline import apply_offline_env, install_local_font
 
 VERBS = ("subset", "eval", "compare", "profile", "visualize", "demo")
 KEY_VALUE = re.compile(r"^[A-Za-z_]\w*=")
+KEY_VALUE_OPTIONS = {"--slurm"}  # options whose own value is key=value text (not an Ultralytics setting)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -172,8 +173,11 @@ def parse_verb(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argpar
     """
     from ultralytics.cfg import smart_value
 
-    pairs = [a for a in argv if KEY_VALUE.match(a)]
-    args = parser.parse_args([a for a in argv if not KEY_VALUE.match(a)])
+    # A key=value token is an Ultralytics setting, unless it is the value of an option that takes key=value text.
+    after = [None, *argv[:-1]]
+    is_pair = [bool(KEY_VALUE.match(a)) and b not in KEY_VALUE_OPTIONS for a, b in zip(argv, after, strict=True)]
+    pairs = [a for a, pair in zip(argv, is_pair, strict=True) if pair]
+    args = parser.parse_args([a for a, pair in zip(argv, is_pair, strict=True) if not pair])
     if pairs and not args.takes_overrides:
         parser.error(f"{args.verb} takes no key=value settings: {' '.join(pairs)}")
     return args, {k: smart_value(v) for k, v in (a.split("=", 1) for a in pairs)}
