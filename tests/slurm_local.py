@@ -128,7 +128,7 @@ class LocalSlurm:
                     "MaxArraySize=1000",
                     "SlurmdTimeout=30",
                     "InactiveLimit=0",
-                    "KillWait=5",
+                    "KillWait=1",  # a requeued task is killed 1 s after SIGTERM (submitit ignores SIGTERM)
                     f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN",
                     "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
                     "",

@@ -142,18 +142,23 @@ def test_submitit_local_executor_runs_cells_side_by_side(sequential, synthetic_s
     )
 
 
+def unfinished(last: Path) -> bool:
+    """True when ``last`` holds an unfinished training (read without touching it: it may be half-written now)."""
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception:  # missing, or caught while being written
+        return False
+    return ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None
+
+
 def wait_for_epoch(last: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     """Wait until ``last`` holds an unfinished training (some epoch done, not the last)."""
-    from yolo_attn.experiments.cell import training_state
-
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        if last.exists():
-            try:
-                if training_state(last)[0] == "unfinished":
-                    return
-            except Exception:  # caught while being written
-                pass
+        if unfinished(last):
+            return
         time.sleep(0.1)
     raise AssertionError(f"no unfinished {last} appeared (process exit code {proc.poll()})")
 
@@ -209,7 +214,6 @@ def slurm(tmp_path_factory):
 
 
 def test_slurm_job_array_with_requeue(slurm, synthetic_subset, tmp_path, monkeypatch):
-    from yolo_attn.experiments.cell import training_state
     from yolo_attn.experiments.compare import compare, refresh_report
 
     for name, value in {**slurm, "PYTHONPATH": subprocess_env()["PYTHONPATH"]}.items():
@@ -218,7 +222,7 @@ def test_slurm_job_array_with_requeue(slurm, synthetic_subset, tmp_path, monkeyp
     grid = {"imgsz": 64, "batch": 8, "device": "cpu", "out": out, "latency_runs": 0, "executor": "slurm"}
     overrides = {"workers": 0, "val": False}
     compare(
-        synthetic_subset, MODELS, [0, 1], 3, train_overrides=overrides, slurm={"time": 30}, array_parallelism=2, **grid
+        synthetic_subset, MODELS, [0, 1], 6, train_overrides=overrides, slurm={"time": 30}, array_parallelism=2, **grid
     )
     jobs = json.loads((out / "slurm" / "submitted.json").read_text())["jobs"]
     array_ids = {j["job_id"].split("_")[0] for j in jobs}
@@ -226,21 +230,37 @@ def test_slurm_job_array_with_requeue(slurm, synthetic_subset, tmp_path, monkeyp
     first = jobs[0]
     last = train_dir(out, first["cell"]) / "weights" / "last.pt"
     deadline = time.time() + 600
-    while time.time() < deadline and not (last.exists() and training_state(last)[0] == "unfinished"):
+    while time.time() < deadline and not unfinished(last):
         time.sleep(0.2)
-    requeue = subprocess.run(["scontrol", "requeue", first["job_id"]], capture_output=True, text=True)
-    assert requeue.returncode == 0, requeue.stderr
+    # Preempt the task as Slurm does before a time limit: submitit's signal. CellJob.checkpoint requeues the cell.
+    for _ in range(60):  # "Job can not be altered now, try again later" while the step is still being set up
+        signal_task = subprocess.run(["scancel", "--signal=USR2", first["job_id"]], capture_output=True, text=True)
+        if signal_task.returncode == 0:
+            break
+        time.sleep(0.5)
+    assert signal_task.returncode == 0, signal_task.stderr
+    requeued = False
     while time.time() < deadline and sum(r["status"] == "done" for r in load_records(out)) < 4:
-        time.sleep(1)
+        state = subprocess.run(["scontrol", "show", "job", first["job_id"]], capture_output=True, text=True).stdout
+        requeued = requeued or "Restarts=1" in state
+        if "Reason=BeginTime" in state:  # Slurm holds a requeued job back for two minutes: release it now
+            raw_id = state.split("JobId=", 1)[1].split()[0]
+            for job_id in (first["job_id"], raw_id):
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+        time.sleep(0.5)
+    assert requeued, "the task was not requeued"
+    log = Path(first["stdout"]).with_suffix(".err").read_text()
+    print(f"\n{first['job_id']} log (submitit lines):\n" + "\n".join(line for line in log.splitlines() if "submitit" in line))
     records = {f"{r['stem']}_seed{r['seed']}": r for r in load_records(out)}
     assert sorted(records) == sorted(j["cell"] for j in jobs) and all(r["status"] == "done" for r in records.values())
-    assert records[first["cell"]]["resumed_at_epoch"] >= 2  # the requeued task continued from its last.pt
+    resumed = records[first["cell"]]["resumed_at_epoch"]
+    assert resumed is not None and resumed >= 2, "the requeued task did not continue from its last.pt"
     with (train_dir(out, first["cell"]) / "results.csv").open() as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3]
-    print(f"\nSlurm array {array_ids.pop()}: tasks {[j['job_id'] for j in jobs]}; requeued {first['job_id']}")
-    print(Path(first["stdout"]).read_text()[-1500:] if Path(first["stdout"]).exists() else "(no task log)")
+        assert sorted({int(row["epoch"]) for row in csv.DictReader(f)}) == [1, 2, 3, 4, 5, 6]
+    tasks = [j["job_id"] for j in jobs]
+    print(f"\nSlurm array {array_ids.pop()}: tasks {tasks}; requeued {first['job_id']}, resumed at epoch {resumed}")
     assert "4/4 runs finished" in refresh_report(out, latency_runs=0).read_text()
 
-    again = compare(synthetic_subset, MODELS, [0, 1], 3, train_overrides=overrides, slurm={"time": 30}, **grid)
+    again = compare(synthetic_subset, MODELS, [0, 1], 6, train_overrides=overrides, slurm={"time": 30}, **grid)
     assert json.loads((out / "slurm" / "submitted.json").read_text())["jobs"] == jobs  # nothing resubmitted
     assert again == out.resolve()

@@ -167,13 +167,21 @@ def training_state(last: Path) -> tuple[str, int | None]:
 
     Returns:
         (tuple[str, int | None]): ``("missing", None)``, ``("finished", None)`` or ``("unfinished", epoch)`` with the
-            0-based index of the last completed epoch.
+            0-based index of the last completed epoch. An unreadable ``last.pt`` (its writer was killed) is moved
+            aside and counts as missing.
     """
     if not last.exists():
         return "missing", None
     import torch
 
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as error:  # killed while Ultralytics wrote it (it writes in place): train this cell again
+        from ultralytics.utils import LOGGER
+
+        LOGGER.warning(f"compare: {last} cannot be read ({error}); moved to last.pt.corrupt, training from scratch")
+        last.replace(last.with_suffix(".pt.corrupt"))
+        return "missing", None
     epoch = ckpt.get("epoch", -1)
     if epoch is not None and epoch >= 0 and ckpt.get("optimizer") is not None:
         return "unfinished", int(epoch)

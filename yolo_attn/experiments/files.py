@@ -67,6 +67,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it the mode a plain open() would
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, default=_to_json)
             f.flush()
@@ -75,6 +76,13 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """Return the process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _to_json(obj: Any) -> Any:

@@ -42,7 +42,7 @@ class CellJob(Checkpointable):
         Returns:
             (str): The cell's status, ``"done"`` or ``"failed"`` (its record is in ``out/runs/<key>.json``).
         """
-        from yolo_attn.experiments.cell import pin_cuda_device, run_cell
+        from yolo_attn.experiments.cell import cell_status, pin_cuda_device, run_cell
         from yolo_attn.offline import apply_offline_env, install_local_font
 
         apply_offline_env()
@@ -52,7 +52,10 @@ class CellJob(Checkpointable):
 
         install_local_font()
         plan = load_plan(Path(out))
-        return run_cell(plan, plan.cell(key), Path(out), device)["status"]
+        cell = plan.cell(key)
+        if cell_status(Path(out), cell) == "done":  # a requeued task whose cell finished in the grace period
+            return "done"
+        return run_cell(plan, cell, Path(out), device)["status"]
 
     def checkpoint(self, out: str, key: str, device: str | None = None) -> DelayedSubmission:
         """Requeue the same cell: the next attempt finds the training's ``last.pt`` and continues from it.
