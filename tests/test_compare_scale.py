@@ -239,18 +239,15 @@ def test_slurm_job_array_with_requeue(slurm, synthetic_subset, tmp_path, monkeyp
             break
         time.sleep(0.5)
     assert signal_task.returncode == 0, signal_task.stderr
-    requeued = False
     while time.time() < deadline and sum(r["status"] == "done" for r in load_records(out)) < 4:
         state = subprocess.run(["scontrol", "show", "job", first["job_id"]], capture_output=True, text=True).stdout
-        requeued = requeued or "Restarts=1" in state
         if "Reason=BeginTime" in state:  # Slurm holds a requeued job back for two minutes: release it now
-            raw_id = state.split("JobId=", 1)[1].split()[0]
-            for job_id in (first["job_id"], raw_id):
-                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+            subprocess.run(["scontrol", "update", f"JobId={first['job_id']}", "StartTime=now"], capture_output=True)
         time.sleep(0.5)
-    assert requeued, "the task was not requeued"
     log = Path(first["stdout"]).with_suffix(".err").read_text()
-    print(f"\n{first['job_id']} log (submitit lines):\n" + "\n".join(line for line in log.splitlines() if "submitit" in line))
+    lines = [line for line in log.splitlines() if "submitit" in line]
+    print(f"\n{first['job_id']} log (submitit lines):\n" + "\n".join(lines))
+    assert any(f"Requeued job {first['job_id']}" in line for line in lines), "the task was not requeued"
     records = {f"{r['stem']}_seed{r['seed']}": r for r in load_records(out)}
     assert sorted(records) == sorted(j["cell"] for j in jobs) and all(r["status"] == "done" for r in records.values())
     resumed = records[first["cell"]]["resumed_at_epoch"]
