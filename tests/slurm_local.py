@@ -177,8 +177,12 @@ class LocalSlurm:
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')}" for p in sorted(folder.glob("*.log")))
 
     def stop(self) -> None:
-        """Stop the daemons this object started (their own process group) and forget their state."""
+        """Stop this cluster's jobs and daemons: the process group started here, and every process left running with
+        this cluster's ``SLURM_CONF`` in its environment (slurmstepd daemonizes, and job steps can outlive slurmd)."""
         if self.process is not None and self.process.poll() is None:
+            env = {**os.environ, **self.env}
+            subprocess.run(["scancel", "--full", "--user=root"], env=env, capture_output=True, timeout=30)
+            time.sleep(2)
             os.killpg(self.process.pid, 15)
             try:
                 self.process.wait(timeout=20)
@@ -186,3 +190,12 @@ class LocalSlurm:
                 os.killpg(self.process.pid, 9)
                 self.process.wait()
         self.process = None
+        marker = f"SLURM_CONF={self.base / 'slurm.conf'}".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(proc.name), 9)
+            except (OSError, ProcessLookupError):
+                continue
