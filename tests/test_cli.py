@@ -73,3 +73,22 @@ def test_console_script_is_detected(monkeypatch: pytest.MonkeyPatch):
     assert offline.invoked_as_cli()
     monkeypatch.setattr(sys, "argv", ["/usr/bin/python", "x.py"])
     assert not offline.invoked_as_cli()
+
+
+def test_compare_parser_takes_the_scaling_options():
+    argv = ["compare", "--data", "d.yaml", "--models", "a.yaml", "--device", "0,1", "--parallel", "--per-device", "2"]
+    argv += ["--pretrained", "w.pt", "--slurm", "partition=gpu,time=60", "--array-parallelism", "4", "workers=2"]
+    args, overrides = parse_verb(build_parser(), argv)
+    assert (args.parallel, args.per_device, args.pretrained, args.array_parallelism) == (True, 2, "w.pt", 4)
+    assert args.slurm == ["partition=gpu,time=60"] and args.executor is None and overrides == {"workers": 2}
+    args, _ = parse_verb(build_parser(), ["compare", "--out", "runs/compare/exp", "--report"])
+    assert args.report and args.data is None
+
+
+def test_compare_report_needs_a_comparison_folder(tmp_path: Path):
+    proc = cli("compare", "--report", cwd=tmp_path)
+    assert proc.returncode != 0 and "compare --report needs --out DIR" in proc.stderr
+    proc = cli("compare", "--out", str(tmp_path), "--report", cwd=tmp_path)
+    assert proc.returncode != 0 and "plan.json not found" in proc.stderr
+    proc = cli("compare", "--models", "a.yaml", cwd=tmp_path)
+    assert proc.returncode != 0 and "compare needs --data and --models" in proc.stderr

@@ -27,6 +27,7 @@ from yolo_attn.offline import apply_offline_env, install_local_font
 
 VERBS = ("subset", "eval", "compare", "profile", "visualize", "demo")
 KEY_VALUE = re.compile(r"^[A-Za-z_]\w*=")
+KEY_VALUE_OPTIONS = {"--slurm"}  # options whose own value is key=value text (not an Ultralytics setting)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -88,9 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="where to write detections and metrics JSON")
     _runs(p, _run_eval)
 
-    p = verbs.add_parser("compare", help="train and evaluate models x seeds; tables and a plot (key=value passes on)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--models", nargs="+", required=True, help="model YAMLs or weights; the first is the baseline")
+    p = verbs.add_parser(
+        "compare",
+        help="train and evaluate models x seeds; tables and a plot (key=value passes on)",
+        description="Train and evaluate models x seeds under identical settings, then report. Ultralytics key=value "
+        "train settings pass on to every run. Scale out with --parallel (one run per GPU) or --executor slurm.",
+    )
+    p.add_argument("--data", default=None, help="data.yaml (required unless --report)")
+    p.add_argument("--models", nargs="+", default=None, help="model YAMLs or weights; the first is the baseline")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=100)
     _add_run_options(p)
@@ -101,6 +107,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default: a new runs/compare/exp*); pass an interrupted comparison's folder to resume it",
     )
     p.add_argument("--latency-runs", type=int, default=50, help="timed batch-1 passes per model (0: skip)")
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        help="weights every model (baseline included) is fine-tuned from, e.g. yolov8n.pt (default: from scratch)",
+    )
+    p.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run cells side by side, one per --device GPU, each process seeing only its GPU (= --executor parallel)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("sequential", "parallel", "local", "slurm"),
+        default=None,
+        help="where cells run: in this process one after another (default), local processes (parallel), submitit's "
+        "local executor (local) or a Slurm job array (slurm)",
+    )
+    p.add_argument(
+        "--per-device", type=int, default=1, help="cells at once per device with --parallel / --executor local"
+    )
+    p.add_argument(
+        "--slurm",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE,...",
+        help="Slurm options for --executor slurm, e.g. partition=gpu,time=720,gpus_per_task=1,cpus_per_task=8,"
+        "account=ACC,mem_gb=32; any other key passes to sbatch as is (reservation=r1)",
+    )
+    p.add_argument("--array-parallelism", type=int, default=None, help="most Slurm array tasks running at once")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="only write the report of --out from the cells finished so far (any time, e.g. while Slurm jobs run)",
+    )
     _runs(p, _run_compare, takes_overrides=True)
 
     p = verbs.add_parser("profile", help="params, GFLOPs and batch-1 latency of models")
@@ -153,8 +193,11 @@ def parse_verb(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argpar
     """
     from ultralytics.cfg import smart_value
 
-    pairs = [a for a in argv if KEY_VALUE.match(a)]
-    args = parser.parse_args([a for a in argv if not KEY_VALUE.match(a)])
+    # A key=value token is an Ultralytics setting, unless it is the value of an option that takes key=value text.
+    after = [None, *argv[:-1]]
+    is_pair = [bool(KEY_VALUE.match(a)) and b not in KEY_VALUE_OPTIONS for a, b in zip(argv, after, strict=True)]
+    pairs = [a for a, pair in zip(argv, is_pair, strict=True) if pair]
+    args = parser.parse_args([a for a, pair in zip(argv, is_pair, strict=True) if not pair])
     if pairs and not args.takes_overrides:
         parser.error(f"{args.verb} takes no key=value settings: {' '.join(pairs)}")
     return args, {k: smart_value(v) for k, v in (a.split("=", 1) for a in pairs)}
@@ -216,8 +259,25 @@ def _run_eval(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
-    from yolo_attn.experiments.compare import compare
+    from yolo_attn.experiments.compare import compare, failed_cells, refresh_report
 
+    if args.report:
+        if args.out is None or overrides:
+            raise SystemExit("compare --report needs --out DIR (a comparison folder) and takes no key=value settings")
+        report = refresh_report(args.out, latency_runs=args.latency_runs, device=args.device)
+        print(report.read_text())
+        print(f"Report written to {report.parent}")
+        return
+    if args.data is None or not args.models:
+        raise SystemExit("compare needs --data and --models (or --out DIR --report to report a comparison folder)")
+    executor = args.executor or ("parallel" if args.parallel else "sequential")
+    if args.parallel and executor != "parallel":
+        raise SystemExit(f"--parallel and --executor {executor} contradict each other: choose one")
+    slurm = None
+    if args.slurm:
+        from yolo_attn.experiments.submitit_executor import parse_slurm_options
+
+        slurm = parse_slurm_options(args.slurm)
     out = compare(
         args.data,
         args.models,
@@ -230,9 +290,20 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         train_overrides=overrides,
         backend=args.backend,
         latency_runs=args.latency_runs,
+        pretrained=args.pretrained,
+        executor=executor,
+        per_device=args.per_device,
+        slurm=slurm,
+        array_parallelism=args.array_parallelism,
     )
-    print((out / "compare.md").read_text())
-    print(f"Comparison written to {out}")
+    if executor == "slurm":  # submitted (the job ids were printed): the report comes with --report
+        return
+    if (out / "compare.md").exists():
+        print((out / "compare.md").read_text())
+        print(f"Comparison written to {out}")
+    failed = failed_cells(out)
+    if failed:
+        raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(failed)}; see {out / 'runs'}/<cell>.json")
 
 
 def _run_profile(args: argparse.Namespace, overrides: dict) -> None:

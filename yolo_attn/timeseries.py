@@ -303,10 +303,10 @@ def summary_table(final_acc: dict[str, dict[int, float]]) -> str:
         final_acc (dict[str, dict[int, float]]): ``{"plain": {seed: acc}, "attention": {seed: acc}}``.
 
     Returns:
-        (str): A markdown table (accuracy in %), the delta flagged *noise* when ``|mean| <= std`` (see
-            ``yolo_attn.experiments.report.is_noise``).
+        (str): A markdown table (accuracy in %), the delta flagged *noise* when its 95% Student-t interval over seeds
+            contains 0 or only one seed ran (see ``yolo_attn.experiments.stats.paired_delta``).
     """
-    from yolo_attn.experiments.report import mean_std, paired_delta
+    from yolo_attn.experiments.stats import mean_std, paired_delta
 
     def pm(mean: float | None, std: float | None, sign: str = "") -> str:
         return "-" if mean is None else f"{100 * mean:{sign}.2f}" + ("" if std is None else f" ± {100 * std:.2f}")

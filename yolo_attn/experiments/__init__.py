@@ -1,10 +1,21 @@
-"""Compare models x seeds under identical settings: training, COCO evaluation, cost, tables and a plot.
+"""Compare models x seeds under identical settings, at any scale: plan -> cell -> executor -> files -> report.
 
-Entry point: ``yolo_attn.experiments.compare.compare`` (the ``yolo-attn compare`` command). It is not re-exported
-here so that ``yolo_attn.experiments.compare`` stays the module.
+Modules, in the order data flows (each imports only from those before it):
+
+- ``files``: the comparison folder's layout, atomic JSON writes, loading records back;
+- ``plan``: the grid of cells (models x seeds) and the settings they share, ``plan.json``, the resume guard;
+- ``cell``: train and evaluate one cell, write its JSON (also ``python -m yolo_attn.experiments.cell``);
+- ``executors``: where cells run: in this process, or side by side in processes pinned to one GPU each;
+  ``submitit_executor``: Slurm job arrays and submitit's local executor (optional ``submitit``);
+- ``costs``: params, FLOPs and latency, measured once at report time into files;
+- ``stats`` and ``report``: the tables and the plot, a pure function of the files;
+- ``compare``: the ``yolo-attn compare`` command tying them together.
+
+The entry point ``yolo_attn.experiments.compare.compare`` is not re-exported here, so that
+``yolo_attn.experiments.compare`` stays the module.
 """
 
-from yolo_attn.experiments.compare import load_runs
+from yolo_attn.experiments.files import load_runs
 from yolo_attn.experiments.report import summarize, write_report
 
 __all__ = ("load_runs", "summarize", "write_report")

@@ -1,27 +1,22 @@
-"""Summarise a comparison folder: mean ± std over seeds, paired deltas to the baseline, cost; csv, markdown, plot.
+"""The report of a comparison folder: a pure function of its files (plan, cell records, costs, latency).
 
-Statistics, per model over its finished seeds:
-
-- ``mean`` and ``std``: arithmetic mean and SAMPLE standard deviation (n - 1 in the denominator) of the metric; std is
-  None with a single seed.
-- paired delta: for every seed that both this model and the baseline finished, ``delta_s = model_s - baseline_s``
-  (same seed, so same data order and initial random state where the architectures allow), then the mean and the sample
-  std of those deltas.
-- noise flag: a delta is "not distinguishable from noise" when ``|mean delta| <= std delta``, or when fewer than two
-  paired seeds exist (no spread to compare with). This is a deliberately simple screen, not a significance test.
+``write_report(out)`` reads ``plan.json``, ``runs/*.json``, ``costs/*.json`` and ``latency.json`` and writes
+``compare.csv``, ``compare.md`` and ``compare.png``. It measures and trains nothing, so it can run at any time, on a
+partial grid too (e.g. while Slurm jobs still run), as often as wanted: the same files give the same output, byte for
+byte. The statistics are in ``yolo_attn.experiments.stats``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from yolo_attn.experiments.compare import first_device, load_runs, write_json_atomic
+from yolo_attn.experiments.files import FAILED, load_records, read_json
+from yolo_attn.experiments.plan import Plan, load_plan
+from yolo_attn.experiments.stats import mean_std, paired_delta
 
 # Metrics in the tables: column prefix -> (path in evaluate()'s result, label). pycocotools / faster-coco-eval numbers.
 METRICS: dict[str, tuple[tuple[str, str], str]] = {
@@ -34,53 +29,7 @@ CSV_METRICS: dict[str, tuple[tuple[str, str], str]] = {
     "ultralytics_map50": (("ultralytics", "mAP50"), "Ultralytics mAP50"),
 }
 COST_KEYS = ("params", "gflops", "gflops_torch", "latency_ms", "latency_p10_ms", "latency_p90_ms", "device", "threads")
-
-
-def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Return the mean and the sample standard deviation of ``values``.
-
-    Args:
-        values (Sequence[float]): One number per seed.
-
-    Returns:
-        (tuple[float | None, float | None]): ``(mean, std)``; mean is None for no values, std for fewer than two.
-    """
-    values = [float(v) for v in values]
-    mean = statistics.fmean(values) if values else None
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return mean, std
-
-
-def is_noise(mean: float | None, std: float | None) -> bool:
-    """Return True when a mean delta cannot be told from seed noise: ``|mean| <= std``, or no spread is known.
-
-    Equality counts as noise so that a delta of exactly zero over identical runs (mean 0, std 0) is not reported as
-    a difference.
-
-    Args:
-        mean (float | None): Mean paired delta.
-        std (float | None): Sample std of the paired deltas (None with fewer than two seeds).
-
-    Returns:
-        (bool): The "not distinguishable from noise" flag.
-    """
-    return mean is None or std is None or abs(mean) <= std
-
-
-def paired_delta(values: dict[int, float], baseline: dict[int, float]) -> dict[str, Any]:
-    """Compare a model with the baseline seed by seed.
-
-    Args:
-        values (dict[int, float]): Metric of the model per seed.
-        baseline (dict[int, float]): Metric of the baseline per seed.
-
-    Returns:
-        (dict[str, Any]): ``mean``, ``std`` (sample), ``n`` (seeds both finished), ``noise`` (see ``is_noise``) and
-            ``per_seed`` ({seed: delta}).
-    """
-    per_seed = {s: values[s] - baseline[s] for s in sorted(values.keys() & baseline.keys())}
-    mean, std = mean_std(list(per_seed.values()))
-    return {"mean": mean, "std": std, "n": len(per_seed), "noise": is_noise(mean, std), "per_seed": per_seed}
+DELTA_KEYS = ("mean", "std", "n", "low", "high", "noise", "seeds_needed")
 
 
 def metric_by_seed(runs: Sequence[dict[str, Any]], stem: str, key: Sequence[str]) -> dict[int, float]:
@@ -110,15 +59,16 @@ def summarize(
     """Aggregate run records into one row per model; the first stem is the baseline.
 
     Args:
-        runs (Sequence[dict[str, Any]]): Run records with ``stem``, ``seed`` and ``metrics`` (``evaluate()``'s result:
-            ``{"coco": {"AP": ..., "AP50": ...}, "ultralytics": {"mAP50-95": ..., "mAP50": ...}}``).
+        runs (Sequence[dict[str, Any]]): Finished run records with ``stem``, ``seed`` and ``metrics`` (``evaluate()``'s
+            result: ``{"coco": {"AP": ..., "AP50": ...}, "ultralytics": {"mAP50-95": ..., "mAP50": ...}}``).
         stems (Sequence[str]): Model stems in table order, baseline first.
-        costs (dict[str, dict[str, Any]] | None): ``model_cost`` results per stem (missing ones are left empty).
+        costs (dict[str, dict[str, Any]] | None): Cost per stem (params, GFLOPs, latency; missing ones are left empty).
 
     Returns:
         (list[dict[str, Any]]): Rows with ``stem``, ``baseline``, ``seeds``, the cost keys and, per metric prefix
             ``p`` in ``METRICS`` and ``CSV_METRICS``: ``p_mean``, ``p_std``, ``p_per_seed`` and, except for the
-            baseline, ``delta_p_mean``, ``delta_p_std``, ``delta_p_n``, ``delta_p_noise``.
+            baseline, ``delta_p_<k>`` for ``k`` in mean, std, n, low, high, noise, seeds_needed (see
+            ``stats.paired_delta``).
     """
     costs = costs or {}
     rows = []
@@ -132,115 +82,82 @@ def summarize(
             row[f"{prefix}_per_seed"] = values
             if i:
                 delta = paired_delta(values, metric_by_seed(runs, stems[0], key))
-                for name in ("mean", "std", "n", "noise"):
+                for name in DELTA_KEYS:
                     row[f"delta_{prefix}_{name}"] = delta[name]
         rows.append(row)
     return rows
 
 
-def model_costs(
-    out: Path,
-    models: Sequence[str],
-    stems: Sequence[str],
-    imgsz: int,
-    device: str | int | None,
-    latency_runs: int,
-    threads: int | None = None,
-    measure: bool = True,
-) -> dict[str, dict[str, Any]]:
-    """Return each model's params, GFLOPs and batch-1 latency, measuring only what ``out`` does not hold yet.
-
-    Params and FLOPs are cached per model in ``out/costs/<stem>.json``. Latencies are measured for all ``models``
-    together, with interleaved passes so that they compare (``measure_latencies``), and cached in ``out/latency.json``
-    for exactly this set of models and settings; a different set is measured again.
+def read_costs(out: Path, stems: Sequence[str], imgsz: int) -> dict[str, dict[str, Any]]:
+    """Return the costs recorded in ``out`` for ``stems``: params and GFLOPs, and latency if measured for exactly them.
 
     Args:
         out (Path): Comparison folder.
-        models (Sequence[str]): Model YAMLs or weights.
-        stems (Sequence[str]): Their stems.
-        imgsz (int): Image size of FLOPs and latency.
-        device (str | int | None): Compare device; latency uses its first device.
-        latency_runs (int): Timed passes per model, 0 to skip latency.
-        threads (int | None): CPU threads pinned during the latency measurement (see ``measure_latencies``).
-        measure (bool): Measure latency if not cached; False leaves latency empty instead (partial reports).
+        stems (Sequence[str]): Stems of the models with a finished cell, in table order.
+        imgsz (int): The comparison's image size (costs measured at another size are ignored).
 
     Returns:
-        (dict[str, dict[str, Any]]): Per stem: ``static_cost`` keys, ``latency_ms``, ``latency_p10_ms``,
-            ``latency_p90_ms``, ``threads`` and ``device``.
+        (dict[str, dict[str, Any]]): Per stem, what is known of ``COST_KEYS``.
     """
-    from yolo_attn.profiling.cost import deployed_model, measure_latencies, resolve_device, static_cost
-
-    (out / "costs").mkdir(parents=True, exist_ok=True)
-    costs = {}
-    for model, stem in zip(models, stems, strict=True):
-        path = out / "costs" / f"{stem}.json"
-        cached = json.loads(path.read_text()) if path.exists() else {}
-        if cached.get("imgsz") != imgsz:
-            cached = static_cost(model, imgsz)
-            write_json_atomic(path, cached)
-        costs[stem] = cached
-
-    latency_device = str(resolve_device(first_device(device)))
-    key = {"stems": list(stems), "imgsz": imgsz, "device": latency_device, "runs": latency_runs, "threads": threads}
-    path = out / "latency.json"
-    cached = json.loads(path.read_text()) if path.exists() else {}
-    if cached.get("key") != key and measure and latency_runs:
-        deployed = {stem: deployed_model(model, latency_device) for model, stem in zip(models, stems, strict=True)}
-        latencies = measure_latencies(deployed, imgsz, latency_device, runs=latency_runs, threads=threads)
-        cached = {"key": key, "latency": latencies}
-        write_json_atomic(path, cached)
-    latencies = cached.get("latency", {}) if cached.get("key") == key else {}
+    costs: dict[str, dict[str, Any]] = {}
     for stem in stems:
-        costs[stem] = {**costs[stem], **latencies.get(stem, {}), "device": latency_device}
+        path = out / "costs" / f"{stem}.json"
+        static = read_json(path) if path.exists() else {}
+        costs[stem] = static if static.get("imgsz") == imgsz else {}
+    path = out / "latency.json"
+    latency = read_json(path) if path.exists() else {}
+    key = latency.get("key", {})
+    if key.get("stems") == list(stems) and key.get("imgsz") == imgsz:
+        for stem in stems:
+            costs[stem] = {**costs[stem], **latency["latency"].get(stem, {}), "device": key["device"]}
     return costs
 
 
-def write_report(
-    out: str | Path,
-    models: Sequence[str],
-    seeds: Sequence[int],
-    device: str | int | None = None,
-    latency_runs: int = 50,
-    threads: int | None = None,
-    measure_latency: bool = True,
-) -> Path:
-    """Write ``compare.csv``, ``compare.md`` and ``compare.png`` for the finished runs of a comparison folder.
+def protocol(plan: Plan) -> str:
+    """Return the one-line training protocol of a comparison: fine-tuned from which weights, or from scratch."""
+    pretrained = plan.settings.get("pretrained")
+    if pretrained:
+        return f"every model fine-tuned from `{pretrained}` (the same source weights, baseline included)"
+    own = [m for m in plan.models if Path(m).suffix == ".pt"]
+    if not own:
+        return "from scratch (no pretrained weights)"
+    return f"{', '.join(Path(m).name for m in own)} fine-tuned from their own weights, the YAML models from scratch"
 
-    Only runs of the given models and seeds enter the tables. Costs are measured for models with a finished run.
-    The table's header line says how many runs of the grid are finished.
+
+def write_report(out: str | Path) -> Path:
+    """Write ``compare.csv``, ``compare.md`` and ``compare.png`` from the files of a comparison folder.
+
+    Only cells of the plan's models and seeds enter the tables. The header line says how many cells are finished and
+    names the failed ones. Costs come from ``costs/`` and ``latency.json`` (see ``yolo_attn.experiments.costs``);
+    latency is shown only when it was measured for exactly the models that have a finished cell.
 
     Args:
-        out (str | Path): Comparison folder (``runs/*.json`` written by ``compare``).
-        models (Sequence[str]): Model YAMLs or weights, baseline first.
-        seeds (Sequence[int]): Seeds of the comparison.
-        device (str | int | None): Device for the latency (first of a list).
-        latency_runs (int): Timed passes per model, 0 to skip latency.
-        threads (int | None): CPU threads pinned during latency measurement (see ``measure_latencies``).
-        measure_latency (bool): Measure latency when not cached; False (partial reports while runs go on) leaves it
-            empty rather than measure a few models now and others later under other load.
+        out (str | Path): Comparison folder.
 
     Returns:
         (Path): Path of ``compare.md``.
     """
     out = Path(out)
-    stems = [Path(m).stem for m in models]
-    runs = [r for r in load_runs(out) if r["stem"] in stems and int(r["seed"]) in set(seeds)]
+    plan = load_plan(out)
+    keys = {cell.key for cell in plan.cells}
+    records = [r for r in load_records(out) if f"{r['stem']}_seed{r['seed']}" in keys]
+    runs = [r for r in records if r["status"] != FAILED]
+    failed = sorted(f"{r['stem']}_seed{r['seed']}" for r in records if r["status"] == FAILED)
     if not runs:
-        raise FileNotFoundError(f"no finished run of {stems} with seeds {list(seeds)} in {out / 'runs'}")
-    settings = runs[0]["settings"]
-    done = [(m, s) for m, s in zip(models, stems, strict=True) if any(r["stem"] == s for r in runs)]
-    done_models, done_stems = [m for m, _ in done], [s for _, s in done]
-    costs = model_costs(
-        out, done_models, done_stems, settings["imgsz"], device, latency_runs, threads, measure=measure_latency
-    )
-    rows = [{"model": model, **row} for model, row in zip(models, summarize(runs, stems, costs), strict=True)]
+        detail = f"; failed: {', '.join(failed)} (see runs/<name>.json)" if failed else ""
+        raise FileNotFoundError(f"no finished cell of {plan.stems} with seeds {plan.seeds} in {out / 'runs'}{detail}")
+    settings = plan.settings
+    done_stems = [s for s in plan.stems if any(r["stem"] == s for r in runs)]
+    costs = read_costs(out, done_stems, settings["imgsz"])
+    rows = [{"model": m, **row} for m, row in zip(plan.models, summarize(runs, plan.stems, costs), strict=True)]
     write_csv(rows, out / "compare.csv")
     overrides = " ".join(f"{k}={v}" for k, v in settings["train_overrides"].items())
+    failures = f", {len(failed)} failed ({', '.join(failed)}: see runs/<name>.json)" if failed else ""
     header = (
         f"Data `{settings['data']}`, epochs={settings['epochs']}, imgsz={settings['imgsz']}, "
         f"batch={settings['batch']}{f', overrides `{overrides}`' if overrides else ''}, "
-        f"seeds {', '.join(map(str, seeds))}; {len(runs)}/{len(stems) * len(seeds)} runs finished. "
-        f"COCO metrics by {settings['backend']} on the val split."
+        f"seeds {', '.join(map(str, plan.seeds))}; {len(runs)}/{len(plan.cells)} runs finished{failures}. "
+        f"COCO metrics by {settings['backend']} on the val split.\n\nProtocol: {protocol(plan)}."
     )
     (out / "compare.md").write_text(header + "\n\n" + markdown_table(rows) + "\n")
     title = f"{Path(settings['data']).parent.name}: {settings['epochs']} epochs, imgsz {settings['imgsz']}"
@@ -325,9 +242,12 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"± is the sample standard deviation over seeds. Δ is the paired per-seed difference to {base['stem']} "
-        "(mean ± std over the seeds both finished). A Δ marked *noise* is not distinguishable from noise: "
-        "|mean| ≤ std, or a single paired seed (no spread). GFLOPs as Ultralytics counts them (fused model). "
+        f"± is the sample standard deviation over seeds. Δ is the paired per-seed difference to {base['stem']}: "
+        "mean and, in brackets, its 95% interval over the n seeds both finished (Student t on the paired differences: "
+        "mean ± t(0.975, n-1)·sd/√n). A Δ whose interval contains 0, or that has a single paired seed, is marked "
+        "*noise*; for those, *n≈N* is roughly how many seeds would resolve a delta of this size at the observed spread "
+        "(the smallest N with t(0.975, N-1)·sd/√N < |mean|; sd is itself estimated from few seeds). "
+        "GFLOPs as Ultralytics counts them (fused model). "
         "Latency: median of batch-1 forward passes of the fused models, interleaved so all models share the machine's "
         "conditions. Ratios (×) are to the baseline.",
     ]
@@ -339,11 +259,15 @@ def _mega(params: int | None) -> float | None:
 
 
 def _delta_cell(row: dict[str, Any], prefix: str) -> str:
-    mean, std = row[f"delta_{prefix}_mean"], row[f"delta_{prefix}_std"]
+    mean = row[f"delta_{prefix}_mean"]
     if mean is None:
         return "–"
-    text = f"{mean:+.3f} ± {_number(std, 3)}" if std is not None else f"{mean:+.3f} (1 seed)"
-    return f"{text} *noise*" if row[f"delta_{prefix}_noise"] else text
+    low, high = row[f"delta_{prefix}_low"], row[f"delta_{prefix}_high"]
+    text = f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]" if low is not None else f"{mean:+.3f} (1 seed)"
+    if not row[f"delta_{prefix}_noise"]:
+        return text
+    needed = row[f"delta_{prefix}_seeds_needed"]
+    return f"{text} *noise*" + (f", *n≈{needed}*" if needed is not None else "")
 
 
 def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:

@@ -1,0 +1,266 @@
+"""One cell of a comparison: train one model with one seed, evaluate it, write one JSON. Every executor runs this.
+
+A cell is idempotent and preemption-safe:
+
+- its result is ``runs/<key>.json``, written atomically once training AND evaluation are done (``status`` "done");
+- an exception inside the cell is recorded in the same file (``status`` "failed", the error and its traceback) and
+  returned, never raised, so the other cells go on; a rerun redoes failed and missing cells and skips finished ones;
+- a training that was stopped midway (killed, preempted, timed out) left its Ultralytics ``last.pt``: the next attempt
+  continues from it (``resume=True``) instead of starting over, and records the epoch it resumed at. A training that
+  had finished (its ``last.pt`` stripped of the optimizer) is not trained again; only the evaluation is redone.
+
+``python -m yolo_attn.experiments.cell --out DIR --key KEY [--device D]`` runs one cell of ``DIR/plan.json`` in a
+process of its own; ``--parallel`` starts those with ``CUDA_VISIBLE_DEVICES`` already pinned to one GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from yolo_attn.experiments.files import DONE, FAILED, read_json, run_path, train_dir, write_json_atomic
+from yolo_attn.experiments.plan import Cell, Plan, load_plan
+
+
+def cell_status(out: Path, cell: Cell) -> str:
+    """Return ``"done"``, ``"failed"`` or ``"missing"`` for a cell of the comparison folder ``out``."""
+    path = run_path(out, cell.key)
+    if not path.exists():
+        return "missing"
+    return read_json(path).get("status", DONE)
+
+
+def pending_cells(plan: Plan, out: Path) -> list[Cell]:
+    """Return the cells of ``plan`` that are missing or failed in ``out``, in plan order."""
+    return [cell for cell in plan.cells if cell_status(out, cell) != DONE]
+
+
+def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None) -> dict[str, Any]:
+    """Train and evaluate one cell, and write its record to ``runs/<key>.json``.
+
+    Args:
+        plan (Plan): The comparison (its settings are used, and recorded in the cell's JSON).
+        cell (Cell): The model and seed to run.
+        out (Path): Comparison folder.
+        device (str | int | None): Ultralytics device for this cell; None uses the plan's device.
+
+    Returns:
+        (dict[str, Any]): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
+            ``resumed_at_epoch``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the model,
+            seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
+            (``started``, ``ended``: Unix seconds).
+    """
+    out = Path(out)
+    device = plan.device if device is None else device
+    record: dict[str, Any] = {
+        "model": cell.model,
+        "stem": cell.stem,
+        "seed": cell.seed,
+        "settings": plan.settings,
+        "device": None if device is None else str(device),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # What the cell's weights started from: the one place a run's JSON records the transfer.
+        "pretrained": plan.settings.get("pretrained"),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time(),
+    }
+    try:
+        result = train_and_evaluate(cell.model, cell.seed, plan.settings, device, out)
+        record.update(status=DONE, **result)
+    except Exception as error:  # a failed cell is recorded and the grid goes on; KeyboardInterrupt still stops it
+        record.update(status=FAILED, error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+    record["ended"] = time.time()
+    record["duration_s"] = round(record["ended"] - record["started"], 1)
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["versions"] = versions()
+    write_json_atomic(run_path(out, cell.key), record)
+    return record
+
+
+def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: str | int | None, out: Path) -> dict:
+    """Train one model with one seed (or continue its interrupted training), then evaluate its best checkpoint.
+
+    Training is ``YOLO(model).train(data, epochs, imgsz, batch, seed, deterministic=True, device, plots=False,
+    pretrained, **train_overrides)`` into ``out/train/<key>``. ``amp`` defaults to False unless ``device`` names a GPU
+    (the AMP check would download a model, and AMP does nothing on CPU); ``amp=True`` in the overrides forces it.
+    ``pretrained`` (when set) gives the model its source weights through Ultralytics' own ``pretrained=`` path, the
+    same for every model of the grid, the baseline included.
+
+    Args:
+        model (str): Model YAML or weights.
+        seed (int): Training seed.
+        settings (dict[str, Any]): The plan's settings (``data``, ``epochs``, ``imgsz``, ``batch``,
+            ``train_overrides``, ``backend``, ``pretrained``).
+        device (str | int | None): Ultralytics device string for training; the first device is used for evaluation.
+        out (Path): Comparison folder; evaluation files go to ``out/eval/<key>``.
+
+    Returns:
+        (dict): ``metrics`` (the dict returned by ``evaluate``), ``weights`` (best.pt path), ``train_dir``,
+            ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start).
+    """
+    from ultralytics import YOLO
+
+    from yolo_attn.evaluation.coco_eval import evaluate
+    from yolo_attn.experiments.files import run_key
+
+    key = run_key(Path(model).stem, seed)
+    folder = train_dir(out, key)
+    state, epoch = training_state(folder / "weights" / "last.pt")
+    resumed_at = None
+    if state == "unfinished":  # continue the interrupted training where its last.pt stopped
+        resumed_at = epoch + 2  # last.pt holds the 0-based index of the last completed epoch
+        yolo = YOLO(str(folder / "weights" / "last.pt"))
+        yolo.train(resume=True, data=settings["data"], device=device)
+        weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
+    elif state == "finished":  # trained before, the evaluation did not finish: evaluate only
+        weights, save_dir = _trained_weights(folder / "weights" / "best.pt", folder / "weights" / "last.pt"), folder
+    else:
+        trainer_args = {
+            "amp": is_gpu(device),  # defaults that train_overrides may change
+            "deterministic": True,
+            "plots": False,
+            **settings["train_overrides"],
+            "data": settings["data"],
+            "epochs": settings["epochs"],
+            "imgsz": settings["imgsz"],
+            "batch": settings["batch"],
+            "seed": seed,
+            "device": device,
+            "project": str(out / "train"),  # absolute: Ultralytics would put a relative project under its runs_dir
+            "name": key,
+            "exist_ok": True,  # a failed run is retrained in place
+        }
+        if settings.get("pretrained") is not None:
+            trainer_args["pretrained"] = settings["pretrained"]
+        yolo = YOLO(model)
+        yolo.train(**trainer_args)
+        weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
+    metrics = evaluate(
+        str(weights),
+        settings["data"],
+        imgsz=settings["imgsz"],
+        batch=settings["batch"],
+        device=first_device(device),
+        backend=settings["backend"],
+        out=out / "eval" / key,
+    )
+    return {"metrics": metrics, "weights": str(weights), "train_dir": str(save_dir), "resumed_at_epoch": resumed_at}
+
+
+def training_state(last: Path) -> tuple[str, int | None]:
+    """Tell from an Ultralytics ``last.pt`` whether its training can be continued.
+
+    Ultralytics saves ``last.pt`` after every epoch with the epoch index and the optimizer state, and strips both
+    (``epoch`` -1, no optimizer) when the training ends.
+
+    Args:
+        last (Path): Path of ``weights/last.pt`` in a training folder.
+
+    Returns:
+        (tuple[str, int | None]): ``("missing", None)``, ``("finished", None)`` or ``("unfinished", epoch)`` with the
+            0-based index of the last completed epoch. An unreadable ``last.pt`` (its writer was killed) is moved
+            aside and counts as missing.
+    """
+    if not last.exists():
+        return "missing", None
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as error:  # killed while Ultralytics wrote it (it writes in place): train this cell again
+        from ultralytics.utils import LOGGER
+
+        LOGGER.warning(f"compare: {last} cannot be read ({error}); moved to last.pt.corrupt, training from scratch")
+        last.replace(last.with_suffix(".pt.corrupt"))
+        return "missing", None
+    epoch = ckpt.get("epoch", -1)
+    if epoch is not None and epoch >= 0 and ckpt.get("optimizer") is not None:
+        return "unfinished", int(epoch)
+    return "finished", None
+
+
+def _trained_weights(best: str | Path, last: str | Path) -> Path:
+    """Return ``best`` if it exists, else ``last`` (a run without validation writes no best.pt)."""
+    return Path(best) if Path(best).exists() else Path(last)
+
+
+def is_gpu(device: str | int | None) -> bool:
+    """Return True when an Ultralytics device string names CUDA device(s) explicitly (None counts as unknown)."""
+    if device is None:
+        return False
+    text = str(device).strip().lower()
+    return text not in {"", "cpu", "mps"}
+
+
+def first_device(device: str | int | None) -> str | None:
+    """Return the first device of an Ultralytics device list (``"0,1"`` -> ``"0"``), or the device itself."""
+    if device is None:
+        return None
+    return str(device).replace("[", "").replace("]", "").split(",")[0].strip()
+
+
+def versions() -> dict[str, str]:
+    """Return the versions that shape a run's numbers."""
+    import torch
+    import ultralytics
+
+    import yolo_attn
+
+    return {
+        "ultralytics": ultralytics.__version__,
+        "torch": torch.__version__,
+        "yolo_attn": yolo_attn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def pin_cuda_device() -> None:
+    """Lock this process onto the GPUs its ``CUDA_VISIBLE_DEVICES`` names, before Ultralytics selects a device.
+
+    CUDA reads ``CUDA_VISIBLE_DEVICES`` once, when it initialises. Some Ultralytics versions rewrite the variable in
+    ``select_device`` (``device=0`` -> ``"0"``, i.e. physical GPU 0); initialising CUDA first makes such a rewrite
+    harmless. A no-op without CUDA or without the variable.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.init()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one cell of a comparison folder in this process (the ``--parallel`` executor's child).
+
+    Args:
+        argv (Sequence[str] | None): ``--out DIR --key KEY [--device D]``; defaults to ``sys.argv[1:]``.
+    """
+    parser = argparse.ArgumentParser(description="run one cell of a yolo-attn comparison")
+    parser.add_argument("--out", type=Path, required=True, help="comparison folder holding plan.json")
+    parser.add_argument("--key", required=True, help="cell name, e.g. yolov8n_seed0")
+    parser.add_argument("--device", default=None, help="Ultralytics device (default: the plan's)")
+    args = parser.parse_args(argv)
+    from yolo_attn.offline import apply_offline_env, install_local_font
+
+    apply_offline_env()
+    pin_cuda_device()
+    import yolo_attn  # noqa: F401  (registers the blocks)
+
+    install_local_font()
+    plan = load_plan(args.out)
+    record = run_cell(plan, plan.cell(args.key), args.out, args.device)
+    if record["status"] != DONE:
+        print(record["traceback"], flush=True)
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Cells as submitit jobs: a Slurm job array, or submitit's local executor with a limit on cells at once.
+
+Needs the optional ``submitit`` package (``pip install "yolo-attn[slurm]"``).
+
+- Slurm: the pending cells (missing or failed) go out as ONE job array; ``--array-parallelism N`` caps how many of its
+  tasks run at once. submitit's pickles and the job logs live in ``<out>/slurm/``. Each task runs ``CellJob``, which
+  is ``Checkpointable``: on preemption or before the time limit (submitit's USR2 signal) its ``checkpoint`` requeues
+  the same cell, and the cell continues Ultralytics training from its own ``last.pt``. A job that Slurm itself
+  requeues (``scontrol requeue``, preemption in requeue mode) reruns the same cell and resumes the same way.
+- Local: the same ``CellJob`` through ``submitit.LocalExecutor`` (no queue), at most one job per device slot at once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from yolo_attn.experiments.files import write_json_atomic
+from yolo_attn.experiments.plan import Cell, Plan
+
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills jobs after 2 minutes unless told otherwise
+_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w-]*\s*=)")  # commas that start a new key=value, not those inside a value
+
+
+class CellJob(Checkpointable):
+    """One cell as a submitit job; requeued on preemption or timeout, resuming from the cell's ``last.pt``."""
+
+    def __call__(self, out: str, key: str, device: str | None = None) -> str:
+        """Run the cell ``key`` of the comparison folder ``out``.
+
+        Args:
+            out (str): Comparison folder holding ``plan.json``.
+            key (str): Cell name, e.g. ``yolov8n_seed0``.
+            device (str | None): Ultralytics device of the cell; None uses the plan's (Ultralytics' default if unset).
+
+        Returns:
+            (str): The cell's status, ``"done"`` or ``"failed"`` (its record is in ``out/runs/<key>.json``).
+        """
+        from yolo_attn.experiments.cell import cell_status, pin_cuda_device, run_cell
+        from yolo_attn.offline import apply_offline_env, install_local_font
+
+        apply_offline_env()
+        pin_cuda_device()
+        import yolo_attn  # noqa: F401  (registers the blocks)
+        from yolo_attn.experiments.plan import load_plan
+
+        install_local_font()
+        plan = load_plan(Path(out))
+        cell = plan.cell(key)
+        if cell_status(Path(out), cell) == "done":  # a requeued task whose cell finished in the grace period
+            return "done"
+        return run_cell(plan, cell, Path(out), device)["status"]
+
+    def checkpoint(self, out: str, key: str, device: str | None = None) -> DelayedSubmission:
+        """Requeue the same cell: the next attempt finds the training's ``last.pt`` and continues from it.
+
+        Ultralytics writes ``last.pt`` after every epoch, so nothing needs saving here: at most the epoch in progress
+        is lost.
+
+        Args:
+            out (str): Comparison folder.
+            key (str): Cell name.
+            device (str | None): Ultralytics device of the cell.
+
+        Returns:
+            (DelayedSubmission): The call to run again.
+        """
+        return DelayedSubmission(CellJob(), out, key, device)
+
+
+def parse_slurm_options(text: str | Sequence[str] | None) -> dict[str, Any]:
+    """Parse ``--slurm partition=gpu,time=720,gpus_per_task=1,cpus_per_task=8,account=x,mem_gb=32`` for submitit.
+
+    Keys are submitit's ``SlurmExecutor`` parameters (sbatch options with ``_`` for ``-``); ``mem_gb`` is memory in
+    GB. Any other key, e.g. ``reservation=r1`` or ``mail-type=END``, is passed to sbatch as it is (submitit's
+    ``additional_parameters``). A comma inside a value is kept (``nodelist=n1,n2`` works) as long as the text after
+    it is not ``key=``. Integers are typed.
+
+    Args:
+        text (str | Sequence[str] | None): One or more ``key=value[,key=value...]`` strings.
+
+    Returns:
+        (dict[str, Any]): Keyword arguments for ``SlurmExecutor.update_parameters``.
+    """
+    texts = [text] if isinstance(text, str) else list(text or [])
+    valid = submitit.SlurmExecutor._valid_parameters()
+    params: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for item in (part.strip() for t in texts for part in _SPLIT.split(t)):
+        if not item:
+            continue
+        if "=" not in item:
+            raise ValueError(f"--slurm expects key=value pairs separated by commas, got {item!r}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        typed: Any = int(value) if re.fullmatch(r"-?\d+", value) else value
+        name = key.replace("-", "_")
+        if name == "mem_gb":
+            params["mem"] = float(value)
+        elif name in {"array_parallelism", "additional_parameters"}:
+            raise ValueError(f"--slurm {key}: use --array-parallelism for the first; other keys pass to sbatch as is")
+        elif name in valid:
+            params[name] = typed
+        else:
+            extra[key] = typed
+    if extra:
+        params["additional_parameters"] = extra
+    return params
+
+
+def submit_slurm(
+    plan: Plan,
+    cells: Sequence[Cell],
+    out: Path,
+    options: dict[str, Any],
+    array_parallelism: int | None = None,
+    device: str | None = None,
+) -> list[submitit.Job]:
+    """Submit ``cells`` as one Slurm job array and record the job ids in ``out/slurm/submitted.json``.
+
+    Args:
+        plan (Plan): The comparison (saved in ``out/plan.json``; the jobs read it).
+        cells (Sequence[Cell]): Cells to run, usually the missing and failed ones.
+        out (Path): Comparison folder; submitit's files go to ``out/slurm``.
+        options (dict[str, Any]): ``parse_slurm_options`` result.
+        array_parallelism (int | None): Most array tasks running at once (None: Slurm's default).
+        device (str | None): Ultralytics device inside each job (None: Ultralytics' default, the job's GPU if any).
+
+    Returns:
+        (list[submitit.Job]): One job per cell, in order (array tasks ``<array id>_<index>``).
+    """
+    executor = submitit.SlurmExecutor(folder=Path(out) / "slurm" / "%j")
+    params = {"job_name": f"yolo-attn-{Path(out).name}", **options}
+    if array_parallelism:
+        params["array_parallelism"] = int(array_parallelism)
+    executor.update_parameters(**params)
+    with executor.batch():
+        jobs = [executor.submit(CellJob(), str(out), cell.key, device) for cell in cells]
+    _record_jobs(out, cells, jobs, "slurm")
+    return jobs
+
+
+def run_local(
+    plan: Plan,
+    cells: Sequence[Cell],
+    out: Path,
+    slots: Sequence[Any],
+    on_done: Any = None,
+    poll_s: float = 0.5,
+) -> list[dict]:
+    """Run ``cells`` as submitit local jobs, at most one per slot at once, and wait for them.
+
+    Args:
+        plan (Plan): The comparison (saved in ``out/plan.json``).
+        cells (Sequence[Cell]): Cells to run.
+        out (Path): Comparison folder; submitit's files go to ``out/slurm``.
+        slots (Sequence[Slot]): ``yolo_attn.experiments.executors.device_slots``: the limit and each job's device.
+        on_done (Callable | None): Called with each cell's record when its job ends.
+        poll_s (float): Seconds between checks.
+
+    Returns:
+        (list[dict]): The records, in the order the jobs ended.
+    """
+    from yolo_attn.experiments.files import read_json, run_path
+
+    executor = submitit.LocalExecutor(folder=Path(out) / "slurm" / "%j")
+    queue, free = list(cells), list(slots)
+    running: list[tuple[Cell, Any, submitit.Job]] = []
+    records, submitted = [], []
+    while queue or running:
+        while queue and free:
+            slot, cell = free.pop(0), queue.pop(0)
+            gpus = {"gpus_per_node": 1, "visible_gpus": (int(slot.visible),)} if slot.visible else {}
+            executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, **gpus)
+            job = executor.submit(CellJob(), str(out), cell.key, slot.device)
+            running.append((cell, slot, job))
+            submitted.append((cell, job))
+            _record_jobs(out, [c for c, _ in submitted], [j for _, j in submitted], "local")
+        for entry in [e for e in running if e[2].done()]:
+            running.remove(entry)
+            cell, slot, job = entry
+            free.append(slot)
+            path = run_path(out, cell.key)
+            record = read_json(path) if path.exists() else {"stem": cell.stem, "seed": cell.seed, "status": "failed"}
+            if job.state != "FINISHED" and not path.exists():
+                record["error"] = f"submitit job {job.job_id} ended {job.state}; see {job.paths.stderr}"
+            records.append(record)
+            if on_done is not None:
+                on_done(record)
+        if running:
+            time.sleep(poll_s)
+    return records
+
+
+def watch_hint(jobs: Sequence[submitit.Job], out: Path) -> str:
+    """Return what to print after a Slurm submission: the array id, how to watch it, where the logs are."""
+    array_id = str(jobs[0].job_id).split("_")[0]
+    return (
+        f"Submitted Slurm job array {array_id} ({len(jobs)} cells).\n"
+        f"  watch:   squeue -j {array_id}    (sacct -j {array_id} once tasks end)\n"
+        f"  logs:    {Path(out) / 'slurm'}/{array_id}_<task>/ ({jobs[0].paths.stdout.name} and .err per task)\n"
+        f"  results: {Path(out) / 'runs'}/*.json\n"
+        f"  report:  yolo-attn compare --out {out} --report   (any time; merges what has finished)\n"
+        f"  rerun the same command to resubmit only missing or failed cells"
+    )
+
+
+def _record_jobs(out: Path, cells: Sequence[Cell], jobs: Sequence[submitit.Job], kind: str) -> None:
+    """Write ``out/slurm/submitted.json``: which job runs which cell."""
+    folder = Path(out) / "slurm"
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = [
+        {"cell": cell.key, "job_id": str(job.job_id), "stdout": str(job.paths.stdout)}
+        for cell, job in zip(cells, jobs, strict=True)
+    ]
+    write_json_atomic(folder / "submitted.json", {"executor": kind, "jobs": entries})
