@@ -418,10 +418,16 @@ def test_markdown_shows_the_interval_and_the_seeds_needed(tmp_path, fakes):
     assert "t(0.975, N-1)·sd/√N < |mean|" in table
 
 
-def test_demo_builds_data_and_drives_compare(tmp_path, monkeypatch):
-    from yolo_attn.demo import run_demo
+def test_demo_pretrains_once_then_fine_tunes_every_model_from_the_same_weights(tmp_path, monkeypatch):
+    from yolo_attn import demo
 
-    seen = {}
+    seen, pretrained_on = {}, []
+
+    def fake_pretrain(data, folder):
+        pretrained_on.append(Path(data))
+        (folder / "weights").mkdir(parents=True)
+        (folder / "weights" / "last.pt").write_bytes(b"")
+        return folder / "weights" / "last.pt"
 
     def fake_compare(data, models, seeds, epochs, **kwargs):
         seen.update(data=Path(data), models=models, seeds=seeds, epochs=epochs, **kwargs)
@@ -429,10 +435,15 @@ def test_demo_builds_data_and_drives_compare(tmp_path, monkeypatch):
         (kwargs["out"] / "compare.md").write_text("| table |\n")
         return kwargs["out"]
 
+    monkeypatch.setattr(demo, "pretrain_baseline", fake_pretrain)
     monkeypatch.setattr(compare_module, "compare", fake_compare)
-    assert run_demo(tmp_path / "demo") == (tmp_path / "demo").resolve()
+    assert demo.run_demo(tmp_path / "demo") == (tmp_path / "demo").resolve()
     assert seen["data"].is_file() and "coco_gt" in seen["data"].read_text()
-    assert seen["models"][0] == "yolov8n.yaml"
-    assert all(Path(m).parent.name == "model_yamls" for m in seen["models"][1:])  # YAMLs of this checkout
+    [upstream] = pretrained_on  # the baseline is pretrained once, on other images than the compared runs train on
+    assert upstream != seen["data"] and upstream.is_file()
+    upstream_images = {p.read_bytes() for p in (upstream.parent / "images" / "train").iterdir()}
+    assert not upstream_images & {p.read_bytes() for p in (seen["data"].parent / "images" / "train").iterdir()}
+    assert seen["pretrained"] == tmp_path.resolve() / "demo" / "pretrain" / "weights" / "last.pt"
+    assert seen["models"] == ["yolov8n.yaml", "yolov8n-cbam.yaml", "yolov8n-eca.yaml"]  # ours found by bare name
     assert len(seen["seeds"]) >= 2  # at least two seeds, or the table has no spread to judge deltas with
     assert seen["device"] == "cpu" and seen["train_overrides"]["workers"] == 0

@@ -235,6 +235,20 @@ def load_pretrained(
     return report
 
 
+def transfer_report_of(weights: str | Path) -> dict | None:
+    """Return the transfer report a checkpoint's model carries (set by `load_pretrained`), or None.
+
+    Args:
+        weights (str | Path): An Ultralytics checkpoint, e.g. a run's ``best.pt``.
+
+    Returns:
+        (dict | None): ``TransferReport.to_dict()`` of the load that gave the model its starting weights; None for a
+            model trained from scratch.
+    """
+    model, _ = tasks.load_checkpoint(weights)
+    return getattr(model, "transfer_report", None)
+
+
 def _rows(d: dict) -> list:
     """Return the backbone + head rows of a model YAML dict."""
     return list(d.get("backbone") or []) + list(d.get("head") or [])

@@ -54,8 +54,8 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
 
     Returns:
         (dict[str, Any]): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
-            ``resumed_at_epoch``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the model,
-            seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
+            ``resumed_at_epoch``, ``transfer``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the
+            model, seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
             (``started``, ``ended``: Unix seconds).
     """
     out = Path(out)
@@ -67,8 +67,7 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
         "settings": plan.settings,
         "device": None if device is None else str(device),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        # What the cell's weights started from: the one place a run's JSON records the transfer.
-        "pretrained": plan.settings.get("pretrained"),
+        "pretrained": plan.settings.get("pretrained"),  # what the weights started from; "transfer" says how
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started": time.time(),
@@ -105,12 +104,15 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
 
     Returns:
         (dict): ``metrics`` (the dict returned by ``evaluate``), ``weights`` (best.pt path), ``train_dir``,
-            ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start).
+            ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start), ``transfer``
+            (what the pretrained weights' load transferred and how the new blocks started, see
+            ``yolo_attn.transfer.TransferReport``; None from scratch).
     """
     from ultralytics import YOLO
 
     from yolo_attn.evaluation.coco_eval import evaluate
     from yolo_attn.experiments.files import run_key
+    from yolo_attn.registry import transfer_report_of
 
     key = run_key(Path(model).stem, seed)
     folder = train_dir(out, key)
@@ -153,7 +155,13 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         backend=settings["backend"],
         out=out / "eval" / key,
     )
-    return {"metrics": metrics, "weights": str(weights), "train_dir": str(save_dir), "resumed_at_epoch": resumed_at}
+    return {
+        "metrics": metrics,
+        "weights": str(weights),
+        "train_dir": str(save_dir),
+        "resumed_at_epoch": resumed_at,
+        "transfer": transfer_report_of(weights),
+    }
 
 
 def training_state(last: Path) -> tuple[str, int | None]:
