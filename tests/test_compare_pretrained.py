@@ -1,0 +1,63 @@
+"""compare --pretrained end to end on a plain YOLO-label data set (no coco_gt): 2 models x 2 seeds x 1 epoch."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+
+import pytest
+import torch
+from conftest import subprocess_env, yolo_attn_command
+from torch import nn
+from ultralytics.nn.tasks import DetectionModel
+
+from yolo_attn.experiments.files import load_runs
+
+pytestmark = pytest.mark.slow
+
+
+def random_baseline_checkpoint(path, nc: int = 2):
+    """A yolov8n checkpoint with random (not zero) weights and BatchNorm statistics, as a stand-in for yolov8n.pt."""
+    model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    torch.save({"model": copy.deepcopy(model).half(), "train_args": {}}, path)
+    return path, len(model.state_dict())
+
+
+def test_compare_from_pretrained_weights_on_a_plain_yolo_dataset(tiny_data, tmp_path, monkeypatch):
+    assert "coco_gt" not in tiny_data.read_text()
+    weights, n_tensors = random_baseline_checkpoint(tmp_path / "base.pt")
+    env = subprocess_env() | {"YOLO_ATTN_CACHE_DIR": str(tmp_path / "cache")}
+    grid = ["--models", "yolov8n.yaml", "yolov8n-cbam.yaml", "--seeds", "0", "1", "--epochs", "1", "--imgsz", "64"]
+    grid += ["--batch", "8", "--device", "cpu", "--latency-runs", "3", "--out", "cmp", "workers=0"]
+    command = [*yolo_attn_command(), "compare", "--data", str(tiny_data), *grid]
+
+    proc = subprocess.run(
+        [*command, "--pretrained", str(weights)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    runs = load_runs(tmp_path / "cmp")
+    cells = [(m, s) for m in ("yolov8n", "yolov8n-cbam") for s in (0, 1)]
+    assert sorted((r["stem"], r["seed"]) for r in runs) == cells
+    for run in runs:  # every model, the baseline included, started from every tensor of the same source
+        transfer = run["transfer"]
+        assert run["pretrained"] == str(weights.resolve())
+        assert transfer["transferred"] == transfer["source_tensors"] == n_tensors, transfer["summary"]
+        assert 0.0 <= run["metrics"]["coco"]["AP"] <= 1.0
+    cbam = [r["transfer"] for r in runs if r["stem"] == "yolov8n-cbam"]
+    assert all(t["identity_start"] and sorted(set(t["new_blocks"].values())) == ["CBAM"] for t in cbam)
+    assert all(len(t["new_blocks"]) == 4 for t in cbam)
+    assert f"every model fine-tuned from `{weights.resolve()}`" in (tmp_path / "cmp" / "compare.md").read_text()
+    assert list((tmp_path / "cache").rglob("*.json")), "the COCO ground truth is built and cached outside the data"
+    assert not list(tiny_data.parent.rglob("*.json"))
+
+    other = subprocess.run([*command], cwd=tmp_path, env=env, capture_output=True, text=True)  # now from scratch
+    assert other.returncode != 0
+    assert "pretrained" in other.stdout + other.stderr
