@@ -12,6 +12,9 @@ Everything that knows Ultralytics internals lives here, so a new Ultralytics rel
   anywhere in the whole path, so a folder such as ``exp5s/`` or ``tmp.S5ngd/`` gets mangled and the file is not found.
   The wrapper applies that rule to the file name only, and only when Ultralytics' own lookup would fail.
 - The allow-list for ``ULTRALYTICS_SAFE_LOAD=1`` checkpoint loading.
+- A wrapper around ``BaseModel.fuse``: Ultralytics folds the BatchNorms of its own layers only (it walks the modules
+  looking for its Conv classes), so the wrapper first calls ``fuse()`` on our blocks (SAM, CBAM's spatial gate,
+  CoordAtt, also inside CA_C2f) and then Ultralytics' own. ``predict``, ``val`` and ``export`` all call it.
 - DDP visibility: a default training callback defined here travels (pickled by reference) to every DDP worker, whose
   unpickling imports and registers yolo_attn before the worker builds the model.
 
@@ -54,6 +57,7 @@ from yolo_attn.modules import (
     SeparableSelfAttention,
     SpatialAttention,
 )
+from yolo_attn.modules.fusion import fuse_blocks
 
 #: Channel-preserving blocks: YAML args are everything after the inferred input channels ``c1``.
 BLOCKS: dict[str, type[nn.Module]] = {
@@ -81,7 +85,8 @@ DDP_EVENT = "on_pretrain_routine_start"
 
 SCALE_IN_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-cbam -> yolov8-cbam, Ultralytics' naming rule
 
-_state: dict[str, Any] = {"parse_model": None, "yaml_model_load": None}
+_ULTRALYTICS_FUSE = tasks.BaseModel.fuse  # in case a copy of `fuse` outlives unregister()
+_state: dict[str, Any] = {"parse_model": None, "yaml_model_load": None, "fuse": None}
 
 
 class YAMLRowError(ValueError):
@@ -97,6 +102,7 @@ def register() -> None:
     tasks.yaml_model_load = engine_model.yaml_model_load = yaml_model_load
     torch.serialization.add_safe_globals(list(_block_classes()))
     callbacks_base.default_callbacks.setdefault(DDP_EVENT, []).append(register_in_worker)
+    _state["fuse"], tasks.BaseModel.fuse = tasks.BaseModel.fuse, fuse
 
 
 def unregister() -> None:
@@ -111,6 +117,7 @@ def unregister() -> None:
     torch.serialization.clear_safe_globals()
     torch.serialization.add_safe_globals(kept)
     callbacks_base.default_callbacks[DDP_EVENT].remove(register_in_worker)
+    tasks.BaseModel.fuse, _state["fuse"] = _state["fuse"], None
 
 
 def is_registered() -> bool:
@@ -134,6 +141,21 @@ def _block_classes() -> Iterator[type[nn.Module]]:
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
                 yield obj
+
+
+def fuse(self: tasks.BaseModel, *args: Any, **kwargs: Any) -> tasks.BaseModel:
+    """Fold the BatchNorms of yolo_attn blocks, then run Ultralytics' ``BaseModel.fuse`` (same arguments and return).
+
+    Args:
+        self (tasks.BaseModel): The model.
+        *args (Any): Passed on to Ultralytics' ``fuse`` (``verbose``, ``imgsz``).
+        **kwargs (Any): Passed on likewise.
+
+    Returns:
+        (tasks.BaseModel): What Ultralytics' ``fuse`` returns (the model itself).
+    """
+    fuse_blocks(self)
+    return (_state["fuse"] or _ULTRALYTICS_FUSE)(self, *args, **kwargs)
 
 
 def yaml_model_load(path: str | Path) -> dict:
