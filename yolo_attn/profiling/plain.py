@@ -10,6 +10,7 @@ before fusing.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -135,3 +136,49 @@ class Plain(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return ``plain_forward(self.block, x)`` for ``x`` of shape (B, C, H, W)."""
         return plain_forward(self.block, x)
+
+
+class _HiddenPlain(nn.Module):
+    """Run a block's plain formulation while hiding the block from module walks (``fuse()`` finds nothing to fold).
+
+    Keeps Ultralytics' layer attributes (``i``, ``f``, ``type``, ``np``) so the wrapper can stand in a model's layer
+    list. Meant for timing and exporting the pre-issue-9 graph of a whole model in eval mode on CPU only.
+    """
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "hidden", block.requires_grad_(False))  # not a registered submodule: an ONNX trace
+        # embeds its weights as constants, which needs them to be free of autograd
+        for key in ("i", "f", "type", "np"):
+            if hasattr(block, key):
+                setattr(self, key, getattr(block, key))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``plain_forward(block, x)`` for ``x`` of shape (B, C, H, W)."""
+        return plain_forward(self.hidden, x)
+
+
+def plain_model(model: nn.Module) -> nn.Module:
+    """Return an eval-mode copy of ``model`` whose yolo_attn blocks run their plain, unfusable formulation.
+
+    This is the model as it ran before issue 9: every block's forward as first written, and its BatchNorms left in
+    place by ``model.fuse()`` (which folds only Ultralytics' own layers in the copy). For benchmarks only.
+
+    Args:
+        model (nn.Module): A model (e.g. an Ultralytics ``DetectionModel``) holding yolo_attn blocks.
+
+    Returns:
+        (nn.Module): The copy; ``model`` is left untouched.
+    """
+    model = copy.deepcopy(model).eval()
+    _hide_blocks(model)
+    return model
+
+
+def _hide_blocks(module: nn.Module) -> None:
+    """Replace, in place and at any depth, each outermost block with a plain formulation by a `_HiddenPlain`."""
+    for name, child in module.named_children():
+        if any(cls in PLAIN for cls in type(child).__mro__):
+            setattr(module, name, _HiddenPlain(child))
+        else:
+            _hide_blocks(child)

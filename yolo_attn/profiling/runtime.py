@@ -110,6 +110,7 @@ def runtime_costs(
     warmup: int = 5,
     threads: int | None = 2,
     seed: int = 0,
+    names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Measure params, GFLOPs and batch-1 CPU latency of models, each against the first, in paired shuffled rounds.
 
@@ -122,6 +123,7 @@ def runtime_costs(
         threads (int | None): CPU threads (``torch.set_num_threads`` and the session's intra-op threads), restored
             afterwards; None keeps the current setting.
         seed (int): Seed of the shuffling.
+        names (Sequence[str] | None): Display names, one per model; None takes file stems (class names for modules).
 
     Returns:
         (list[dict[str, Any]]): One dict per model, in order: ``model`` (name), ``params``, ``gflops``,
@@ -135,7 +137,9 @@ def runtime_costs(
         raise ValueError("runtime_costs needs at least one model (the first is the baseline)")
     if rounds < 1 or warmup < 0:
         raise ValueError(f"rounds={rounds}, warmup={warmup}: expected rounds >= 1 and warmup >= 0")
-    names = _unique_names(models)
+    if names is not None and (len(names) != len(models) or len(set(names)) != len(names)):
+        raise ValueError(f"names={list(names)}: expected {len(models)} distinct names, one per model")
+    names = list(names) if names is not None else _unique_names(models)
     previous = torch.get_num_threads()
     try:
         if threads:
