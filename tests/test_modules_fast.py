@@ -199,3 +199,20 @@ def test_ultralytics_fuse_folds_our_batchnorms(yaml, repo):
         model = model.fuse(verbose=False)
         assert not any(isinstance(m, nn.BatchNorm2d) for block in ours for m in block.modules())
         assert_equal_fp32(model(x)[0], expected)
+
+
+def test_plain_model_runs_the_old_graph(repo):
+    from ultralytics import YOLO
+
+    from yolo_attn.profiling.plain import plain_model
+
+    model = YOLO(str(repo / "model_yamls" / "yolov8n-cbam.yaml")).model.eval()
+    for block in (m for m in model.modules() if isinstance(m, CBAM)):
+        randomize_(block)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    plain = plain_model(model).fuse(verbose=False)
+    hidden = [m.hidden for m in plain.modules() if hasattr(m, "hidden")]
+    assert len(hidden) == sum(isinstance(m, CBAM) for m in model.modules()) > 0
+    assert all(isinstance(h.spatial_attention.bn, nn.BatchNorm2d) for h in hidden)  # not folded: the old graph
+    with torch.no_grad():
+        assert_equal_fp32(plain(x)[0], model(x)[0])

@@ -49,7 +49,7 @@ def plain_spatial_attention(block: SpatialAttention, x: torch.Tensor) -> torch.T
 
 def plain_cbam(block: CBAM, x: torch.Tensor) -> torch.Tensor:
     """CBAM: plain channel gate, then plain spatial gate."""
-    return plain_spatial_attention(block.spatial_attention, plain_channel_attention(block.channel_attention, x))
+    return plain_forward(block.spatial_attention, plain_forward(block.channel_attention, x))
 
 
 def plain_eca(block: ECA, x: torch.Tensor) -> torch.Tensor:
@@ -104,6 +104,9 @@ PLAIN: dict[type[nn.Module], Callable[[nn.Module, torch.Tensor], torch.Tensor]] 
 def plain_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run the plain formulation of ``block`` on ``x``.
 
+    A block with a ``blend(x, out)`` method (a block that can start as the identity) has its plain output passed
+    through it, as its own forward does.
+
     Args:
         block (nn.Module): One of the channel-preserving blocks (or a subclass of one).
         x (torch.Tensor): Input of shape (B, C, H, W).
@@ -113,7 +116,9 @@ def plain_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """
     for cls in type(block).__mro__:
         if cls in PLAIN:
-            return PLAIN[cls](block, x)
+            out = PLAIN[cls](block, x)
+            blend = getattr(block, "blend", None)
+            return blend(x, out) if callable(blend) else out
     raise TypeError(f"no plain formulation for {type(block).__name__}; expected one of {[c.__name__ for c in PLAIN]}")
 
 
