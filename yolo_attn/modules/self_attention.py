@@ -175,5 +175,5 @@ class SeparableSelfAttention(nn.Module):
         """
         q, k, v = self.qkv(self.norm(x)).split((1, self.c, self.c), 1)
         scores = q.flatten(2).softmax(-1)  # (B, 1, N)
-        context = (k.flatten(2) @ scores.transpose(1, 2)).unsqueeze(-1)  # (B, C, 1, 1), one product
+        context = (k.flatten(2) * scores).sum(-1, keepdim=True).unsqueeze(-1)  # (B, C, 1, 1)
         return x + self.proj(F.relu(v) * context)
