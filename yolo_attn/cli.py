@@ -143,10 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _runs(p, _run_compare, takes_overrides=True)
 
-    p = verbs.add_parser("profile", help="params, GFLOPs and batch-1 latency of models")
-    p.add_argument("--models", nargs="+", required=True)
+    p = verbs.add_parser(
+        "profile", help="params, GFLOPs and batch-1 CPU latency of models against the first (paired shuffled rounds)"
+    )
+    p.add_argument("--models", nargs="+", required=True, help="model YAMLs or weights; the first is the baseline")
     p.add_argument("--imgsz", type=int, default=640)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"), help="PyTorch eager or ONNX Runtime")
+    p.add_argument("--rounds", type=int, default=60, help="timed rounds, each running every model once, shuffled")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs of each model first")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (0: keep the current setting)")
+    p.add_argument("--device", default="cpu", help="cpu (paired rounds above), or a GPU such as 0 (torch runtime)")
     _runs(p, _run_profile)
 
     p = verbs.add_parser("visualize", help="attention maps of every block, overlaid on images (PNG grids)")
@@ -308,8 +314,18 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
 
 def _run_profile(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.profiling.cost import print_cost_table
+    from yolo_attn.profiling.runtime import runtime_costs, runtime_table
 
-    print_cost_table(args.models, imgsz=args.imgsz, device=args.device)
+    if str(args.device) != "cpu":  # interleaved, synchronised GPU timing of the fused models (PyTorch only)
+        if args.runtime != "torch":
+            raise SystemExit(f"profile --device {args.device}: only --runtime torch runs on a GPU here")
+        print_cost_table(args.models, imgsz=args.imgsz, device=args.device)
+        return
+
+    rows = runtime_costs(
+        args.models, args.imgsz, args.runtime, rounds=args.rounds, warmup=args.warmup, threads=args.threads or None
+    )
+    print(runtime_table(rows))
 
 
 def _run_visualize(args: argparse.Namespace, overrides: dict) -> None:

@@ -14,6 +14,9 @@ Everything that knows Ultralytics internals lives here, so a new Ultralytics rel
   the YAMLs shipped in the package (``yolo_attn/model_yamls``) by bare name, as Ultralytics finds its own
   ``yolov8n.yaml``: ``model=yolo26n-cbam.yaml`` works from any folder; a local file of that name still wins.
 - The allow-list for ``ULTRALYTICS_SAFE_LOAD=1`` checkpoint loading.
+- A wrapper around ``BaseModel.fuse``: Ultralytics folds the BatchNorms of its own layers only (it walks the modules
+  looking for its Conv classes), so the wrapper first calls ``fuse()`` on our blocks (SAM, CBAM's spatial gate,
+  CoordAtt, also inside CA_C2f) and then Ultralytics' own. ``predict``, ``val`` and ``export`` all call it.
 - DDP visibility: a default training callback defined here travels (pickled by reference) to every DDP worker, whose
   unpickling imports and registers yolo_attn before the worker builds the model.
 - A wrapper around ``ultralytics.nn.tasks.BaseModel.load`` (no subclass overrides it), the one call that every way of
@@ -62,6 +65,7 @@ from yolo_attn.modules import (
     SeparableSelfAttention,
     SpatialAttention,
 )
+from yolo_attn.modules.fusion import fuse_blocks
 
 #: Channel-preserving blocks: YAML args are everything after the inferred input channels ``c1``.
 BLOCKS: dict[str, type[nn.Module]] = {
@@ -93,7 +97,8 @@ MODEL_YAMLS_DIR = Path(__file__).resolve().parent / "model_yamls"  # shipped var
 #: Rows that stand where an Ultralytics row stood, for aligning checkpoints: CA_C2f holds a C2f's tensors.
 CANONICAL: dict[str, str] = {name: parent.__name__ for name, (_, parent) in EXTENDED_BLOCKS.items()}
 
-_state: dict[str, Any] = {"parse_model": None, "yaml_model_load": None, "load": None}
+_ULTRALYTICS_FUSE = tasks.BaseModel.fuse  # in case a copy of `fuse` outlives unregister()
+_state: dict[str, Any] = {"parse_model": None, "yaml_model_load": None, "load": None, "fuse": None}
 
 
 class YAMLRowError(ValueError):
@@ -111,6 +116,7 @@ def register() -> None:
     tasks.BaseModel.load = _base_model_load
     torch.serialization.add_safe_globals(list(_block_classes()))
     callbacks_base.default_callbacks.setdefault(DDP_EVENT, []).append(register_in_worker)
+    _state["fuse"], tasks.BaseModel.fuse = tasks.BaseModel.fuse, fuse
 
 
 def unregister() -> None:
@@ -126,6 +132,7 @@ def unregister() -> None:
     torch.serialization.clear_safe_globals()
     torch.serialization.add_safe_globals(kept)
     callbacks_base.default_callbacks[DDP_EVENT].remove(register_in_worker)
+    tasks.BaseModel.fuse, _state["fuse"] = _state["fuse"], None
 
 
 def is_registered() -> bool:
@@ -283,6 +290,21 @@ def _block_classes() -> Iterator[type[nn.Module]]:
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
                 yield obj
+
+
+def fuse(self: tasks.BaseModel, *args: Any, **kwargs: Any) -> tasks.BaseModel:
+    """Fold the BatchNorms of yolo_attn blocks, then run Ultralytics' ``BaseModel.fuse`` (same arguments and return).
+
+    Args:
+        self (tasks.BaseModel): The model.
+        *args (Any): Passed on to Ultralytics' ``fuse`` (``verbose``, ``imgsz``).
+        **kwargs (Any): Passed on likewise.
+
+    Returns:
+        (tasks.BaseModel): What Ultralytics' ``fuse`` returns (the model itself).
+    """
+    fuse_blocks(self)
+    return (_state["fuse"] or _ULTRALYTICS_FUSE)(self, *args, **kwargs)
 
 
 def yaml_model_load(path: str | Path) -> dict:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_bool, check_channels, check_choice, check_odd_kernel, check_reduction
+from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
 
 SPATIAL_POOLS = ("max_mean", "mean")
@@ -22,8 +23,10 @@ class ChannelAttention(AttentionBlock):
     """CBAM channel gate: a shared MLP over the average- and max-pooled channel descriptors.
 
     ``out = x * sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` with ``MLP = Linear(C, C/r) -> ReLU -> Linear(C/r, C)``
-    (both with bias, as in the reference code). The MLP runs as 1x1 convolutions on ``(B, C, 1, 1)``; global pooling
-    is a plain mean / amax over H and W, which exports to ONNX as ReduceMean / ReduceMax at any input size.
+    (both with bias, as in the reference code). The MLP runs as 1x1 convolutions; global pooling is a plain mean / amax
+    over H and W, which exports to ONNX as ReduceMean / ReduceMax at any input size. The two descriptors are stacked
+    side by side into one ``(B, C, 1, 2)`` map, so the shared MLP runs once on both, and the two outputs are summed
+    over that last axis: the same numbers as two MLP passes, with three fewer operations.
 
     YAML: ``[-1, 1, ChannelAttention, [r]]``, all args optional; input channels are inferred.
 
@@ -60,7 +63,8 @@ class ChannelAttention(AttentionBlock):
         Returns:
             (torch.Tensor): Gate in (0, 1) of shape (B, C, 1, 1).
         """
-        return (self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True))).sigmoid()
+        descriptors = torch.cat((x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)), 3)  # (B, C, 1, 2)
+        return self.mlp(descriptors).sum(3, keepdim=True).sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the channels of ``x``.
@@ -88,11 +92,13 @@ class SpatialAttention(AttentionBlock):
     reference ``ResidualNet`` does for its spatial gates; else the conv weight and bias), so a fresh gate is exactly
     0.5 at every position.
 
+    Inference: `fuse` folds the BatchNorm into the convolution (Ultralytics' ``model.fuse()`` calls it).
+
     Attributes:
         kernel_size (tuple[int, int]): ``(kh, kw)`` of the convolution.
         pool (str): ``"max_mean"`` or ``"mean"``.
         conv (nn.Conv2d): k x k convolution from 2 (or 1) maps to 1, 'same' padding.
-        bn (nn.Module): ``nn.BatchNorm2d(1)`` or ``nn.Identity``.
+        bn (nn.Module): ``nn.BatchNorm2d(1)``, or ``nn.Identity`` without BatchNorm or after `fuse`.
 
     Examples:
         >>> sa = SpatialAttention(64, k=(3, 1), pool="mean")
@@ -136,6 +142,16 @@ class SpatialAttention(AttentionBlock):
         mean = x.mean(1, keepdim=True)
         pooled = torch.cat((x.amax(1, keepdim=True), mean), 1) if self.pool == "max_mean" else mean
         return self.bn(self.conv(pooled)).sigmoid()
+
+    def fuse(self) -> SpatialAttention:
+        """Fold the BatchNorm (running statistics), if any, into the convolution, for inference. Idempotent.
+
+        Returns:
+            (SpatialAttention): This gate, now without BatchNorm.
+        """
+        if isinstance(self.bn, nn.BatchNorm2d):
+            self.conv, self.bn = fold_batchnorm(self.conv, self.bn), nn.Identity()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the positions of ``x``.
@@ -195,3 +211,12 @@ class CBAM(AttentionBlock):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         return self.blend(x, self.spatial_attention(self.channel_attention(x)))
+
+    def fuse(self) -> CBAM:
+        """Fold the spatial gate's BatchNorm into its convolution, for inference (see `SpatialAttention.fuse`).
+
+        Returns:
+            (CBAM): This block.
+        """
+        self.spatial_attention.fuse()
+        return self

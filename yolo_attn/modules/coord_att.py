@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_channels, check_positive_int
+from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
 
 MIN_HIDDEN = 8  # the reference code's floor on the hidden width: mip = max(8, C // r)
@@ -29,12 +30,14 @@ class CoordAtt(AttentionBlock):
 
     YAML: ``[-1, 1, CoordAtt, [r]]``, all args optional; input channels are inferred.
 
+    Inference: `fuse` folds ``bn1`` into ``conv1`` (Ultralytics' ``model.fuse()`` calls it).
+
     Initialisation: ``conv_h`` and ``conv_w`` start at zero, so a fresh block gates every element by exactly
     0.5 * 0.5 = 0.25, a uniform scale that keeps every feature's relative size.
 
     Attributes:
         conv1 (nn.Conv2d): Shared 1x1 conv C -> mip, with bias as in the reference code.
-        bn1 (nn.BatchNorm2d): BatchNorm over the mip channels.
+        bn1 (nn.Module): ``nn.BatchNorm2d`` over the mip channels; ``nn.Identity`` after `fuse`.
         act (nn.Hardswish): h_swish.
         conv_h (nn.Conv2d): 1x1 conv mip -> C for the height gate.
         conv_w (nn.Conv2d): 1x1 conv mip -> C for the width gate.
@@ -80,6 +83,16 @@ class CoordAtt(AttentionBlock):
         a_h = self.conv_h(y[:, :, :h]).sigmoid()
         a_w = self.conv_w(y[:, :, h:].transpose(2, 3)).sigmoid()
         return a_h, a_w
+
+    def fuse(self) -> CoordAtt:
+        """Fold ``bn1`` (running statistics) into ``conv1``, for inference. Idempotent.
+
+        Returns:
+            (CoordAtt): This block, now without BatchNorm.
+        """
+        if isinstance(self.bn1, nn.BatchNorm2d):
+            self.conv1, self.bn1 = fold_batchnorm(self.conv1, self.bn1), nn.Identity()
+        return self
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Compute the combined gate ``a_h * a_w``.

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_channels
+from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
 
 
@@ -22,9 +23,12 @@ class SAM(AttentionBlock):
     Initialisation: the BatchNorm weight and bias start at zero (as CBAM's reference code does for its spatial gate),
     so a fresh gate is exactly 0.5 everywhere.
 
+    Inference: `fuse` folds the BatchNorm into the convolution (Ultralytics' ``model.fuse()`` calls it), leaving
+    three operations per forward: convolution, sigmoid, product.
+
     Attributes:
-        conv (nn.Conv2d): C -> C 1x1 convolution without bias.
-        bn (nn.BatchNorm2d): BatchNorm over the C gate logits.
+        conv (nn.Conv2d): C -> C 1x1 convolution, without bias until `fuse` folds the BatchNorm into it.
+        bn (nn.Module): ``nn.BatchNorm2d`` over the C gate logits; ``nn.Identity`` after `fuse`.
 
     Examples:
         >>> sam = SAM(64)
@@ -55,6 +59,16 @@ class SAM(AttentionBlock):
             (torch.Tensor): Gate in (0, 1) of shape (B, C, H, W).
         """
         return self.bn(self.conv(x)).sigmoid()
+
+    def fuse(self) -> SAM:
+        """Fold the BatchNorm (running statistics) into the convolution, for inference. Idempotent.
+
+        Returns:
+            (SAM): This block, now computing ``x * sigmoid(conv(x))`` with the folded convolution.
+        """
+        if isinstance(self.bn, nn.BatchNorm2d):
+            self.conv, self.bn = fold_batchnorm(self.conv, self.bn), nn.Identity()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight every element of ``x``.

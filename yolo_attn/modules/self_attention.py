@@ -27,6 +27,11 @@ class MHSA(AttentionBlock):
     zero padding of the convolutions before it); and a residual connection with a zero-initialised W^O, so the block
     can be inserted anywhere. Cost grows with (H*W)^2: use it at low-resolution stages (P4/16, P5/32).
 
+    Speed: the forward runs ``torch.nn.functional.scaled_dot_product_attention`` on queries, keys and values laid out
+    as contiguous (B, heads, H*W, head_dim) tensors, which uses PyTorch's fused kernels (on CPU a flash-attention
+    kernel that never holds the (H*W)^2 weights in memory). An ONNX export writes the same attention as explicit
+    MatMul, Softmax, MatMul nodes, which every opset and runtime accepts.
+
     YAML: ``[-1, 1, MHSA, [heads]]``, all args optional; input channels are inferred and must be divisible by heads.
 
     Attributes:
@@ -87,6 +92,12 @@ class MHSA(AttentionBlock):
         """Return softmax over keys of the scaled query-key products, shape (B, heads, N, N)."""
         return (q.transpose(-2, -1) @ k * self.scale).softmax(-1)
 
+    def _tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Project ``x`` (B, C, H, W) to queries, keys and values, each contiguous (B, heads, H*W, head_dim)."""
+        qkv = self.qkv(x).view(x.shape[0], 3, self.heads, self.head_dim, -1).transpose(-2, -1).contiguous()
+        q, k, v = qkv.unbind(1)
+        return q, k, v
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Add multi-head self-attention to ``x``.
 
@@ -96,9 +107,12 @@ class MHSA(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        q, k, v = self._qkv(x)
-        out = v @ self._attend(q, k).transpose(-2, -1)  # (B, heads, head_dim, N): each query's weighted sum of values
-        return x + self.proj(out.reshape(x.shape))
+        q, k, v = self._tokens(x)
+        if torch.onnx.is_in_onnx_export():  # explicit products: the SDPA export needs opset 14 and gains nothing
+            out = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (B, heads, N, head_dim)
+        return x + self.proj(out.transpose(-2, -1).reshape(x.shape))
 
 
 class SeparableSelfAttention(AttentionBlock):

@@ -1,0 +1,219 @@
+"""Block micro-benchmark: each block's time against a same-shape ``clone()``, and the operations it dispatches.
+
+A gate block reads its input for statistics, then reads it again and writes the output: about 1.5 copies is the floor,
+so time relative to ``x.clone()`` of the same tensor shows the overhead directly. Times come from paired, shuffled
+rounds: in each round every variant (the clone, the block as shipped, its plain formulation, optionally the compiled
+block) runs once in a random order, and each variant's figure is the median over rounds of its time divided by the
+clone's time in the same round. A burst of load from another process then moves all variants of a round alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from yolo_attn.modules import CBAM, ECA, MHSA, SAM, SE, CoordAtt, SeparableSelfAttention
+from yolo_attn.profiling.paired import paired_times, ratio_stats
+from yolo_attn.profiling.plain import Plain
+
+#: Channels of the P3, P4, P5 outputs of yolov8n, and their strides.
+YOLOV8N_LEVELS: dict[str, tuple[int, int]] = {"P3": (64, 8), "P4": (128, 16), "P5": (256, 32)}
+
+#: Blocks of the benchmark, built from the channel count. MHSA only runs at P4 and P5 (its cost grows with (H*W)^2).
+BENCH_BLOCKS: dict[str, Callable[[int], nn.Module]] = {
+    "SE": SE,
+    "ECA": ECA,
+    "CoordAtt": CoordAtt,
+    "CBAM": CBAM,
+    "SAM": SAM,
+    "MHSA": MHSA,
+    "SeparableSelfAttention": SeparableSelfAttention,
+}
+SKIP = {("MHSA", "P3")}
+
+#: aten operations that compute nothing: allocations, and reshapes or splits that only return views.
+NOT_COUNTED = frozenset({"empty", "empty_strided", "_unsafe_view", "unbind", "split", "split_with_sizes"})
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Record the name of every aten operation dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if not func.is_view and func.overloadpacket.__name__ not in NOT_COUNTED:
+            self.names.append(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+def dispatched_ops(module: nn.Module, x: torch.Tensor) -> list[str]:
+    """Return the aten operations one no-grad forward of ``module`` dispatches, views and allocations excluded.
+
+    Args:
+        module (nn.Module): The module, in the mode it should be measured in (usually eval, fused).
+        x (torch.Tensor): Input.
+
+    Returns:
+        (list[str]): Operation names in call order, e.g. ``["aten::mean.dim", "aten::convolution", ...]``.
+    """
+    recorder = _OpRecorder()
+    with torch.no_grad(), recorder:
+        module(x)
+    return recorder.names
+
+
+def deployed_block(block: nn.Module) -> nn.Module:
+    """Return an eval-mode copy of ``block``, fused (BatchNorm folded) when the block has a ``fuse()``."""
+    block = copy.deepcopy(block).eval()
+    if callable(getattr(block, "fuse", None)):
+        block.fuse()
+    return block
+
+
+def bench_blocks(
+    names: Sequence[str] | None = None,
+    imgsz: int = 640,
+    rounds: int = 60,
+    threads: int | None = 2,
+    compiled: bool = False,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Benchmark blocks at the P3/P4/P5 shapes of yolov8n: time / clone, ours vs plain, ops per forward.
+
+    Each block is built with random weights, in eval mode and fused (as ``model.fuse()`` leaves it); its plain
+    formulation (``yolo_attn.profiling.plain``) runs on an unfused copy, as the blocks ran before issue 9.
+
+    Args:
+        names (Sequence[str] | None): Block names from ``BENCH_BLOCKS``; None for all.
+        imgsz (int): Square input size whose P3/P4/P5 feature-map shapes are used.
+        rounds (int): Paired shuffled rounds per shape.
+        threads (int | None): CPU threads during the measurement (restored afterwards); None keeps the setting.
+        compiled (bool): Also time ``torch.compile(block)`` (one compilation per block and shape: slow).
+        seed (int): Seed of weights, inputs and shuffling.
+
+    Returns:
+        (list[dict[str, Any]]): One row per block and level: ``block``, ``level``, ``shape``, ``ours`` / ``plain`` /
+            ``compiled`` (time / clone, with ``*_q1`` / ``*_q3`` quartiles), ``ours_vs_plain`` (median per-round
+            ratio, with quartiles), ``ops`` and ``ops_plain`` (dispatched operations per forward), ``clone_us``.
+    """
+    names = list(BENCH_BLOCKS) if names is None else list(names)
+    unknown = [n for n in names if n not in BENCH_BLOCKS]
+    if unknown:
+        raise ValueError(f"unknown blocks {unknown}; expected some of {list(BENCH_BLOCKS)}")
+    previous = torch.get_num_threads()
+    rows = []
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        generator = torch.Generator().manual_seed(seed)
+        for name in names:
+            for level, (channels, stride) in YOLOV8N_LEVELS.items():
+                if (name, level) in SKIP:
+                    continue
+                torch.manual_seed(seed)
+                block = _randomized(BENCH_BLOCKS[name](channels), generator)
+                x = torch.randn(1, channels, imgsz // stride, imgsz // stride, generator=generator)
+                ours, plain = deployed_block(block), Plain(copy.deepcopy(block).eval())
+                variants: dict[str, Callable[[], Any]] = {"clone": x.clone, "ours": _bound(ours, x)}
+                variants["plain"] = _bound(plain, x)
+                if compiled:
+                    variants["compiled"] = _bound(torch.compile(ours, dynamic=False), x)
+                with torch.no_grad():
+                    for call in variants.values():  # warm-up (and compilation)
+                        for _ in range(3):
+                            call()
+                    # short samples (~0.3 ms): on a loaded machine fewer of them are hit by preemption
+                    inner = max(1, int(3e-4 / max(_once(variants["ours"]), 1e-6)))
+                    times = paired_times(variants, rounds=rounds, inner=inner, seed=seed)
+                row: dict[str, Any] = {"block": name, "level": level, "shape": tuple(x.shape)}
+                for variant in ("ours", "plain", "compiled"):
+                    if variant in times:
+                        stats = ratio_stats(times, variant, "clone")
+                        row[variant] = stats["ratio"]
+                        row[f"{variant}_q1"], row[f"{variant}_q3"] = stats["q1"], stats["q3"]
+                versus = ratio_stats(times, "ours", "plain")
+                row["ours_vs_plain"], row["ours_vs_plain_q1"], row["ours_vs_plain_q3"] = (
+                    versus["ratio"],
+                    versus["q1"],
+                    versus["q3"],
+                )
+                row["ops"], row["ops_plain"] = len(dispatched_ops(ours, x)), len(dispatched_ops(plain, x))
+                row["clone_us"] = ratio_stats(times, "clone", "clone")["ms"] * 1e3
+                rows.append(row)
+    finally:
+        torch.set_num_threads(previous)
+    return rows
+
+
+def blocks_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Return a markdown table of ``bench_blocks`` rows, one row per block, levels side by side.
+
+    Args:
+        rows (Sequence[Mapping[str, Any]]): Output of `bench_blocks`.
+
+    Returns:
+        (str): Markdown table: time / clone (ours, plain, compiled if measured) per level, ours / plain with its
+            interquartile range, and ops per forward (ours / plain).
+    """
+    levels = list(dict.fromkeys(r["level"] for r in rows))
+    compiled = any("compiled" in r for r in rows)
+    head = ["Block", "time / clone, ours (" + " / ".join(levels) + ")", "plain (pre-issue-9)"]
+    head += ["compiled"] if compiled else []
+    head += ["ours / plain, median [IQR]", "ops per forward, ours / plain"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_block: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in rows:
+        by_block.setdefault(r["block"], {})[r["level"]] = r
+
+    def per_level(cells: dict[str, Mapping[str, Any]], key: str, fmt: str) -> str:
+        return " / ".join(format(cells[lv][key], fmt) if lv in cells and key in cells[lv] else "–" for lv in levels)
+
+    for block, cells in by_block.items():
+        first = next(iter(cells.values()))
+        line = [block, per_level(cells, "ours", ".1f"), per_level(cells, "plain", ".1f")]
+        line += [per_level(cells, "compiled", ".1f")] if compiled else []
+        line.append(" / ".join(_ratio_cell(cells[lv]) if lv in cells else "–" for lv in levels))
+        line.append(f"{first['ops']} / {first['ops_plain']}")
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines)
+
+
+def _ratio_cell(row: Mapping[str, Any]) -> str:
+    """Format ours / plain of one row as ``median [q1-q3]``."""
+    return f"{row['ours_vs_plain']:.2f} [{row['ours_vs_plain_q1']:.2f}-{row['ours_vs_plain_q3']:.2f}]"
+
+
+def _randomized(block: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Give every parameter and BatchNorm statistic a random value (fresh blocks have zeroed last layers)."""
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=generator) * 0.2)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=generator) + 0.5)
+    return block
+
+
+def _bound(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Return a zero-argument call of ``module(x)``."""
+    return lambda: module(x)
+
+
+def _once(call: Callable[[], Any]) -> float:
+    """Return the seconds one call takes (median of 5)."""
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
