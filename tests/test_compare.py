@@ -447,3 +447,12 @@ def test_demo_pretrains_once_then_fine_tunes_every_model_from_the_same_weights(t
     assert seen["models"] == ["yolov8n.yaml", "yolov8n-cbam.yaml", "yolov8n-eca.yaml"]  # ours found by bare name
     assert len(seen["seeds"]) >= 2  # at least two seeds, or the table has no spread to judge deltas with
     assert seen["device"] == "cpu" and seen["train_overrides"]["workers"] == 0
+
+
+def test_a_tiny_but_resolved_delta_is_not_printed_as_zero():
+    from yolo_attn.experiments.report import _delta_cell
+
+    row = {"delta_m_mean": -1.2e-4, "delta_m_low": -2.0e-4, "delta_m_high": -0.4e-4, "delta_m_noise": False}
+    assert _delta_cell(row, "m") == "-1.2e-04 [-2.0e-04, -4.0e-05]"
+    row |= {"delta_m_mean": -0.012, "delta_m_low": -0.02, "delta_m_high": -0.004}
+    assert _delta_cell(row, "m") == "-0.012 [-0.020, -0.004]"
