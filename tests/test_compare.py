@@ -456,3 +456,21 @@ def test_a_tiny_but_resolved_delta_is_not_printed_as_zero():
     assert _delta_cell(row, "m") == "-1.2e-04 [-2.0e-04, -4.0e-05]"
     row |= {"delta_m_mean": -0.012, "delta_m_low": -0.02, "delta_m_high": -0.004}
     assert _delta_cell(row, "m") == "-0.012 [-0.020, -0.004]"
+
+
+@pytest.mark.slow
+def test_runtime_table_lands_in_the_report_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(cell_module, "train_and_evaluate", FakeTrainer())  # real costs: real models are timed
+    models = ["yolov8n.yaml", "yolov8n-se.yaml"]
+    compare("data.yaml", models, [0], 1, imgsz=64, out=tmp_path, latency_runs=3, runtime="onnxruntime")
+    measured = json.loads((tmp_path / "runtime.json").read_text())
+    assert measured["key"]["runtime"] == "onnxruntime" and [r["model"] for r in measured["rows"]] == [
+        "yolov8n",
+        "yolov8n-se",
+    ]
+    assert measured["rows"][1]["params"] > measured["rows"][0]["params"]
+    table = (tmp_path / "compare.md").read_text()
+    assert "Deployed latency in onnxruntime" in table and "| yolov8n-se | 3.18 | 1.006 |" in table
+
+    compare("data.yaml", models, [0], 1, imgsz=64, out=tmp_path / "plain", latency_runs=3)  # not asked: no table
+    assert "Deployed latency" not in (tmp_path / "plain" / "compare.md").read_text()

@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--array-parallelism", type=int, default=None, help="most Slurm array tasks running at once")
     p.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default=None,
+        help="also time the models in this runtime (CPU, --latency-runs paired shuffled rounds): a second table",
+    )
+    p.add_argument(
         "--report",
         action="store_true",
         help="only write the report of --out from the cells finished so far (any time, e.g. while Slurm jobs run)",
@@ -270,7 +276,7 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
     if args.report:
         if args.out is None or overrides:
             raise SystemExit("compare --report needs --out DIR (a comparison folder) and takes no key=value settings")
-        report = refresh_report(args.out, latency_runs=args.latency_runs, device=args.device)
+        report = refresh_report(args.out, latency_runs=args.latency_runs, device=args.device, runtime=args.runtime)
         print(report.read_text())
         print(f"Report written to {report.parent}")
         return
@@ -301,6 +307,7 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         per_device=args.per_device,
         slurm=slurm,
         array_parallelism=args.array_parallelism,
+        runtime=args.runtime,
     )
     if executor == "slurm":  # submitted (the job ids were printed): the report comes with --report
         return

@@ -16,7 +16,7 @@ from typing import Any
 from ultralytics.utils import LOGGER, colorstr
 
 from yolo_attn.experiments.cell import pending_cells
-from yolo_attn.experiments.costs import LATENCY_THREADS, measure_costs
+from yolo_attn.experiments.costs import LATENCY_THREADS, measure_costs, measure_runtime
 from yolo_attn.experiments.executors import device_slots, run_parallel, run_sequential
 from yolo_attn.experiments.files import FAILED, default_out, load_records, load_runs
 from yolo_attn.experiments.plan import Plan, load_plan, make_plan, save_plan
@@ -45,6 +45,7 @@ def compare(
     per_device: int = 1,
     slurm: dict[str, Any] | None = None,
     array_parallelism: int | None = None,
+    runtime: str | None = None,
 ) -> Path:
     """Train every model with every seed under identical settings, evaluate each with COCO mAP, and report.
 
@@ -87,6 +88,8 @@ def compare(
         per_device (int): Cells at once per device (``"parallel"`` and ``"local"``).
         slurm (dict[str, Any] | None): ``SlurmExecutor`` parameters (``submitit_executor.parse_slurm_options``).
         array_parallelism (int | None): Most Slurm array tasks at once.
+        runtime (str | None): Also time the models in this deployment runtime (``"torch"`` or ``"onnxruntime"``,
+            CPU, paired shuffled rounds as ``yolo-attn profile --runtime``), in a second table of the report.
 
     Returns:
         (Path): The comparison folder, holding ``plan.json``, ``runs/*.json`` and (unless Slurm jobs are still
@@ -128,17 +131,19 @@ def compare(
     if failed:
         LOGGER.warning(f"{PREFIX}{len(failed)} cell(s) failed: {', '.join(failed)}; rerun the command to redo them")
     if len(failed) < len(plan.cells):
-        LOGGER.info(f"{PREFIX}report written: {finish(out, plan)}")
+        LOGGER.info(f"{PREFIX}report written: {finish(out, plan, runtime=runtime)}")
     return out
 
 
-def finish(out: Path, plan: Plan, measure_latency: bool = True) -> Path:
+def finish(out: Path, plan: Plan, measure_latency: bool = True, runtime: str | None = None) -> Path:
     """Measure what the report needs (costs of the models with a finished cell, latency once) and write the report.
 
     Args:
         out (Path): Comparison folder.
         plan (Plan): Its plan.
         measure_latency (bool): False leaves latency empty (partial reports while cells still run).
+        runtime (str | None): Also time the models in this runtime (``measure_runtime``), with ``latency_runs``
+            paired rounds.
 
     Returns:
         (Path): Path of ``compare.md``.
@@ -155,10 +160,15 @@ def finish(out: Path, plan: Plan, measure_latency: bool = True) -> Path:
         LATENCY_THREADS,
         measure_latency=measure_latency,
     )
+    if runtime and measure_latency and plan.latency_runs and done:
+        models, stems = zip(*done, strict=True)
+        measure_runtime(out, models, stems, plan.settings["imgsz"], runtime, plan.latency_runs, LATENCY_THREADS)
     return write_report(out)
 
 
-def refresh_report(out: str | Path, latency_runs: int | None = None, device: str | None = None) -> Path:
+def refresh_report(
+    out: str | Path, latency_runs: int | None = None, device: str | None = None, runtime: str | None = None
+) -> Path:
     """Write the report of a comparison folder from whatever has finished (the ``--report`` command).
 
     Latency is measured (once, for the models with a finished cell, cached) unless ``latency_runs`` is 0.
@@ -167,6 +177,7 @@ def refresh_report(out: str | Path, latency_runs: int | None = None, device: str
         out (str | Path): Comparison folder.
         latency_runs (int | None): Timed passes per model; None uses the plan's.
         device (str | None): Device for the latency; None uses the plan's.
+        runtime (str | None): Also time the models in this deployment runtime (see `compare`).
 
     Returns:
         (Path): Path of ``compare.md``.
@@ -177,7 +188,7 @@ def refresh_report(out: str | Path, latency_runs: int | None = None, device: str
         plan.latency_runs = int(latency_runs)
     if device is not None:
         plan.device = str(device)
-    return finish(out, plan)
+    return finish(out, plan, runtime=runtime)
 
 
 def failed_cells(out: Path, plan: Plan | None = None) -> list[str]:

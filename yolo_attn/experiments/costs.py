@@ -71,3 +71,36 @@ def measure_costs(
         deployed = {stem: deployed_model(model, latency_device) for model, stem in zip(models, stems, strict=True)}
         latencies = measure_latencies(deployed, imgsz, latency_device, runs=latency_runs, threads=threads)
         write_json_atomic(path, {"key": key, "latency": latencies})
+
+
+def measure_runtime(
+    out: Path,
+    models: Sequence[str],
+    stems: Sequence[str],
+    imgsz: int,
+    runtime: str,
+    rounds: int,
+    threads: int | None = LATENCY_THREADS,
+) -> None:
+    """Write ``out/runtime.json``: params, GFLOPs and batch-1 CPU latency in a deployment runtime, paired rounds.
+
+    The models are timed as ``yolo-attn profile --runtime`` times them (``yolo_attn.profiling.runtime.runtime_costs``:
+    every model once per round in a shuffled order, median of the per-round ratios to the first model, with their
+    spread), cached for exactly this set of models and settings.
+
+    Args:
+        out (Path): Comparison folder.
+        models (Sequence[str]): Model YAMLs or weights (those with a finished cell); the first is the baseline.
+        stems (Sequence[str]): Their stems.
+        imgsz (int): Square input size.
+        runtime (str): ``"torch"`` (PyTorch eager) or ``"onnxruntime"``.
+        rounds (int): Timed rounds.
+        threads (int | None): CPU threads during the measurement.
+    """
+    from yolo_attn.profiling.runtime import runtime_costs
+
+    path = Path(out) / "runtime.json"
+    key = {"stems": list(stems), "imgsz": imgsz, "runtime": runtime, "rounds": rounds, "threads": threads}
+    if (read_json(path) if path.exists() else {}).get("key") != key:
+        rows = runtime_costs(list(models), imgsz, runtime, rounds=rounds, threads=threads, names=list(stems))
+        write_json_atomic(path, {"key": key, "rows": rows})

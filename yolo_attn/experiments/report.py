@@ -159,10 +159,25 @@ def write_report(out: str | Path) -> Path:
         f"seeds {', '.join(map(str, plan.seeds))}; {len(runs)}/{len(plan.cells)} runs finished{failures}. "
         f"COCO metrics by {settings['backend']} on the val split.\n\nProtocol: {protocol(plan)}."
     )
-    (out / "compare.md").write_text(header + "\n\n" + markdown_table(rows) + "\n")
+    (out / "compare.md").write_text(header + "\n\n" + markdown_table(rows) + "\n" + runtime_section(out, done_stems))
     title = f"{Path(settings['data']).parent.name}: {settings['epochs']} epochs, imgsz {settings['imgsz']}"
     plot(rows, out / "compare.png", title=title)
     return out / "compare.md"
+
+
+def runtime_section(out: Path, stems: Sequence[str]) -> str:
+    """Return the deployment-runtime table of ``out/runtime.json`` when it covers exactly ``stems``, else ""."""
+    from yolo_attn.profiling.runtime import runtime_table
+
+    path = out / "runtime.json"
+    measured = read_json(path) if path.exists() else None
+    if not measured or measured["key"]["stems"] != list(stems):
+        return ""
+    return (
+        f"\nDeployed latency in {measured['key']['runtime']} (`yolo-attn profile --runtime`: every model once per "
+        f"round, shuffled; × latency is the median of the per-round ratios to the baseline):\n\n"
+        f"{runtime_table(measured['rows'])}\n"
+    )
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
