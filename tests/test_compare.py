@@ -454,6 +454,8 @@ def test_a_tiny_but_resolved_delta_is_not_printed_as_zero():
 
     row = {"delta_m_mean": -1.2e-4, "delta_m_low": -2.0e-4, "delta_m_high": -0.4e-4, "delta_m_noise": False}
     assert _delta_cell(row, "m") == "-1.2e-04 [-2.0e-04, -4.0e-05]"
+    row |= {"delta_m_mean": -2e-4, "delta_m_low": -1.2e-3, "delta_m_high": 8e-4}
+    assert _delta_cell(row, "m") == "-2.0e-04 [-1.2e-03, +8.0e-04]"
     row |= {"delta_m_mean": -0.012, "delta_m_low": -0.02, "delta_m_high": -0.004}
     assert _delta_cell(row, "m") == "-0.012 [-0.020, -0.004]"
 

@@ -278,9 +278,8 @@ def _delta_cell(row: dict[str, Any], prefix: str) -> str:
     if mean is None:
         return "–"
     low, high = row[f"delta_{prefix}_low"], row[f"delta_{prefix}_high"]
-    values = [v for v in (mean, low, high) if v is not None]
-    # Three decimals, unless they would print a nonzero delta as +0.000: then two significant digits (+1.2e-04).
-    spec = "+.1e" if any(values) and max(abs(v) for v in values) < 5e-4 else "+.3f"
+    # Three decimals, unless they would print a nonzero mean as +0.000: then two significant digits (+1.2e-04).
+    spec = "+.1e" if mean and abs(mean) < 5e-4 else "+.3f"
     text = f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]" if low is not None else f"{mean:{spec}} (1 seed)"
     if not row[f"delta_{prefix}_noise"]:
         return text
