@@ -123,6 +123,7 @@ def test_run_record_holds_settings_and_metrics(tmp_path, fakes):
         "train_overrides": {"lr0": 0.02},
         "backend": "pycocotools",
         "pretrained": None,
+        "task": "detect",
     }
     assert record["metrics"] == fake_metrics("base.yaml", 7)
     assert record["started"] <= record["ended"] and isinstance(record["pid"], int)
