@@ -11,6 +11,8 @@ import pytest
 
 import yolo_attn.experiments.cell as cell_module
 import yolo_attn.experiments.compare as compare_module
+import yolo_attn.profiling.cost as cost_module
+import yolo_attn.profiling.runtime as runtime_module
 from yolo_attn.experiments.compare import compare, failed_cells, refresh_report
 from yolo_attn.experiments.executors import Slot, child_env, device_slots
 from yolo_attn.experiments.files import load_records, load_runs, write_json_atomic
@@ -123,6 +125,7 @@ def test_run_record_holds_settings_and_metrics(tmp_path, fakes):
         "train_overrides": {"lr0": 0.02},
         "backend": "pycocotools",
         "pretrained": None,
+        "task": "detect",
     }
     assert record["metrics"] == fake_metrics("base.yaml", 7)
     assert record["started"] <= record["ended"] and isinstance(record["pid"], int)
@@ -463,6 +466,7 @@ def test_a_tiny_but_resolved_delta_is_not_printed_as_zero():
 @pytest.mark.slow
 def test_runtime_table_lands_in_the_report_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(cell_module, "train_and_evaluate", FakeTrainer())  # real costs: real models are timed
+    monkeypatch.setattr(runtime_module, "static_cost", cost_module.static_cost)  # bound under another test's fake
     models = ["yolov8n.yaml", "yolov8n-se.yaml"]
     compare("data.yaml", models, [0], 1, imgsz=64, out=tmp_path, latency_runs=3, runtime="onnxruntime")
     measured = json.loads((tmp_path / "runtime.json").read_text())
@@ -476,3 +480,85 @@ def test_runtime_table_lands_in_the_report_when_asked(tmp_path, monkeypatch):
 
     compare("data.yaml", models, [0], 1, imgsz=64, out=tmp_path / "plain", latency_runs=3)  # not asked: no table
     assert "Deployed latency" not in (tmp_path / "plain" / "compare.md").read_text()
+
+
+CLS_TOP1 = {"base": {0: 0.50, 1: 0.60, 2: 0.55}, "attn": {0: 0.55, 1: 0.64, 2: 0.61}}  # deltas 0.05, 0.04, 0.06
+
+
+class FakeClassifier:
+    """A stand-in for a classify cell: top-1 from CLS_TOP1, top-5 1.0 (2 classes), and an Ultralytics-like
+    ``results.csv`` in the cell's training folder (two epochs, the last one at the final top-1)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def __call__(self, model: str, seed: int, settings: dict, device, out: Path) -> dict:
+        self.calls.append((model, seed))
+        assert settings["task"] == "classify"
+        top1 = CLS_TOP1[Path(model).stem][seed]
+        folder = out / "train" / f"{Path(model).stem}_seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.csv").write_text(
+            f"epoch,train/loss,metrics/accuracy_top1,metrics/accuracy_top5\n1,0.9,{top1 - 0.1},1\n2,0.7,{top1},1\n"
+        )
+        metrics = {"top1": top1, "top5": 1.0, "nc": 2, "split": "val", "imgsz": 32}
+        return {"metrics": metrics, "weights": str(folder / "best.pt"), "train_dir": str(folder)}
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (tmp_path / "images" / split / name).mkdir(parents=True)
+    return tmp_path / "images"
+
+
+def test_classify_report_against_hand_computed_numbers(tmp_path, fakes, image_folder):
+    trainer = fakes(FakeClassifier())
+    out = tmp_path / "cmp"
+    models = ["base.yaml", "attn.yaml"]
+    compare(image_folder, models, [0, 1, 2], 2, imgsz=32, out=out, latency_runs=0, task="classify")
+    assert len(trainer.calls) == 6
+    (record,) = [r for r in load_runs(out) if r["stem"] == "attn" and r["seed"] == 1]
+    assert record["settings"]["task"] == "classify" and record["settings"]["backend"] is None
+    assert record["settings"]["data"] == str(image_folder.resolve()) and record["settings"]["imgsz"] == 32
+
+    with (out / "compare.csv").open() as f:
+        base, attn = list(csv.DictReader(f))
+    assert (float(base["top1_mean"]), float(base["top1_std"])) == pytest.approx((0.55, 0.05))
+    assert float(attn["top1_std"]) == pytest.approx(math.sqrt(0.0042 / 2))  # deviations -0.05, 0.04, 0.01
+    assert float(attn["delta_top1_mean"]) == pytest.approx(0.05)
+    assert float(attn["delta_top1_std"]) == pytest.approx(0.01)
+    half = 4.302653 * 0.01 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert (float(attn["delta_top1_low"]), float(attn["delta_top1_high"])) == pytest.approx(
+        (0.05 - half, 0.05 + half), abs=1e-6
+    )
+    assert attn["delta_top1_noise"] == "False" and float(attn["delta_top5_mean"]) == 0.0
+    assert "map50_95_mean" not in base  # the detection columns are not there
+
+    text = (out / "compare.md").read_text()
+    assert "| top-1 | top-5 | Δ top-1 | Δ top-5 |" in text and "mAP" not in text
+    assert "| base (baseline) | 3 |" in text and "| 0.550 ± 0.050 | 1.000 ± 0.000 |" in text
+    assert "| 0.600 ± 0.046 | 1.000 ± 0.000 | +0.050 [+0.025, +0.075] | +0.000 [+0.000, +0.000] *noise* |" in text
+    assert "Top-5 is 1 by definition with 2 classes" in text
+    assert "[attn_seed2](train/attn_seed2/results.csv)" in text  # every run's per-epoch log, linked relatively
+    assert text.count("/results.csv)") == 6 and "![val top-1 accuracy per epoch](accuracy.png)" in text
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    with pytest.raises(ValueError, match="task: 'classify' before, 'detect' now"):
+        compare(image_folder, models, [0, 1, 2], 2, imgsz=32, out=out, latency_runs=0, task="detect")
+    with pytest.raises(FileNotFoundError, match="no train/ folder"):
+        compare(image_folder / "val", models, [0], 1, out=tmp_path / "other", task="classify")
+    with pytest.raises(ValueError, match="task must be one of detect, classify, got 'segment'"):
+        compare(image_folder, models, [0], 1, out=tmp_path / "other", task="segment")
+
+
+def test_plans_written_before_the_task_setting_resume_as_detection(tmp_path, fakes, image_folder):
+    fakes(FakeTrainer())
+    compare("data.yaml", ["base.yaml"], [0], 1, out=tmp_path, latency_runs=0)
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    del plan["settings"]["task"]
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    compare("data.yaml", ["base.yaml"], [0], 1, out=tmp_path, latency_runs=0)  # accepted: no task meant detect
+    with pytest.raises(ValueError, match="task: 'detect' before, 'classify' now"):
+        compare(image_folder, ["base.yaml"], [0], 1, out=tmp_path, latency_runs=0, task="classify", imgsz=640)

@@ -95,11 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate models x seeds under identical settings, then report. Ultralytics key=value "
         "train settings pass on to every run. Scale out with --parallel (one run per GPU) or --executor slurm.",
     )
-    p.add_argument("--data", default=None, help="data.yaml (required unless --report)")
+    p.add_argument(
+        "--data", default=None, help="data.yaml, or for classify an ImageFolder root (required unless --report)"
+    )
     p.add_argument("--models", nargs="+", default=None, help="model YAMLs or weights; the first is the baseline")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=100)
     _add_run_options(p)
+    p.set_defaults(imgsz=None)  # the task's own default: 640 for detection, 224 for classification
+    p.add_argument(
+        "--task",
+        choices=("detect", "classify"),
+        default=None,
+        help="detect (COCO mAP) or classify (top-1/top-5); default: the first model's task",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -271,6 +280,7 @@ def _run_eval(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
+    from yolo_attn.evaluation.classify_eval import checkpoint_task
     from yolo_attn.experiments.compare import compare, failed_cells, refresh_report
 
     if args.report:
@@ -308,6 +318,7 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         slurm=slurm,
         array_parallelism=args.array_parallelism,
         runtime=args.runtime,
+        task=args.task or checkpoint_task(args.models[0]),
     )
     if executor == "slurm":  # submitted (the job ids were printed): the report comes with --report
         return

@@ -88,6 +88,8 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
 def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: str | int | None, out: Path) -> dict:
     """Train one model with one seed (or continue its interrupted training), then evaluate its best checkpoint.
 
+    The task (``settings["task"]``, detection when absent) picks the evaluation, see ``evaluate_weights``.
+
     Training is ``YOLO(model).train(data, epochs, imgsz, batch, seed, deterministic=True, device, plots=False,
     pretrained, **train_overrides)`` into ``out/train/<key>``. ``amp`` defaults to False unless ``device`` names a GPU
     (the AMP check would download a model, and AMP does nothing on CPU); ``amp=True`` in the overrides forces it.
@@ -103,14 +105,13 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         out (Path): Comparison folder; evaluation files go to ``out/eval/<key>``.
 
     Returns:
-        (dict): ``metrics`` (the dict returned by ``evaluate``), ``weights`` (best.pt path), ``train_dir``,
+        (dict): ``metrics`` (the dict returned by ``evaluate_weights``), ``weights`` (best.pt path), ``train_dir``,
             ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start), ``transfer``
             (what the pretrained weights' load transferred and how the new blocks started, see
             ``yolo_attn.transfer.TransferReport``; None from scratch).
     """
     from ultralytics import YOLO
 
-    from yolo_attn.evaluation.coco_eval import evaluate
     from yolo_attn.experiments.files import run_key
     from yolo_attn.registry import transfer_report_of
 
@@ -144,17 +145,12 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         if settings.get("pretrained") is not None:
             trainer_args["pretrained"] = settings["pretrained"]
         yolo = YOLO(model)
+        task = settings.get("task", "detect")
+        if yolo.task != task:
+            raise ValueError(f"{model} is a {yolo.task} model, but this comparison's task is {task}")
         yolo.train(**trainer_args)
         weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
-    metrics = evaluate(
-        str(weights),
-        settings["data"],
-        imgsz=settings["imgsz"],
-        batch=settings["batch"],
-        device=first_device(device),
-        backend=settings["backend"],
-        out=out / "eval" / key,
-    )
+    metrics = evaluate_weights(weights, settings, first_device(device), out / "eval" / key)
     return {
         "metrics": metrics,
         "weights": str(weights),
@@ -194,6 +190,38 @@ def training_state(last: Path) -> tuple[str, int | None]:
     if epoch is not None and epoch >= 0 and ckpt.get("optimizer") is not None:
         return "unfinished", int(epoch)
     return "finished", None
+
+
+def evaluate_weights(weights: Path, settings: dict[str, Any], device: str | None, folder: Path) -> dict[str, Any]:
+    """Evaluate a trained checkpoint as its comparison's task asks.
+
+    Args:
+        weights (Path): ``best.pt`` (or ``last.pt``).
+        settings (dict[str, Any]): The plan's settings (``task``, ``data``, ``imgsz``, ``batch``, ``backend``).
+        device (str | None): One Ultralytics device.
+        folder (Path): Where a detection evaluation writes its detections and metrics (``out/eval/<key>``).
+
+    Returns:
+        (dict[str, Any]): Detection: ``yolo_attn.evaluation.coco_eval.evaluate``'s result (``coco``, ``ultralytics``
+            ...). Classification: ``evaluate_classifier``'s (``top1``, ``top5``, ``nc`` ...).
+    """
+    if settings.get("task", "detect") == "classify":
+        from yolo_attn.evaluation.classify_eval import evaluate_classifier
+
+        return evaluate_classifier(
+            weights, settings["data"], imgsz=settings["imgsz"], batch=settings["batch"], device=device
+        )
+    from yolo_attn.evaluation.coco_eval import evaluate
+
+    return evaluate(
+        str(weights),
+        settings["data"],
+        imgsz=settings["imgsz"],
+        batch=settings["batch"],
+        device=device,
+        backend=settings["backend"],
+        out=folder,
+    )
 
 
 def _trained_weights(best: str | Path, last: str | Path) -> Path:

@@ -33,7 +33,7 @@ def compare(
     models: Sequence[str | Path],
     seeds: Sequence[int],
     epochs: int,
-    imgsz: int = 640,
+    imgsz: int | None = None,
     batch: int = 16,
     device: str | int | None = None,
     out: str | Path | None = None,
@@ -46,8 +46,13 @@ def compare(
     slurm: dict[str, Any] | None = None,
     array_parallelism: int | None = None,
     runtime: str | None = None,
+    task: str = "detect",
 ) -> Path:
-    """Train every model with every seed under identical settings, evaluate each with COCO mAP, and report.
+    """Train every model with every seed under identical settings, evaluate each, and report.
+
+    Detection (``task="detect"``) is evaluated with COCO mAP; classification (``task="classify"``) with top-1 / top-5
+    from Ultralytics' classification validator (``evaluate_classifier``), and its report adds ``accuracy.png``, the
+    val top-1 curve of every run.
 
     Each cell is ``YOLO(model).train(data, epochs, imgsz, batch, seed=s, deterministic=True, device, plots=False,
     pretrained, **train_overrides)`` followed by ``evaluate(best.pt, data, imgsz, batch, device, backend)`` (see
@@ -66,21 +71,23 @@ def compare(
 
     Output folder: ``out``, or by default ``runs/compare/exp``, ``runs/compare/exp2``, ... (a new one per call,
     relative to the working directory). A resume with other settings (data, epochs, imgsz, batch, overrides,
-    backend, pretrained) is refused; more seeds or models extend the grid.
+    backend, pretrained, task) is refused; more seeds or models extend the grid.
 
     Args:
-        data (str | Path): Data set YAML (COCO ground truth for the val split, see ``yolo_attn.evaluation``).
+        data (str | Path): Detection: data set YAML (COCO ground truth for the val split, see
+            ``yolo_attn.evaluation``). Classification: an ImageFolder root (``train/``, ``val/`` or ``test/``) or a
+            data YAML whose ``path:`` names one.
         models (Sequence[str | Path]): Model YAMLs or weights; the first is the baseline. File stems must be unique.
         seeds (Sequence[int]): Training seeds; every model is trained once per seed.
         epochs (int): Training epochs of every run.
-        imgsz (int): Train, evaluation and profiling image size.
+        imgsz (int | None): Train, evaluation and profiling image size; None: 640 (detect) or 224 (classify).
         batch (int): Batch size for training and evaluation.
         device (str | int | None): Ultralytics device: None (auto), ``"cpu"``, ``0`` or ``"0,1,2,3"``.
         out (str | Path | None): Comparison folder; None makes a new ``runs/compare/exp*``.
         train_overrides (dict[str, Any] | None): More Ultralytics train settings (``workers=0``, ``lr0=0.005``...),
             identical for every run. ``data``, ``epochs``, ``imgsz``, ``batch``, ``device``, ``pretrained`` are
             arguments here; ``seed``, ``project``, ``name``, ``exist_ok`` are set per run and cannot be overridden.
-        backend (str): COCO evaluation backend, ``"pycocotools"`` or ``"faster-coco-eval"``.
+        backend (str): COCO evaluation backend, ``"pycocotools"`` or ``"faster-coco-eval"`` (ignored for classify).
         latency_runs (int): Timed forward passes per model for the batch-1 latency (0 skips latency).
         pretrained (str | Path | None): Source weights every model (baseline included) is fine-tuned from; None
             trains YAML models from scratch.
@@ -90,15 +97,16 @@ def compare(
         array_parallelism (int | None): Most Slurm array tasks at once.
         runtime (str | None): Also time the models in this deployment runtime (``"torch"`` or ``"onnxruntime"``,
             CPU, paired shuffled rounds as ``yolo-attn profile --runtime``), in a second table of the report.
+        task (str): ``"detect"`` or ``"classify"``; every model must be of that task.
 
     Returns:
         (Path): The comparison folder, holding ``plan.json``, ``runs/*.json`` and (unless Slurm jobs are still
-            pending) ``compare.csv``, ``compare.md``, ``compare.png``.
+            pending) ``compare.csv``, ``compare.md``, ``compare.png`` (and ``accuracy.png`` for classify).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     plan = make_plan(
-        data, models, seeds, epochs, imgsz, batch, device, train_overrides, backend, latency_runs, pretrained
+        data, models, seeds, epochs, imgsz, batch, device, train_overrides, backend, latency_runs, pretrained, task
     )
     out = (default_out() if out is None else Path(out)).resolve()
     save_plan(out, plan)

@@ -7,11 +7,12 @@ Layout of a comparison folder ``out``::
       runs/<stem>_seed<s>.json   one per cell: ``status`` "done" (metrics, weights, timing) or "failed" (the error)
       logs/<stem>_seed<s>.log    a cell's console output when it ran in its own process (--parallel)
       train/<stem>_seed<s>/      the Ultralytics training folder (weights/last.pt, best.pt, results.csv, args.yaml)
-      eval/<stem>_seed<s>/       detections and metrics written by ``yolo_attn.evaluation.coco_eval.evaluate``
+      eval/<stem>_seed<s>/       detections and metrics written by ``yolo_attn.evaluation.coco_eval.evaluate`` (detect)
       slurm/                     submitit's pickles and the Slurm / local job logs (--executor slurm | local)
       costs/<stem>.json          params and GFLOPs of each model (measured once, cached)
       latency.json               batch-1 latency of the finished models, measured together (interleaved)
       compare.csv, compare.md, compare.png   the report: a pure function of the files above
+      accuracy.png               classify: val top-1 per epoch of every run, from the runs' results.csv
 
 Every JSON here is written to a temporary file in the same folder and renamed into place, so a reader (a report run
 while cells train, another node of a cluster) never sees half a file. This module imports nothing from the rest of

@@ -2,8 +2,8 @@
 
 ``make_plan`` validates the grid and the settings; ``save_plan`` writes them to ``<out>/plan.json`` when a comparison
 starts and refuses to go on in a folder whose cells were made with other settings (data, epochs, imgsz, batch, train
-overrides, evaluation backend, pretrained weights). The grid itself may grow between calls (more seeds, more models):
-the settings may not. Execution details (device, latency runs) are in the plan too, but may change on resume.
+overrides, evaluation backend, pretrained weights, task). The grid itself may grow between calls (more seeds, more
+models): the settings may not. Execution details (device, latency runs) are in the plan too, but may change on resume.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from yolo_attn.experiments.files import PLAN, load_records, read_json, run_key, 
 # Settings compare() owns: they are either its own arguments or must differ per run.
 ARGUMENT_KEYS = {"data", "epochs", "imgsz", "batch", "device", "pretrained"}
 RESERVED_KEYS = {"seed", "project", "name", "exist_ok", "model", "mode", "resume", "task"}
+TASKS = ("detect", "classify")  # Ultralytics tasks a comparison can run (see yolo_attn.experiments.report.TASKS)
+DEFAULT_IMGSZ = {"detect": 640, "classify": 224}  # Ultralytics' own defaults, when the caller gives no imgsz
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class Plan:
         models (list[str]): Model YAMLs or weights; the first is the baseline.
         seeds (list[int]): Seeds; every model is trained once per seed.
         settings (dict[str, Any]): What every cell shares and a resume must not change: ``data``, ``epochs``,
-            ``imgsz``, ``batch``, ``train_overrides``, ``backend``, ``pretrained`` (JSON-normalised).
+            ``imgsz``, ``batch``, ``train_overrides``, ``backend`` (None for classify), ``pretrained``, ``task``
+            (JSON-normalised).
         device (str | None): Ultralytics device of the comparison (how cells are placed is the executor's business).
         latency_runs (int): Timed batch-1 passes per model at report time (0 skips latency).
     """
@@ -106,27 +109,37 @@ def make_plan(
     models: Sequence[str | Path],
     seeds: Sequence[int],
     epochs: int,
-    imgsz: int = 640,
+    imgsz: int | None = None,
     batch: int = 16,
     device: str | int | None = None,
     train_overrides: dict[str, Any] | None = None,
     backend: str = "pycocotools",
     latency_runs: int = 50,
     pretrained: str | Path | None = None,
+    task: str = "detect",
 ) -> Plan:
     """Validate a comparison's arguments and return its plan (see ``yolo_attn.experiments.compare.compare``).
 
     Returns:
-        (Plan): The plan; paths of files that exist (data, pretrained weights) are made absolute.
+        (Plan): The plan; paths of files that exist (data, pretrained weights) are made absolute. For ``"classify"``
+            the data must be an ImageFolder root or a data YAML naming one (``resolve_cls_data``; the root is kept),
+            and ``backend`` (a COCO setting) is recorded as None.
     """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task == "classify":
+        from yolo_attn.evaluation.classify_eval import resolve_cls_data
+
+        data, backend = resolve_cls_data(data), None
     settings = {
         "data": _absolute_if_file(data),
         "epochs": int(epochs),
-        "imgsz": int(imgsz),
+        "imgsz": int(DEFAULT_IMGSZ[task] if imgsz is None else imgsz),
         "batch": int(batch),
         "train_overrides": check_overrides(train_overrides or {}, device),
         "backend": backend,
         "pretrained": None if pretrained is None else _absolute_if_file(pretrained),
+        "task": task,
     }
     settings = json.loads(json.dumps(settings))  # the form it takes in a JSON file, so resume checks compare alike
     return Plan(
@@ -182,6 +195,7 @@ def check_settings(path: Path, before: dict[str, Any], now: dict[str, Any]) -> N
         before (dict[str, Any]): Settings recorded there.
         now (dict[str, Any]): This comparison's settings (JSON-normalised).
     """
+    before = {"task": "detect", **before}  # folders written before the task setting existed were detection ones
     changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
     if changed:
         detail = "; ".join(f"{k}: {old!r} before, {new!r} now" for k, (old, new) in changed.items())

@@ -1,7 +1,10 @@
 """The report of a comparison folder: a pure function of its files (plan, cell records, costs, latency).
 
-``write_report(out)`` reads ``plan.json``, ``runs/*.json``, ``costs/*.json`` and ``latency.json`` and writes
-``compare.csv``, ``compare.md`` and ``compare.png``. It measures and trains nothing, so it can run at any time, on a
+``write_report(out)`` reads ``plan.json``, ``runs/*.json``, ``costs/*.json``, ``latency.json`` and the runs' own
+``train/<key>/results.csv`` and writes ``compare.csv``, ``compare.md`` and ``compare.png`` (and, for a task with
+per-epoch curves such as classification, ``accuracy.png``). What differs between tasks (which metrics, their labels,
+where they come from) is one entry of ``TASKS``; the code below is the same for all. It measures and trains nothing,
+so it can run at any time, on a
 partial grid too (e.g. while Slurm jobs still run), as often as wanted: the same files give the same output, byte for
 byte. The statistics are in ``yolo_attn.experiments.stats``.
 """
@@ -10,11 +13,13 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolo_attn.experiments.files import FAILED, load_records, read_json
+from yolo_attn.evaluation.classify_eval import ACCURACY_COLUMN, plot_accuracy_curves
+from yolo_attn.experiments.files import FAILED, load_records, read_json, run_key, train_dir
 from yolo_attn.experiments.plan import Plan, load_plan
 from yolo_attn.experiments.stats import mean_std, paired_delta
 
@@ -27,6 +32,51 @@ METRICS: dict[str, tuple[tuple[str, str], str]] = {
 CSV_METRICS: dict[str, tuple[tuple[str, str], str]] = {
     "ultralytics_map50_95": (("ultralytics", "mAP50-95"), "Ultralytics mAP50-95"),
     "ultralytics_map50": (("ultralytics", "mAP50"), "Ultralytics mAP50"),
+}
+CLS_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
+    "top1": (("top1",), "top-1"),
+    "top5": (("top5",), "top-5"),
+}
+
+
+def _top5_note(runs: Sequence[dict[str, Any]]) -> str:
+    few = sorted({int(r["metrics"]["nc"]) for r in runs if r["metrics"].get("nc", 6) <= 5})
+    return f" Top-5 is 1 by definition with {' or '.join(map(str, few))} classes." if few else ""
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """What a task's report shows; everything else of the report is shared by all tasks.
+
+    Attributes:
+        metrics (dict[str, tuple[tuple[str, ...], str]]): Table columns: prefix -> (path in the cell's ``metrics``,
+            label). The first one is plotted in ``compare.png``.
+        csv_metrics (dict[str, tuple[tuple[str, ...], str]]): More metrics, in ``compare.csv`` only.
+        source (str): Header sentence naming where the metrics come from (``{backend}`` is filled in).
+        plot_label (str): Y label of ``compare.png``.
+        curve (tuple[str, str, str] | None): ``results.csv`` column, y label and file name of the per-epoch curves of
+            all runs (``plot_accuracy_curves``), or None for no curve figure.
+        note (Callable[[Sequence[dict[str, Any]]], str]): Extra header text from the finished runs.
+    """
+
+    metrics: dict[str, tuple[tuple[str, ...], str]]
+    csv_metrics: dict[str, tuple[tuple[str, ...], str]]
+    source: str
+    plot_label: str
+    curve: tuple[str, str, str] | None = None
+    note: Callable[[Sequence[dict[str, Any]]], str] = field(default=lambda runs: "")
+
+
+TASKS: dict[str, TaskReport] = {
+    "detect": TaskReport(METRICS, CSV_METRICS, "COCO metrics by {backend} on the val split.", "COCO mAP50-95"),
+    "classify": TaskReport(
+        CLS_METRICS,
+        {},
+        "Top-1 and top-5 accuracy by Ultralytics' classification validator on the val split (test/ if no val/).",
+        "top-1 accuracy",
+        curve=(ACCURACY_COLUMN, "val top-1 accuracy", "accuracy.png"),
+        note=_top5_note,
+    ),
 }
 COST_KEYS = ("params", "gflops", "gflops_torch", "latency_ms", "latency_p10_ms", "latency_p90_ms", "device", "threads")
 DELTA_KEYS = ("mean", "std", "n", "low", "high", "noise", "seeds_needed")
@@ -54,29 +104,35 @@ def metric_by_seed(runs: Sequence[dict[str, Any]], stem: str, key: Sequence[str]
 
 
 def summarize(
-    runs: Sequence[dict[str, Any]], stems: Sequence[str], costs: dict[str, dict[str, Any]] | None = None
+    runs: Sequence[dict[str, Any]],
+    stems: Sequence[str],
+    costs: dict[str, dict[str, Any]] | None = None,
+    task: str = "detect",
 ) -> list[dict[str, Any]]:
     """Aggregate run records into one row per model; the first stem is the baseline.
 
     Args:
-        runs (Sequence[dict[str, Any]]): Finished run records with ``stem``, ``seed`` and ``metrics`` (``evaluate()``'s
-            result: ``{"coco": {"AP": ..., "AP50": ...}, "ultralytics": {"mAP50-95": ..., "mAP50": ...}}``).
+        runs (Sequence[dict[str, Any]]): Finished run records with ``stem``, ``seed`` and ``metrics`` (the cell's
+            evaluation: ``{"coco": {"AP": ..., "AP50": ...}, "ultralytics": {...}}`` for detection, ``{"top1": ...,
+            "top5": ...}`` for classification).
         stems (Sequence[str]): Model stems in table order, baseline first.
         costs (dict[str, dict[str, Any]] | None): Cost per stem (params, GFLOPs, latency; missing ones are left empty).
+        task (str): Key of ``TASKS``: which metrics to aggregate.
 
     Returns:
         (list[dict[str, Any]]): Rows with ``stem``, ``baseline``, ``seeds``, the cost keys and, per metric prefix
-            ``p`` in ``METRICS`` and ``CSV_METRICS``: ``p_mean``, ``p_std``, ``p_per_seed`` and, except for the
-            baseline, ``delta_p_<k>`` for ``k`` in mean, std, n, low, high, noise, seeds_needed (see
+            ``p`` of the task's ``metrics`` and ``csv_metrics``: ``p_mean``, ``p_std``, ``p_per_seed`` and, except for
+            the baseline, ``delta_p_<k>`` for ``k`` in mean, std, n, low, high, noise, seeds_needed (see
             ``stats.paired_delta``).
     """
     costs = costs or {}
+    spec = TASKS[task]
     rows = []
     for i, stem in enumerate(stems):
         seeds = sorted(int(r["seed"]) for r in runs if r["stem"] == stem)
         row: dict[str, Any] = {"stem": stem, "baseline": i == 0, "seeds": seeds}
         row.update({k: costs.get(stem, {}).get(k) for k in COST_KEYS})
-        for prefix, (key, _) in {**METRICS, **CSV_METRICS}.items():
+        for prefix, (key, _) in {**spec.metrics, **spec.csv_metrics}.items():
             values = metric_by_seed(runs, stem, key)
             row[f"{prefix}_mean"], row[f"{prefix}_std"] = mean_std(list(values.values()))
             row[f"{prefix}_per_seed"] = values
@@ -125,11 +181,13 @@ def protocol(plan: Plan) -> str:
 
 
 def write_report(out: str | Path) -> Path:
-    """Write ``compare.csv``, ``compare.md`` and ``compare.png`` from the files of a comparison folder.
+    """Write ``compare.csv``, ``compare.md``, ``compare.png`` (and e.g. ``accuracy.png``) from a comparison folder.
 
-    Only cells of the plan's models and seeds enter the tables. The header line says how many cells are finished and
-    names the failed ones. Costs come from ``costs/`` and ``latency.json`` (see ``yolo_attn.experiments.costs``);
-    latency is shown only when it was measured for exactly the models that have a finished cell.
+    ``compare.md`` links each finished run's per-epoch ``results.csv`` (relative paths); a task with a curve figure
+    (``TaskReport.curve``, e.g. classification) plots it from those files. Only cells of the plan's models and seeds
+    enter the tables. The header line says how many cells are finished and names the failed ones. Costs come from
+    ``costs/`` and ``latency.json`` (see ``yolo_attn.experiments.costs``); latency is shown only when it was measured
+    for exactly the models that have a finished cell.
 
     Args:
         out (str | Path): Comparison folder.
@@ -147,9 +205,12 @@ def write_report(out: str | Path) -> Path:
         detail = f"; failed: {', '.join(failed)} (see runs/<name>.json)" if failed else ""
         raise FileNotFoundError(f"no finished cell of {plan.stems} with seeds {plan.seeds} in {out / 'runs'}{detail}")
     settings = plan.settings
+    task = settings.get("task", "detect")
+    spec = TASKS[task]
     done_stems = [s for s in plan.stems if any(r["stem"] == s for r in runs)]
     costs = read_costs(out, done_stems, settings["imgsz"])
-    rows = [{"model": m, **row} for m, row in zip(plan.models, summarize(runs, plan.stems, costs), strict=True)]
+    summary = summarize(runs, plan.stems, costs, task)
+    rows = [{"model": m, **row} for m, row in zip(plan.models, summary, strict=True)]
     write_csv(rows, out / "compare.csv")
     overrides = " ".join(f"{k}={v}" for k, v in settings["train_overrides"].items())
     failures = f", {len(failed)} failed ({', '.join(failed)}: see runs/<name>.json)" if failed else ""
@@ -157,12 +218,48 @@ def write_report(out: str | Path) -> Path:
         f"Data `{settings['data']}`, epochs={settings['epochs']}, imgsz={settings['imgsz']}, "
         f"batch={settings['batch']}{f', overrides `{overrides}`' if overrides else ''}, "
         f"seeds {', '.join(map(str, plan.seeds))}; {len(runs)}/{len(plan.cells)} runs finished{failures}. "
-        f"COCO metrics by {settings['backend']} on the val split.\n\nProtocol: {protocol(plan)}."
+        f"{spec.source.format(backend=settings['backend'])}{spec.note(runs)}\n\nProtocol: {protocol(plan)}."
     )
-    (out / "compare.md").write_text(header + "\n\n" + markdown_table(rows) + "\n" + runtime_section(out, done_stems))
-    title = f"{Path(settings['data']).parent.name}: {settings['epochs']} epochs, imgsz {settings['imgsz']}"
-    plot(rows, out / "compare.png", title=title)
+    logs = results_csvs(out, plan, runs)
+    links = ", ".join(
+        f"[{run_key(stem, seed)}]({path.relative_to(out).as_posix()})"
+        for stem, by_seed in logs.items()
+        for seed, path in by_seed.items()
+    )
+    body = markdown_table(rows, task)
+    if links:
+        body += f"\n\nPer-epoch training logs (Ultralytics `results.csv`): {links}."
+    if spec.curve is not None and logs:
+        column, ylabel, name = spec.curve
+        plot_accuracy_curves(
+            {stem: list(by_seed.values()) for stem, by_seed in logs.items()}, out / name, column, ylabel
+        )
+        body += f"\n\n![{ylabel} per epoch]({name})"
+    (out / "compare.md").write_text(header + "\n\n" + body + "\n" + runtime_section(out, done_stems))
+    name = Path(settings["data"]).name if task == "classify" else Path(settings["data"]).parent.name
+    title = f"{name}: {settings['epochs']} epochs, imgsz {settings['imgsz']}"
+    plot(rows, out / "compare.png", title=title, task=task)
     return out / "compare.md"
+
+
+def results_csvs(out: Path, plan: Plan, runs: Sequence[dict[str, Any]]) -> dict[str, dict[int, Path]]:
+    """Return the ``results.csv`` of every finished run that has one, model by model (plan order), seed by seed.
+
+    Args:
+        out (Path): Comparison folder.
+        plan (Plan): Its plan.
+        runs (Sequence[dict[str, Any]]): Finished run records.
+
+    Returns:
+        (dict[str, dict[int, Path]]): Stem -> seed -> ``out/train/<key>/results.csv``.
+    """
+    finished = {(r["stem"], int(r["seed"])) for r in runs}
+    found: dict[str, dict[int, Path]] = {}
+    for cell in plan.cells:
+        path = train_dir(out, cell.key) / "results.csv"
+        if (cell.stem, cell.seed) in finished and path.is_file():
+            found.setdefault(cell.stem, {})[cell.seed] = path
+    return found
 
 
 def runtime_section(out: Path, stems: Sequence[str]) -> str:
@@ -215,11 +312,12 @@ def _with_ratio(value: float | None, base: float | None, digits: int, is_base: b
     return f"{text} (×{value / base:.2f})"
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+def markdown_table(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
     """Return a paste-ready markdown table of summary rows, followed by the legend of its marks.
 
     Args:
         rows (Sequence[dict[str, Any]]): Rows from ``summarize``, baseline first.
+        task (str): Key of ``TASKS``: which metric columns.
 
     Returns:
         (str): Markdown text.
@@ -229,7 +327,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     device = "not measured yet" if measured is None else measured["device"]
     if measured is not None and measured["device"] == "cpu" and measured.get("threads"):
         device += f", {measured['threads']} threads"
-    labels = [label for _, label in METRICS.values()]
+    metrics = TASKS[task].metrics
+    labels = [label for _, label in metrics.values()]
     head = [
         "Model",
         "Seeds",
@@ -249,10 +348,10 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             _with_ratio(row["gflops"], base["gflops"], 3, is_base, significant=True),
             _with_ratio(row["latency_ms"], base["latency_ms"], 1, is_base),
         ]
-        for prefix in METRICS:
+        for prefix in metrics:
             mean, std = row[f"{prefix}_mean"], row[f"{prefix}_std"]
             cells.append(f"{_number(mean, 3)} ± {_number(std, 3)}" if std is not None else _number(mean, 3))
-        for prefix in METRICS:
+        for prefix in metrics:
             cells.append("–" if is_base else _delta_cell(row, prefix))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -287,8 +386,8 @@ def _delta_cell(row: dict[str, Any], prefix: str) -> str:
     return f"{text} *noise*" + (f", *n≈{needed}*" if needed is not None else "")
 
 
-def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
-    """Plot mAP50-95 (mean, error bar = std over seeds) against batch-1 latency, one point per model.
+def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "", task: str = "detect") -> None:
+    """Plot the task's first metric (mean, error bar = std over seeds) against batch-1 latency, one point per model.
 
     Falls back to GFLOPs on the x axis when latency was not measured. Uses matplotlib's object API (no pyplot), so
     it renders with Agg and never touches the caller's backend.
@@ -297,10 +396,13 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
         rows (Sequence[dict[str, Any]]): Rows from ``summarize``, baseline first.
         path (Path): Output PNG.
         title (str): Plot title.
+        task (str): Key of ``TASKS``.
     """
     from matplotlib.figure import Figure
 
-    plotted = [r for r in rows if r["map50_95_mean"] is not None]
+    spec = TASKS[task]
+    metric = next(iter(spec.metrics))
+    plotted = [r for r in rows if r[f"{metric}_mean"] is not None]
     use_latency = bool(plotted) and all(r["latency_ms"] is not None for r in plotted)
     x_key, x_label = ("latency_ms", "latency bs1 (ms)") if use_latency else ("gflops", "GFLOPs")
     if use_latency:
@@ -314,15 +416,15 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
             continue
         ax.errorbar(
             row[x_key],
-            row["map50_95_mean"],
-            yerr=row["map50_95_std"] or 0.0,
+            row[f"{metric}_mean"],
+            yerr=row[f"{metric}_std"] or 0.0,
             fmt="s" if row["baseline"] else "o",
             capsize=4,
             label=f"{row['stem']}{' (baseline)' if row['baseline'] else ''}, {len(row['seeds'])} seeds",
         )
-        ax.annotate(row["stem"], (row[x_key], row["map50_95_mean"]), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(row["stem"], (row[x_key], row[f"{metric}_mean"]), textcoords="offset points", xytext=(5, 5))
     ax.set_xlabel(x_label)
-    ax.set_ylabel("COCO mAP50-95 (mean ± std over seeds)")
+    ax.set_ylabel(f"{spec.plot_label} (mean ± std over seeds)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
