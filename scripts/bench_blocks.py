@@ -6,6 +6,7 @@ whole-model tables: each yolo_attn model twice, as shipped ("new") and with its 
 
     python scripts/bench_blocks.py                                   # all blocks, 200 rounds, 2 threads
     python scripts/bench_blocks.py --blocks CBAM CoordAtt --compile  # also torch.compile'd blocks (slow)
+    python scripts/bench_blocks.py --no-blocks --profile CBAM@P3 CoordAtt@P5  # torch.profiler: where the time goes
     python scripts/bench_blocks.py --no-blocks --runtime onnxruntime \
         --models yolov8n.yaml model_yamls/yolov8n-cbam.yaml model_yamls/yolov8n-mhsa.yaml
 """
@@ -36,14 +37,20 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=None, help="whole models: the first is the baseline")
     parser.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"))
     parser.add_argument("--model-rounds", type=int, default=60, help="paired rounds of the whole-model table")
+    parser.add_argument(
+        "--profile", nargs="+", default=None, metavar="BLOCK@LEVEL", help="e.g. CBAM@P3: profiler table"
+    )
     args = parser.parse_args()
 
     import yolo_attn  # noqa: F401  (registers the blocks)
-    from yolo_attn.profiling.blocks import bench_blocks, blocks_table
+    from yolo_attn.profiling.blocks import bench_blocks, blocks_table, profiler_table
     from yolo_attn.profiling.cost import load_model
     from yolo_attn.profiling.plain import plain_model
     from yolo_attn.profiling.runtime import runtime_costs, runtime_table
 
+    for spec in args.profile or []:  # where the time goes, for the blocks that miss their goal
+        name, _, level = spec.partition("@")
+        print(profiler_table(name, level or "P3", args.imgsz, threads=args.threads))
     if not args.no_blocks:
         rows = bench_blocks(args.blocks, args.imgsz, args.rounds, args.threads, compiled=args.compile)
         print(blocks_table(rows))

@@ -154,6 +154,40 @@ def bench_blocks(
     return rows
 
 
+def profiler_table(name: str, level: str, imgsz: int = 640, runs: int = 100, threads: int = 2, rows: int = 8) -> str:
+    """Return ``torch.profiler``'s table of where one deployed block's time goes, at one yolov8n level.
+
+    Args:
+        name (str): Block name in ``BENCH_BLOCKS``.
+        level (str): ``"P3"``, ``"P4"`` or ``"P5"``.
+        imgsz (int): Input size the level's feature map is derived from.
+        runs (int): Profiled forward passes (after 10 unprofiled ones).
+        threads (int): CPU threads.
+        rows (int): Operators listed, by self CPU time.
+
+    Returns:
+        (str): The profiler's table (aten operators, self and total CPU time, calls), with a title line.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    channels, stride = YOLOV8N_LEVELS[level]
+    block = _randomized(deployed_block(BENCH_BLOCKS[name](channels)), torch.Generator().manual_seed(0))
+    x = torch.randn(1, channels, imgsz // stride, imgsz // stride)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(10):
+                block(x)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(runs):
+                    block(x)
+    finally:
+        torch.set_num_threads(previous)
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    return f"{name} at {level} {tuple(x.shape)}, {runs} passes, {threads} threads:\n{table}"
+
+
 def blocks_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Return a markdown table of ``bench_blocks`` rows, one row per block, levels side by side.
 
