@@ -135,7 +135,8 @@ ALL_BLOCKS_HEAD = [
 ]
 
 
-def test_onnx_export_matches_pytorch(tmp_path: Path):
+def test_onnx_export_matches_pytorch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)  # a YAML-built model exports into the working directory
     import onnxruntime as ort
     from ultralytics import YOLO
 

@@ -154,7 +154,8 @@ def test_mix_survives_torch_compile():
 
 
 @pytest.mark.slow
-def test_mix_survives_onnx_export(tmp_path):
+def test_mix_survives_onnx_export(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a YAML-built model exports into the working directory
     import numpy as np
     import onnxruntime as ort
     from ultralytics import YOLO
