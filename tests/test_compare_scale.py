@@ -182,14 +182,23 @@ def test_killed_cell_resumes_from_last_pt_through_the_checkpoint_path(synthetic_
         proc.send_signal(signal.SIGKILL)  # as a preempted job is killed: no chance to write anything
         proc.wait()
     assert not (out / "runs" / f"{key}.json").exists()
+    import torch
+
+    saved = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1  # epochs last.pt holds (1-based)
 
     delayed = CellJob().checkpoint(str(out), key, "cpu")  # what submitit requeues on preemption or timeout
     assert isinstance(delayed.function, CellJob) and delayed.args == (str(out), key, "cpu")
     assert delayed.result() == "done"
     (record,) = load_records(out)
-    assert record["status"] == "done" and record["resumed_at_epoch"] >= 2  # continued, not started over
+    assert record["status"] == "done" and record["resumed_at_epoch"] == saved + 1  # continued, not started over
     with (train_dir(out, key) / "results.csv").open() as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3, 4]  # each epoch trained once
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    # Ultralytics logs an epoch to results.csv just before it saves last.pt: a kill between the two leaves that
+    # epoch's row behind, and the resumed run trains it again. Every epoch up to the checkpoint ran exactly once.
+    assert epochs[:saved] == list(range(1, saved + 1)) and epochs[len(epochs) - (4 - saved) :] == list(
+        range(saved + 1, 5)
+    )
+    assert len(epochs) - 4 in (0, 1)
 
 
 # ---- a real Slurm: the machine's own, or one started from Debian's packages in a temp folder ----
