@@ -17,22 +17,18 @@ and centre-crops; the letterbox keeps the whole image in view).
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from ultralytics.utils import LOGGER
 
 from yolo_attn.profiling.cost import load_model
 from yolo_attn.visualize.overlay import (
-    FLAT_TOLERANCE,
-    OVERLAY_ALPHA,
-    TITLE_WIDTH,
     AttentionMap,
     capture_attention_maps,
+    draw_overlay,
     image_files,
     letterbox_image,
 )
@@ -184,21 +180,6 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: int | None = None) -
     return cam.float().cpu(), class_index, float(probs[0, class_index].detach())
 
 
-def _overlay(ax, fig, image: np.ndarray, values: torch.Tensor, title: str) -> None:
-    """Draw ``values`` (h, w) upsampled over ``image`` with a colour bar, or a flat tint with its value."""
-    upsampled = F.interpolate(values[None, None].float(), size=image.shape[:2], mode="bilinear", align_corners=False)
-    grid = upsampled[0, 0].numpy()
-    low, high = float(grid.min()), float(grid.max())
-    flat = high - low <= FLAT_TOLERANCE * max(abs(low), abs(high), 1e-12)
-    ax.imshow(image)
-    if flat:
-        ax.imshow(grid, cmap="jet", alpha=OVERLAY_ALPHA, vmin=low - 1, vmax=low + 1)
-        title += f" (flat at {low:.3g})"
-    else:
-        fig.colorbar(ax.imshow(grid, cmap="jet", alpha=OVERLAY_ALPHA, vmin=low, vmax=high), ax=ax, fraction=0.046)
-    ax.set_title("\n".join(textwrap.fill(line, TITLE_WIDTH) for line in title.splitlines()), fontsize=7)
-
-
 def plot_feature_grid(
     image: np.ndarray,
     features: dict[int, torch.Tensor],
@@ -247,9 +228,9 @@ def plot_feature_grid(
     panels[0].imshow(image)
     panels[0].set_title(f"input {image.shape[1]}x{image.shape[0]} (letterboxed)", fontsize=7)
     for ax, attention in zip(panels[1:], maps, strict=False):
-        _overlay(ax, fig, image, attention.map[0], attention.title)
+        draw_overlay(ax, fig, image, attention.map[0], attention.title, fontsize=7)
     if cam is not None:
-        _overlay(fig=fig, ax=panels[1 + len(maps)], image=image, values=cam[0], title=cam[1])
+        draw_overlay(panels[1 + len(maps)], fig, image, cam[0], cam[1], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -246,6 +247,32 @@ def letterbox_image(path: Path, imgsz: int, stride: int = 32) -> tuple[np.ndarra
     return rgb, tensor
 
 
+def draw_overlay(ax: Any, fig: Any, image: np.ndarray, values: torch.Tensor, title: str, fontsize: int = 8) -> None:
+    """Draw a map upsampled over an image with its colour bar; a flat map gets a uniform tint and its value instead.
+
+    Args:
+        ax (Any): Matplotlib axes to draw in.
+        fig (Any): Its figure (for the colour bar).
+        image (np.ndarray): RGB image of shape (H, W, 3).
+        values (torch.Tensor): Map of shape (h, w), bilinearly upsampled to (H, W).
+        title (str): Panel title; its first line gets " (flat at v)" for a flat map. Lines are wrapped.
+        fontsize (int): Title font size.
+    """
+    upsampled = F.interpolate(values[None, None].float(), size=image.shape[:2], mode="bilinear", align_corners=False)
+    grid = upsampled[0, 0].numpy()
+    low, high = float(grid.min()), float(grid.max())
+    flat = high - low <= FLAT_TOLERANCE * max(abs(low), abs(high))
+    ax.imshow(image)
+    lines = title.splitlines() or [""]
+    if flat:  # e.g. a fresh, zero-initialised gate: a uniform mid-scale tint, the value in the title
+        ax.imshow(grid, cmap="jet", alpha=OVERLAY_ALPHA, vmin=low - 1, vmax=low + 1)
+        lines[0] += f" (flat at {low:.3g})"
+    else:
+        overlay = ax.imshow(grid, cmap="jet", alpha=OVERLAY_ALPHA, vmin=low, vmax=high)
+        fig.colorbar(overlay, ax=ax, fraction=0.046, pad=0.02)
+    ax.set_title("\n".join(textwrap.fill(line, TITLE_WIDTH) for line in lines), fontsize=fontsize)
+
+
 def plot_attention_grid(image: np.ndarray, maps: list[AttentionMap], path: Path, title: str = "") -> Path:
     """Save a grid of the image followed by each map overlaid on it, upsampled to the image size.
 
@@ -273,20 +300,8 @@ def plot_attention_grid(image: np.ndarray, maps: list[AttentionMap], path: Path,
     axes[0].imshow(image)
     axes[0].set_title(f"input {image.shape[1]}x{image.shape[0]} (letterboxed)", fontsize=8)
     for ax, attention in zip(axes[1 : len(maps) + 1], maps, strict=True):
-        upsampled = F.interpolate(attention.map[:1, None], size=image.shape[:2], mode="bilinear", align_corners=False)
-        values = upsampled[0, 0].numpy()
-        low, high = float(values.min()), float(values.max())
-        flat = high - low <= FLAT_TOLERANCE * max(abs(low), abs(high))
-        ax.imshow(image)
-        if flat:  # e.g. a fresh, zero-initialised gate: a uniform mid-scale tint, the value in the title
-            ax.imshow(values, cmap="jet", alpha=OVERLAY_ALPHA, vmin=low - 1, vmax=low + 1)
-        else:
-            overlay = ax.imshow(values, cmap="jet", alpha=OVERLAY_ALPHA, vmin=low, vmax=high)
-            fig.colorbar(overlay, ax=ax, fraction=0.046, pad=0.02)
-        suffix = f" (flat at {low:.3g})" if flat else ""
         h, w = attention.map.shape[-2:]
-        lines = f"{attention.title}{suffix}\nmap {w}x{h}".splitlines()
-        ax.set_title("\n".join(textwrap.fill(line, TITLE_WIDTH) for line in lines), fontsize=8)
+        draw_overlay(ax, fig, image, attention.map[0], f"{attention.title}\nmap {w}x{h}")
     if title:
         fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
