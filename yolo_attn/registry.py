@@ -191,14 +191,16 @@ def load_pretrained(
         original(model, weights, verbose=verbose)
         return None
     source_state = source.state_dict()
+    alignment = None
     if not (_has_our_rows(src_yaml) or _has_our_rows(tgt_yaml)) and _rows(src_yaml) == _rows(tgt_yaml):
         layer_map = {i: i for i in range(len(src_layers))}
-        original(model, weights, verbose=verbose)
-        alignment = None
     else:
         alignment = transfer.align(src_yaml, tgt_yaml, set(BLOCKS), CANONICAL)
         layer_map = alignment.layer_map
-        renamed, _ = transfer.rename_keys(list(source_state), layer_map)
+    renamed, orphans = transfer.rename_keys(list(source_state), layer_map)
+    if alignment is None:
+        original(model, weights, verbose=verbose)
+    else:
         target_state = model.state_dict()
         for s_key, t_key in renamed.items():  # the source's identity mixes need a place to land
             if s_key.endswith(".identity_mix") and t_key not in target_state:
@@ -206,7 +208,6 @@ def load_pretrained(
                 if isinstance(owner, AttentionBlock):
                     owner.start_as_identity()
         original(model, _renamed_view(source, layer_map, len(tgt_layers)), verbose=verbose)
-    renamed, orphans = transfer.rename_keys(list(source_state), layer_map)
     landed, not_landed, first_shape = transfer.land(renamed, orphans, source_state, model.state_dict())
 
     new = transfer.blocks_without(transfer.outermost_attention_blocks(model), landed)
