@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_bool, check_channels, check_choice, check_odd_kernel, check_reduction
-from yolo_attn.modules.fusion import fold_batchnorm
+from yolo_attn.modules.fusion import fold_batchnorm, pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
 
 SPATIAL_POOLS = ("max_mean", "mean")
@@ -23,10 +23,13 @@ class ChannelAttention(AttentionBlock):
     """CBAM channel gate: a shared MLP over the average- and max-pooled channel descriptors.
 
     ``out = x * sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` with ``MLP = Linear(C, C/r) -> ReLU -> Linear(C/r, C)``
-    (both with bias, as in the reference code). The MLP runs as 1x1 convolutions; global pooling is a plain mean / amax
-    over H and W, which exports to ONNX as ReduceMean / ReduceMax at any input size. The two descriptors are stacked
-    side by side into one ``(B, C, 1, 2)`` map, so the shared MLP runs once on both, and the two outputs are summed
-    over that last axis: the same numbers as two MLP passes, with three fewer operations.
+    (both with bias, as in the reference code). The MLP's layers are stored as 1x1 convolutions and applied as matrix
+    products (`pointwise`); global pooling is a plain mean / amax over H and W, which exports to ONNX as ReduceMean /
+    ReduceMax at any input size. The two descriptors are stacked into one ``(B, 2, C)`` tensor, so the shared MLP runs
+    once on both, and the two outputs are summed: the same numbers as two MLP passes, with three fewer operations.
+
+    Inference: `fuse` merges the MLP's last layer with that sum, ``W2 a + b2 + W2 m + b2 = [W2 W2] [a; m] + 2 b2``:
+    one product instead of a product and a sum.
 
     YAML: ``[-1, 1, ChannelAttention, [r]]``, all args optional; input channels are inferred.
 
@@ -34,6 +37,7 @@ class ChannelAttention(AttentionBlock):
 
     Attributes:
         mlp (nn.Sequential): Shared MLP C -> C/r -> C.
+        summed_output (nn.Conv2d | None): After `fuse`, the merged last layer 2C/r -> C; None before.
 
     Examples:
         >>> ca = ChannelAttention(64, r=16)
@@ -53,6 +57,7 @@ class ChannelAttention(AttentionBlock):
         self.mlp = nn.Sequential(nn.Conv2d(c1, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, c1, 1))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
+        self.summed_output: nn.Conv2d | None = None
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Compute the channel gate.
@@ -63,8 +68,28 @@ class ChannelAttention(AttentionBlock):
         Returns:
             (torch.Tensor): Gate in (0, 1) of shape (B, C, 1, 1).
         """
-        descriptors = torch.cat((x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)), 3)  # (B, C, 1, 2)
-        return self.mlp(descriptors).sum(3, keepdim=True).sigmoid()
+        first, act, last = self.mlp
+        descriptors = torch.stack((x.mean((2, 3)), x.amax((2, 3))), 1)  # (B, 2, C)
+        hidden = act(pointwise(first, descriptors))  # (B, 2, C/r)
+        merged = getattr(self, "summed_output", None)  # getattr: blocks unpickled from older checkpoints
+        logits = pointwise(last, hidden).sum(1) if merged is None else pointwise(merged, hidden.flatten(1))
+        return logits.sigmoid()[:, :, None, None]
+
+    def fuse(self) -> ChannelAttention:
+        """Merge the MLP's last layer with the sum over the two descriptors, for inference. Idempotent.
+
+        Returns:
+            (ChannelAttention): This gate, computing the same numbers in one operation fewer.
+        """
+        if getattr(self, "summed_output", None) is None:
+            last = self.mlp[-1]
+            weight = last.weight
+            merged = nn.Conv2d(2 * last.in_channels, last.out_channels, 1, device=weight.device, dtype=weight.dtype)
+            with torch.no_grad():
+                merged.weight.copy_(torch.cat((weight, weight), 1))
+                merged.bias.copy_(2 * last.bias)
+            self.summed_output = merged.requires_grad_(weight.requires_grad)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the channels of ``x``.
@@ -213,10 +238,11 @@ class CBAM(AttentionBlock):
         return self.blend(x, self.spatial_attention(self.channel_attention(x)))
 
     def fuse(self) -> CBAM:
-        """Fold the spatial gate's BatchNorm into its convolution, for inference (see `SpatialAttention.fuse`).
+        """Prepare both gates for inference (see `ChannelAttention.fuse` and `SpatialAttention.fuse`). Idempotent.
 
         Returns:
             (CBAM): This block.
         """
+        self.channel_attention.fuse()
         self.spatial_attention.fuse()
         return self

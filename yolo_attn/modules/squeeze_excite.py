@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_channels, check_reduction
+from yolo_attn.modules.fusion import pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
 
 
@@ -14,8 +15,8 @@ class SE(AttentionBlock):
 
     Paper: Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018 (reference code: hujie-frank/SENet).
     ``out = x * sigmoid(W2 relu(W1 avgpool(x) + b1) + b2)`` with ``W1: C -> C/r`` and ``W2: C/r -> C``. The two
-    fully connected layers are 1x1 convolutions on the pooled ``(B, C, 1, 1)`` tensor, which is the same computation
-    and exports without reshapes.
+    fully connected layers are stored as 1x1 convolutions (the checkpoint layout) and applied to the pooled ``(B, C)``
+    vector as matrix products (`pointwise`): the same numbers, without a convolution's per-call cost on a 1x1 map.
 
     YAML: ``[-1, 1, SE, [r]]``, all args optional; input channels are inferred.
 
@@ -58,7 +59,8 @@ class SE(AttentionBlock):
         Returns:
             (torch.Tensor): Gate in (0, 1) of shape (B, C, 1, 1).
         """
-        return self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))).sigmoid()
+        squeezed = x.mean((2, 3))  # (B, C)
+        return pointwise(self.fc2, self.act(pointwise(self.fc1, squeezed))).sigmoid()[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the channels of ``x``.
