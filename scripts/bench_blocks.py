@@ -7,6 +7,7 @@ whole-model tables: each yolo_attn model twice, as shipped ("new") and with its 
     python scripts/bench_blocks.py                                   # all blocks, 200 rounds, 2 threads
     python scripts/bench_blocks.py --blocks CBAM CoordAtt --compile  # also torch.compile'd blocks (slow)
     python scripts/bench_blocks.py --no-blocks --profile CBAM@P3 CoordAtt@P5  # torch.profiler: where the time goes
+    python scripts/bench_blocks.py --allocator default               # glibc's own trimming (noisier: see --help)
     python scripts/bench_blocks.py --no-blocks --runtime onnxruntime \
         --models yolov8n.yaml model_yamls/yolov8n-cbam.yaml model_yamls/yolov8n-mhsa.yaml
 """
@@ -40,7 +41,17 @@ def main() -> None:
     parser.add_argument(
         "--profile", nargs="+", default=None, metavar="BLOCK@LEVEL", help="e.g. CBAM@P3: profiler table"
     )
+    parser.add_argument(
+        "--allocator",
+        default="pinned",
+        choices=("pinned", "default"),
+        help="pinned: glibc keeps freed blocks (see yolo_attn.profiling.allocator); default: glibc's adaptive trimming",
+    )
     args = parser.parse_args()
+    if args.allocator == "pinned":
+        from yolo_attn.profiling.allocator import pin_glibc_allocator
+
+        print(f"allocator: glibc thresholds pinned: {pin_glibc_allocator()}")
 
     import yolo_attn  # noqa: F401  (registers the blocks)
     from yolo_attn.profiling.blocks import bench_blocks, blocks_table, profiler_table
