@@ -2,11 +2,11 @@
 
 glibc's malloc serves large blocks with ``mmap`` and trims the heap top once more than its trim threshold is free,
 raising both thresholds as it goes. A feature map of a few MB freed by one pass is then often returned to the OS, and
-the next pass that allocates it page-faults on every 4 KiB page: at yolov8n's P3 shape that alone made SE's
-broadcasting multiply take 105 us instead of 47 us (``bench_blocks.py --profile SE@P3``), and which pass pays it
-depends on the order of allocations, not on the block. Fixing both thresholds keeps freed blocks in the heap, so the
-times measure computation; it is what a long-running inference process settles into, and what an allocator such as
-jemalloc or tcmalloc does by design.
+the next pass that allocates it page-faults on every 4 KiB page: at yolov8n's P3 shape SE's broadcasting multiply
+took 105 us per call with glibc's trimming and 47-68 us with pinned thresholds (``bench_blocks.py --profile SE@P3``,
+three runs), and which pass pays it depends on the order of allocations, not on the block. Fixing both thresholds
+keeps freed blocks in the heap, so the times measure computation, as they would under an allocator that keeps its
+memory (jemalloc or tcmalloc, often preloaded for CPU inference).
 """
 
 from __future__ import annotations

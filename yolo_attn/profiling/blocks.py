@@ -195,13 +195,14 @@ def blocks_table(rows: Sequence[Mapping[str, Any]]) -> str:
         rows (Sequence[Mapping[str, Any]]): Output of `bench_blocks`.
 
     Returns:
-        (str): Markdown table: time / clone (ours, plain, compiled if measured) per level, ours / plain with its
-            interquartile range, and ops per forward (ours / plain).
+        (str): Markdown table: time / clone (ours, plain, compiled if measured) per level, ours in microseconds
+            (time / clone times the clone's median), ours / plain with its interquartile range, and ops per forward.
     """
     levels = list(dict.fromkeys(r["level"] for r in rows))
     compiled = any("compiled" in r for r in rows)
     head = ["Block", "time / clone, ours (" + " / ".join(levels) + ")", "plain (pre-issue-9)"]
     head += ["compiled"] if compiled else []
+    head += ["ours, us"]
     head += ["ours / plain, median [IQR]", "ops per forward, ours / plain"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_block: dict[str, dict[str, Mapping[str, Any]]] = {}
@@ -215,6 +216,9 @@ def blocks_table(rows: Sequence[Mapping[str, Any]]) -> str:
         first = next(iter(cells.values()))
         line = [block, per_level(cells, "ours", ".1f"), per_level(cells, "plain", ".1f")]
         line += [per_level(cells, "compiled", ".1f")] if compiled else []
+        line.append(
+            " / ".join(f"{cells[lv]['ours'] * cells[lv]['clone_us']:.0f}" if lv in cells else "–" for lv in levels)
+        )
         line.append(" / ".join(_ratio_cell(cells[lv]) if lv in cells else "–" for lv in levels))
         line.append(f"{first['ops']} / {first['ops_plain']}")
         lines.append("| " + " | ".join(line) + " |")
