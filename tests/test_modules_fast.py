@@ -112,6 +112,19 @@ def test_fuse_keeps_outputs_and_removes_batchnorm(name):
             assert_equal_fp32(block(X), expected)
 
 
+@pytest.mark.parametrize("name", list(BLOCKS))
+def test_fuse_adds_no_parameters_or_state(name):
+    # merged weights are derived buffers, not parameters: fusing only ever removes (BatchNorm) and saves no new keys
+    block = randomised(name).eval()
+    fused = deployed_block(block)
+    assert sum(p.numel() for p in fused.parameters()) <= sum(p.numel() for p in block.parameters())
+    assert set(fused.state_dict()) <= set(block.state_dict()) | {k + ".bias" for k in _conv_names(block)}
+
+
+def _conv_names(block: nn.Module) -> set[str]:
+    return {name for name, m in block.named_modules() if isinstance(m, nn.Conv2d)}
+
+
 def test_fold_batchnorm_matches_conv_then_bn():
     conv, bn = nn.Conv2d(4, 6, 3, padding=1, bias=True), nn.BatchNorm2d(6)
     randomize_(nn.Sequential(conv, bn)).eval()

@@ -37,7 +37,7 @@ class ChannelAttention(AttentionBlock):
 
     Attributes:
         mlp (nn.Sequential): Shared MLP C -> C/r -> C.
-        summed_output (nn.Conv2d | None): After `fuse`, the merged last layer 2C/r -> C; None before.
+        summed_weight (torch.Tensor): After `fuse` only: buffer ``[W2 W2]`` of shape (C, 2C/r), with ``summed_bias``.
 
     Examples:
         >>> ca = ChannelAttention(64, r=16)
@@ -57,7 +57,6 @@ class ChannelAttention(AttentionBlock):
         self.mlp = nn.Sequential(nn.Conv2d(c1, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, c1, 1))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
-        self.summed_output: nn.Conv2d | None = None
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Compute the channel gate.
@@ -70,25 +69,29 @@ class ChannelAttention(AttentionBlock):
         """
         first, act, last = self.mlp
         descriptors = torch.stack((x.mean((2, 3)), x.amax((2, 3))), 1)  # (B, 2, C)
-        hidden = act(pointwise(first, descriptors))  # (B, 2, C/r)
-        merged = getattr(self, "summed_output", None)  # getattr: blocks unpickled from older checkpoints
-        logits = pointwise(last, hidden).sum(1) if merged is None else pointwise(merged, hidden.flatten(1))
+        hidden = act(pointwise(first.weight, first.bias, descriptors))  # (B, 2, C/r)
+        merged = getattr(self, "summed_weight", None)  # getattr: blocks unpickled from older checkpoints
+        if merged is None:
+            logits = pointwise(last.weight, last.bias, hidden).sum(1)
+        else:
+            logits = pointwise(merged, self.summed_bias, hidden.flatten(1))
         return logits.sigmoid()[:, :, None, None]
 
     def fuse(self) -> ChannelAttention:
         """Merge the MLP's last layer with the sum over the two descriptors, for inference. Idempotent.
 
+        The merged weight ``[W2 W2]`` and bias ``2 b2`` are buffers derived from the parameters, outside the state dict
+        and the parameter count; like a folded BatchNorm, they do not follow later changes to the parameters.
+
         Returns:
             (ChannelAttention): This gate, computing the same numbers in one operation fewer.
         """
-        if getattr(self, "summed_output", None) is None:
+        if getattr(self, "summed_weight", None) is None:
             last = self.mlp[-1]
-            weight = last.weight
-            merged = nn.Conv2d(2 * last.in_channels, last.out_channels, 1, device=weight.device, dtype=weight.dtype)
             with torch.no_grad():
-                merged.weight.copy_(torch.cat((weight, weight), 1))
-                merged.bias.copy_(2 * last.bias)
-            self.summed_output = merged.requires_grad_(weight.requires_grad)
+                weight = last.weight.flatten(1)
+                self.register_buffer("summed_weight", torch.cat((weight, weight), 1), persistent=False)
+                self.register_buffer("summed_bias", 2 * last.bias, persistent=False)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from yolo_attn.modules.arg_checks import check_channels, check_positive_int
-from yolo_attn.modules.fusion import fold_batchnorm, positionwise, stacked_conv
+from yolo_attn.modules.fusion import fold_batchnorm, positionwise
 from yolo_attn.modules.identity_start import AttentionBlock
 
 MIN_HIDDEN = 8  # the reference code's floor on the hidden width: mip = max(8, C // r)
@@ -45,7 +45,8 @@ class CoordAtt(AttentionBlock):
         act (nn.Hardswish): h_swish.
         conv_h (nn.Conv2d): 1x1 conv mip -> C for the height gate.
         conv_w (nn.Conv2d): 1x1 conv mip -> C for the width gate.
-        stacked_gates (nn.Conv2d | None): After `fuse`, ``conv_h`` and ``conv_w`` stacked (mip -> 2C); None before.
+        gates_weight (torch.Tensor): After `fuse` only: buffer of ``conv_h`` and ``conv_w`` stacked, (2C, mip), with
+            ``gates_bias``.
 
     Examples:
         >>> ca = CoordAtt(64)
@@ -71,7 +72,6 @@ class CoordAtt(AttentionBlock):
         for conv in (self.conv_h, self.conv_w):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
-        self.stacked_gates: nn.Conv2d | None = None
 
     def directional_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Compute the height gate and the width gate.
@@ -85,26 +85,33 @@ class CoordAtt(AttentionBlock):
         """
         c, h = x.shape[1], x.shape[2]
         pooled = torch.cat((x.mean(3), x.mean(2)), 2)  # (B, C, H+W)
-        y = self.act(self.bn1(positionwise(self.conv1, pooled)[..., None]))[..., 0]  # (B, mip, H+W)
-        stacked = getattr(self, "stacked_gates", None)  # getattr: blocks unpickled from older checkpoints
+        y = positionwise(self.conv1.weight, self.conv1.bias, pooled)  # (B, mip, H+W)
+        y = self.act(self.bn1(y[..., None]))[..., 0]  # BatchNorm2d takes 4-D input
+        stacked = getattr(self, "gates_weight", None)  # getattr: blocks unpickled from older checkpoints
         if stacked is None:
-            a_h = positionwise(self.conv_h, y[:, :, :h]).sigmoid()
-            a_w = positionwise(self.conv_w, y[:, :, h:]).sigmoid()
+            a_h = positionwise(self.conv_h.weight, self.conv_h.bias, y[:, :, :h]).sigmoid()
+            a_w = positionwise(self.conv_w.weight, self.conv_w.bias, y[:, :, h:]).sigmoid()
         else:
-            both = positionwise(stacked, y).sigmoid()  # (B, 2C, H+W): each gate at every position, half of it used
+            both = positionwise(stacked, self.gates_bias, y).sigmoid()  # (B, 2C, H+W): each gate everywhere, half used
             a_h, a_w = both[:, :c, :h], both[:, c:, h:]
         return a_h[..., None], a_w[:, :, None]
 
     def fuse(self) -> CoordAtt:
         """Fold ``bn1`` (running statistics) into ``conv1`` and stack the two gate convs, for inference. Idempotent.
 
+        The stacked weight and bias are buffers derived from the parameters, outside the state dict and the parameter
+        count; like the folded BatchNorm, they do not follow later changes to the parameters.
+
         Returns:
             (CoordAtt): This block, now without BatchNorm and two operations fewer.
         """
         if isinstance(self.bn1, nn.BatchNorm2d):
             self.conv1, self.bn1 = fold_batchnorm(self.conv1, self.bn1), nn.Identity()
-        if getattr(self, "stacked_gates", None) is None:
-            self.stacked_gates = stacked_conv([self.conv_h, self.conv_w])
+        if getattr(self, "gates_weight", None) is None:
+            with torch.no_grad():
+                weight = torch.cat((self.conv_h.weight.flatten(1), self.conv_w.weight.flatten(1)))
+                self.register_buffer("gates_weight", weight, persistent=False)
+                self.register_buffer("gates_bias", torch.cat((self.conv_h.bias, self.conv_w.bias)), persistent=False)
         return self
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,56 +7,39 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """Apply a 1x1 convolution to channel vectors: ``x @ W.T + b``, the convolution at a single position.
+def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 1x1 convolution's weights to channel vectors: ``x @ W.T + b``, the convolution at a single position.
 
     On the pooled descriptors of a gate, a matrix product (one ``addmm``) costs a fraction of what a convolution call
     on a 1x1 map costs on CPU (issue 9); the numbers are the same, and the module keeps its checkpoint layout.
 
     Args:
-        conv (nn.Conv2d): 1x1 convolution, ``groups=1``.
+        weight (torch.Tensor): Weight of shape (C_out, C_in) or (C_out, C_in, 1, 1).
+        bias (torch.Tensor | None): Bias of shape (C_out,).
         x (torch.Tensor): Channel vectors of shape (..., C_in).
 
     Returns:
         (torch.Tensor): Shape (..., C_out).
     """
-    return F.linear(x, conv.weight.flatten(1), conv.bias)
+    return F.linear(x, weight.flatten(1), bias)
 
 
-def positionwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """Apply a 1x1 convolution at every position of a 1-D map, as one batched matrix product (``baddbmm``).
+def positionwise(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 1x1 convolution's weights at every position of a 1-D map, as one batched product (``baddbmm``).
 
     The same numbers as the convolution, for the short pooled strips of coordinate attention, where a convolution
     call costs several times the product on CPU (issue 9).
 
     Args:
-        conv (nn.Conv2d): 1x1 convolution with bias, ``groups=1``.
+        weight (torch.Tensor): Weight of shape (C_out, C_in) or (C_out, C_in, 1, 1).
+        bias (torch.Tensor): Bias of shape (C_out,).
         x (torch.Tensor): Map of shape (B, C_in, L).
 
     Returns:
         (torch.Tensor): Shape (B, C_out, L).
     """
-    weight = conv.weight.flatten(1)  # (C_out, C_in)
     batch, length = x.shape[0], x.shape[2]
-    return torch.baddbmm(conv.bias[:, None].expand(batch, -1, length), weight.expand(batch, -1, -1), x)
-
-
-def stacked_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
-    """Return one 1x1 convolution that computes several side by side, ``cat([conv(x) for conv in convs], 1)``.
-
-    Args:
-        convs (list[nn.Conv2d]): 1x1 convolutions with bias and the same input channels.
-
-    Returns:
-        (nn.Conv2d): Convolution with ``sum(out_channels)`` outputs, on the device and dtype of the first.
-    """
-    first = convs[0]
-    out = sum(conv.out_channels for conv in convs)
-    stacked = nn.Conv2d(first.in_channels, out, 1, device=first.weight.device, dtype=first.weight.dtype)
-    with torch.no_grad():
-        stacked.weight.copy_(torch.cat([conv.weight for conv in convs]))
-        stacked.bias.copy_(torch.cat([conv.bias for conv in convs]))
-    return stacked.requires_grad_(first.weight.requires_grad)
+    return torch.baddbmm(bias[:, None].expand(batch, -1, length), weight.flatten(1).expand(batch, -1, -1), x)
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

@@ -60,7 +60,8 @@ class SE(AttentionBlock):
             (torch.Tensor): Gate in (0, 1) of shape (B, C, 1, 1).
         """
         squeezed = x.mean((2, 3))  # (B, C)
-        return pointwise(self.fc2, self.act(pointwise(self.fc1, squeezed))).sigmoid()[:, :, None, None]
+        hidden = self.act(pointwise(self.fc1.weight, self.fc1.bias, squeezed))
+        return pointwise(self.fc2.weight, self.fc2.bias, hidden).sigmoid()[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the channels of ``x``.
