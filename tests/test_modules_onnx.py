@@ -1,7 +1,8 @@
 """Every block exports to ONNX the way Ultralytics exports (TorchScript-based exporter) and runs at other input sizes.
 
 The model is traced at one size and run by onnxruntime at another batch, height and width: pooling, the CoordAtt
-split and the attention reshapes must follow the input, not the size seen at export.
+split and the attention reshapes must follow the input, not the size seen at export. Fused blocks (what
+``model.fuse()`` leaves, and what Ultralytics exports) run their merged products, so they are exported too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from yolo_attn.modules import (
     SeparableSelfAttention,
     SpatialAttention,
 )
+from yolo_attn.profiling.blocks import deployed_block
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -45,10 +47,13 @@ BLOCKS = {
 }
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
 @pytest.mark.parametrize("opset", [12, 17])
 @pytest.mark.parametrize("name", list(BLOCKS))
-def test_onnx_export_follows_the_input_size(name, opset):
+def test_onnx_export_follows_the_input_size(name, opset, fused):
     block = randomize_(BLOCKS[name]()).eval()
+    if fused:
+        block = deployed_block(block)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values; the comparison below is the check
