@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from child_venv import make_child_venv
 from conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -48,8 +48,7 @@ def test_wheel_in_a_fresh_venv_loads_yolo26n_cbam_by_bare_name(tmp_path: Path):
     )
     (wheel,) = wheels.glob("yolo_attn-*.whl")
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path, env)
-    venv_python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    venv_python = make_child_venv(venv, env)  # sees this interpreter's torch and ultralytics, in a venv or not
     run([str(venv_python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], tmp_path, env)
 
     empty = tmp_path / "empty"
