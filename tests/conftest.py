@@ -18,6 +18,7 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("YOLO_VERBOSE", "False")
 
 import pytest  # noqa: E402
+from compare_fakes import fakes  # noqa: E402, F401  (the fixture, for every test module)
 
 import yolo_attn  # noqa: E402, F401  (registers the blocks)
 from yolo_attn.offline import install_local_font  # noqa: E402

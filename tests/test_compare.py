@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from compare_fakes import GRID, FakeTrainer, fake_metrics
 
 import yolo_attn.experiments.cell as cell_module
 import yolo_attn.experiments.compare as compare_module
@@ -27,52 +28,6 @@ from yolo_attn.experiments.stats import (
     t_quantile,
     t_two_sided_probability,
 )
-
-
-def fake_metrics(model: str, seed: int) -> dict:
-    """A deterministic stand-in for evaluate()'s result."""
-    ap = 0.1 * (1 + len(Path(model).stem)) + 0.01 * seed
-    return {"coco": {"AP": ap, "AP50": 2 * ap}, "ultralytics": {"mAP50-95": ap, "mAP50": 2 * ap}}
-
-
-def fake_static_cost(model, imgsz=640):
-    return {"params": 1000 * len(Path(model).stem), "gflops": 1.0, "gflops_torch": 1.0, "imgsz": imgsz}
-
-
-def fake_latencies(models, imgsz=640, device="cpu", runs=50, warmup=10, threads=None):
-    return {name: {"latency_ms": 2.0, "latency_p10_ms": 1.0, "latency_p90_ms": 3.0, "threads": 1} for name in models}
-
-
-class FakeTrainer:
-    """Records every (model, seed) it trains; on call ``fail_on`` (1-based) raises ``error`` (KeyboardInterrupt: a
-    killed process, which writes nothing; any Exception: a failing cell, which records its error)."""
-
-    def __init__(self, fail_on: int | None = None, error: BaseException | None = None) -> None:
-        self.calls: list[tuple[str, int]] = []
-        self.fail_on = fail_on
-        self.error = error or KeyboardInterrupt("killed during training")
-
-    def __call__(self, model: str, seed: int, settings: dict, device, out: Path) -> dict:
-        self.calls.append((model, seed))
-        if len(self.calls) == self.fail_on:
-            raise self.error
-        return {"metrics": fake_metrics(model, seed), "weights": f"{model}-{seed}.pt", "train_dir": str(out)}
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    monkeypatch.setattr("yolo_attn.profiling.cost.static_cost", fake_static_cost)
-    monkeypatch.setattr("yolo_attn.profiling.cost.deployed_model", lambda model, device="cpu": model)
-    monkeypatch.setattr("yolo_attn.profiling.cost.measure_latencies", fake_latencies)
-
-    def install(trainer: FakeTrainer) -> FakeTrainer:
-        monkeypatch.setattr(cell_module, "train_and_evaluate", trainer)
-        return trainer
-
-    return install
-
-
-GRID = {"models": ["base.yaml", "attn.yaml"], "seeds": [0, 1], "epochs": 3}
 
 
 def test_resume_runs_only_unfinished_and_leaves_finished_untouched(tmp_path, fakes):
@@ -337,6 +292,7 @@ def test_t_distribution_closed_forms():
     assert t_two_sided_probability(math.sqrt(2 / 3), 2) == pytest.approx(0.5)  # df 2: t / sqrt(2 + t^2)
     assert t_quantile(0.95, 1) == pytest.approx(math.tan(0.45 * math.pi))  # Cauchy quantile, exactly
     import scipy.stats as scipy_stats  # a test-only reference, in the dev extra
+
     for df in (1, 2, 5, 17, 60):
         assert t_quantile(0.975, df) == pytest.approx(scipy_stats.t.ppf(0.975, df), rel=1e-10)
 

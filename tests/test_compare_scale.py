@@ -142,6 +142,54 @@ def test_submitit_local_executor_runs_cells_side_by_side(sequential, synthetic_s
     )
 
 
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    command = [*yolo_attn_command(), "compare", *args]
+    return subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+CORRUPT = ("not a valid Ultralytics model", "corrupted", "could not be read")
+
+
+def test_two_compares_on_one_folder_train_each_cell_once(synthetic_subset, tmp_path):
+    """The same command twice at once: every cell is trained by one of them, and both end with the same report."""
+    settings = ["--data", str(synthetic_subset), "--models", *MODELS, *SETTINGS[:-3], "--latency-runs", "0"]
+    args = [*settings, "workers=0", "--device", "cpu", "--out", "cmp"]
+    first, second = start_cli(*args, cwd=tmp_path), start_cli(*args, cwd=tmp_path)
+    outputs = [proc.communicate(timeout=900)[0] for proc in (first, second)]
+    assert (first.returncode, second.returncode) == (0, 0), "\n".join(o[-3000:] for o in outputs)
+    trainings = [o.count("Starting training for") for o in outputs]
+    print(f"\ntwo simultaneous compares of 4 cells: trainings {trainings} (total {sum(trainings)})")
+    assert sum(trainings) == 4, trainings
+    assert not any(word in o for o in outputs for word in CORRUPT)
+    assert any("running elsewhere" in o for o in outputs)  # they met, and one waited for the other's cell
+    out = tmp_path / "cmp"
+    assert len(load_runs(out)) == 4
+    report = (out / "compare.md").read_text()
+    assert "4/4 runs finished" in report and all(report in o for o in outputs)  # both printed the same, whole report
+
+
+def test_local_executor_and_sequential_on_one_folder_train_each_cell_once(synthetic_subset, tmp_path):
+    pytest.importorskip("submitit")
+    from yolo_attn.experiments.compare import compare
+
+    settings = ["--data", str(synthetic_subset), "--models", *MODELS, *SETTINGS[:-3], "--latency-runs", "0"]
+    sequential = start_cli(*settings, "workers=0", "--device", "cpu", "--out", "cmp", cwd=tmp_path)
+    out = compare(
+        synthetic_subset, MODELS, [0, 1], 1, imgsz=64, batch=8, device="cpu", out=tmp_path / "cmp",
+        train_overrides={"workers": 0}, latency_runs=0, executor="local", per_device=1,
+    )  # fmt: skip
+    output = sequential.communicate(timeout=900)[0]
+    assert sequential.returncode == 0, output[-3000:]
+    local_logs = "".join(path.read_text() for path in (out / "slurm").glob("*/*_log.*"))
+    trainings = output.count("Starting training for") + local_logs.count("Starting training for")
+    print(f"\nsequential + --executor local on one folder: {trainings} trainings for 4 cells")
+    assert trainings == 4
+    records = load_runs(out)
+    assert len(records) == 4 and len({r["pid"] for r in records}) >= 2  # both runners trained some of the cells
+    assert not any(word in output + local_logs for word in CORRUPT)
+
+
 def unfinished(last: Path) -> bool:
     """True when ``last`` holds an unfinished training (read without touching it: it may be half-written now)."""
     import torch
@@ -236,6 +284,9 @@ def test_slurm_job_array(slurm, synthetic_subset, tmp_path, monkeypatch):
     jobs = json.loads((out / "slurm" / "submitted.json").read_text())["jobs"]
     array_ids = {j["job_id"].split("_")[0] for j in jobs}
     assert len(jobs) == 4 and len(array_ids) == 1, jobs  # one job array of 4 tasks
+    # resubmitted while the array is queued or running: its tasks are not submitted a second time
+    compare(synthetic_subset, MODELS, [0, 1], 1, train_overrides=overrides, slurm={"time": 30}, **grid)
+    assert json.loads((out / "slurm" / "submitted.json").read_text())["jobs"] == jobs
     deadline = time.time() + 600
     while time.time() < deadline and sum(r["status"] == "done" for r in load_records(out)) < 4:
         time.sleep(1)

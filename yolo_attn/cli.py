@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--array-parallelism", type=int, default=None, help="most Slurm array tasks running at once")
     p.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="leave cells that another run of this folder is training to it and report what has finished; by "
+        "default compare waits for them (and takes over the claim of one whose runner died)",
+    )
+    p.add_argument(
         "--runtime",
         choices=("torch", "onnxruntime"),
         default=None,
@@ -319,6 +326,7 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         array_parallelism=args.array_parallelism,
         runtime=args.runtime,
         task=args.task or checkpoint_task(args.models[0]),
+        wait=args.wait,
     )
     if executor == "slurm":  # submitted (the job ids were printed): the report comes with --report
         return

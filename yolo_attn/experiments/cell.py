@@ -1,7 +1,9 @@
 """One cell of a comparison: train one model with one seed, evaluate it, write one JSON. Every executor runs this.
 
-A cell is idempotent and preemption-safe:
+A cell is idempotent, preemption-safe and runs in one place at a time:
 
+- it is claimed before it trains (``yolo_attn.experiments.claims``): a runner that finds it claimed by a live owner
+  leaves it alone and returns a record with ``status`` "elsewhere" (not written), naming the owner;
 - its result is ``runs/<key>.json``, written atomically once training AND evaluation are done (``status`` "done");
 - an exception inside the cell is recorded in the same file (``status`` "failed", the error and its traceback) and
   returned, never raised, so the other cells go on; a rerun redoes failed and missing cells and skips finished ones;
@@ -26,8 +28,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from yolo_attn.experiments.files import DONE, FAILED, read_json, run_path, train_dir, write_json_atomic
+from yolo_attn.experiments.claims import CellClaim, describe
+from yolo_attn.experiments.files import DONE, ELSEWHERE, FAILED, read_json, run_path, train_dir, write_json_atomic
 from yolo_attn.experiments.plan import Cell, Plan, load_plan
+
+ELSEWHERE_EXIT = 75  # exit status of a cell process that found its cell claimed by another runner (EX_TEMPFAIL)
 
 
 def cell_status(out: Path, cell: Cell) -> str:
@@ -54,11 +59,29 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
 
     Returns:
         (dict[str, Any]): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
-            ``resumed_at_epoch``, ``transfer``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the
-            model, seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
-            (``started``, ``ended``: Unix seconds).
+            ``resumed_at_epoch``, ``restarted`` (why an unreadable ``last.pt`` made the training start over, or None),
+            ``transfer``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the model, seed,
+            settings, ``pretrained`` (source weights or None), device, pid, host, start and end times (``started``,
+            ``ended``: Unix seconds). A cell that another runner holds is not touched: the record returned (not
+            written) has ``status`` "elsewhere" and its ``owner``; one that another runner finished meanwhile returns
+            that runner's record.
     """
     out = Path(out)
+    with CellClaim(out, cell.key) as claim:
+        if not claim.acquire():
+            owner = claim.owner()
+            return {"stem": cell.stem, "seed": cell.seed, "status": ELSEWHERE, "owner": owner, "error": describe(owner)}
+        if cell_status(out, cell) == DONE:  # finished by another runner between our look and our claim
+            return read_json(run_path(out, cell.key))
+        record = _run_claimed(plan, cell, out, device)
+        if claim.lost is not None:
+            record["claim_lost"] = claim.lost.reason
+        write_json_atomic(run_path(out, cell.key), record)
+        return record
+
+
+def _run_claimed(plan: Plan, cell: Cell, out: Path, device: str | int | None) -> dict[str, Any]:
+    """Train and evaluate a cell this process has claimed; return its record (see ``run_cell``)."""
     device = plan.device if device is None else device
     record: dict[str, Any] = {
         "model": cell.model,
@@ -81,7 +104,6 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
     record["duration_s"] = round(record["ended"] - record["started"], 1)
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record["versions"] = versions()
-    write_json_atomic(run_path(out, cell.key), record)
     return record
 
 
@@ -118,7 +140,10 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
     key = run_key(Path(model).stem, seed)
     folder = train_dir(out, key)
     state, epoch = training_state(folder / "weights" / "last.pt")
-    resumed_at = None
+    resumed_at, restarted = None, None
+    if state == "unreadable":
+        restarted = f"{folder / 'weights' / 'last.pt'} could not be read; moved to last.pt.corrupt, trained anew"
+        print(f"compare: {key}: {restarted}", flush=True)  # on the console and in the cell's log, not only a warning
     if state == "unfinished":  # continue the interrupted training where its last.pt stopped
         resumed_at = epoch + 2  # last.pt holds the 0-based index of the last completed epoch
         yolo = YOLO(str(folder / "weights" / "last.pt"))
@@ -156,6 +181,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         "weights": str(weights),
         "train_dir": str(save_dir),
         "resumed_at_epoch": resumed_at,
+        "restarted": restarted,
         "transfer": transfer_report_of(weights),
     }
 
@@ -169,10 +195,13 @@ def training_state(last: Path) -> tuple[str, int | None]:
     Args:
         last (Path): Path of ``weights/last.pt`` in a training folder.
 
+    Only the process that holds the cell's claim calls this, so ``last.pt`` is never one that another runner is
+    writing at that moment.
+
     Returns:
-        (tuple[str, int | None]): ``("missing", None)``, ``("finished", None)`` or ``("unfinished", epoch)`` with the
-            0-based index of the last completed epoch. An unreadable ``last.pt`` (its writer was killed) is moved
-            aside and counts as missing.
+        (tuple[str, int | None]): ``("missing", None)``, ``("finished", None)``, ``("unfinished", epoch)`` with the
+            0-based index of the last completed epoch, or ``("unreadable", None)``: that ``last.pt`` (its writer was
+            killed while writing it) is moved aside to ``last.pt.corrupt`` and the training starts over.
     """
     if not last.exists():
         return "missing", None
@@ -183,9 +212,9 @@ def training_state(last: Path) -> tuple[str, int | None]:
     except Exception as error:  # killed while Ultralytics wrote it (it writes in place): train this cell again
         from ultralytics.utils import LOGGER
 
-        LOGGER.warning(f"compare: {last} cannot be read ({error}); moved to last.pt.corrupt, training from scratch")
+        LOGGER.warning(f"compare: {last} cannot be read ({type(error).__name__}: {error})")
         last.replace(last.with_suffix(".pt.corrupt"))
-        return "missing", None
+        return "unreadable", None
     epoch = ckpt.get("epoch", -1)
     if epoch is not None and epoch >= 0 and ckpt.get("optimizer") is not None:
         return "unfinished", int(epoch)
@@ -293,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     install_local_font()
     plan = load_plan(args.out)
     record = run_cell(plan, plan.cell(args.key), args.out, args.device)
+    if record["status"] == ELSEWHERE:
+        print(f"{args.key}: running elsewhere ({record['error']}); not touched", flush=True)
+        raise SystemExit(ELSEWHERE_EXIT)
     if record["status"] != DONE:
         print(record["traceback"], flush=True)
         raise SystemExit(1)

@@ -16,6 +16,7 @@ from typing import Any
 from ultralytics.utils import LOGGER, colorstr
 
 from yolo_attn.experiments.cell import pending_cells
+from yolo_attn.experiments.claims import is_free, report_lock
 from yolo_attn.experiments.costs import LATENCY_THREADS, measure_costs, measure_runtime
 from yolo_attn.experiments.executors import device_slots, run_parallel, run_sequential
 from yolo_attn.experiments.files import FAILED, default_out, load_records, load_runs
@@ -47,6 +48,7 @@ def compare(
     array_parallelism: int | None = None,
     runtime: str | None = None,
     task: str = "detect",
+    wait: bool = True,
 ) -> Path:
     """Train every model with every seed under identical settings, evaluate each, and report.
 
@@ -98,6 +100,10 @@ def compare(
         runtime (str | None): Also time the models in this deployment runtime (``"torch"`` or ``"onnxruntime"``,
             CPU, paired shuffled rounds as ``yolo-attn profile --runtime``), in a second table of the report.
         task (str): ``"detect"`` or ``"classify"``; every model must be of that task.
+        wait (bool): Cells that another run of the same folder holds (see ``yolo_attn.experiments.claims``) are
+            never touched. True waits for them to finish there, and runs one here if its runner dies; False leaves
+            them and reports what has finished. A Slurm submission skips them, and the cells whose array tasks are
+            still queued, either way.
 
     Returns:
         (Path): The comparison folder, holding ``plan.json``, ``runs/*.json`` and (unless Slurm jobs are still
@@ -123,18 +129,26 @@ def compare(
             LOGGER.warning(f"{PREFIX}partial report failed ({error}); the cells go on, the final report retries")
 
     if executor == "sequential":
-        run_sequential(plan, cells, out, on_done=partial_report)
+        run_sequential(plan, cells, out, on_done=partial_report, wait=wait)
     elif executor == "parallel":
-        run_parallel(plan, cells, out, device_slots(device, per_device), on_done=partial_report)
+        run_parallel(plan, cells, out, device_slots(device, per_device), on_done=partial_report, wait=wait)
     else:
         from yolo_attn.experiments import submitit_executor
 
         if executor == "local":
-            submitit_executor.run_local(plan, cells, out, device_slots(device, per_device), on_done=partial_report)
-        elif cells:
-            jobs = submitit_executor.submit_slurm(plan, cells, out, slurm or {}, array_parallelism, plan.device)
-            print(submitit_executor.watch_hint(jobs, out), flush=True)
-            return out
+            slots = device_slots(device, per_device)
+            submitit_executor.run_local(plan, cells, out, slots, on_done=partial_report, wait=wait)
+        else:
+            queued = submitit_executor.queued_in_slurm(out)
+            elsewhere = [c.key for c in cells if c.key in queued or not is_free(out, c.key)]
+            if elsewhere:
+                LOGGER.info(f"{PREFIX}not resubmitted, queued or running already: {', '.join(elsewhere)}")
+            cells = [cell for cell in cells if cell.key not in elsewhere]
+            if cells:
+                jobs = submitit_executor.submit_slurm(plan, cells, out, slurm or {}, array_parallelism, plan.device)
+                print(submitit_executor.watch_hint(jobs, out), flush=True)
+            if cells or elsewhere:
+                return out
     failed = failed_cells(out, plan)
     if failed:
         LOGGER.warning(f"{PREFIX}{len(failed)} cell(s) failed: {', '.join(failed)}; rerun the command to redo them")
@@ -156,6 +170,11 @@ def finish(out: Path, plan: Plan, measure_latency: bool = True, runtime: str | N
     Returns:
         (Path): Path of ``compare.md``.
     """
+    with report_lock(out):  # two runners finishing at once measure latency once and write one report
+        return _finish(out, plan, measure_latency, runtime)
+
+
+def _finish(out: Path, plan: Plan, measure_latency: bool, runtime: str | None) -> Path:
     runs = load_runs(out)
     done = [(m, s) for m, s in zip(plan.models, plan.stems, strict=True) if any(r["stem"] == s for r in runs)]
     measure_costs(

@@ -19,32 +19,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from yolo_attn.experiments.cell import run_cell
-from yolo_attn.experiments.files import DONE, log_path, read_json, run_path, train_dir
+from yolo_attn.experiments.cell import ELSEWHERE_EXIT, run_cell
+from yolo_attn.experiments.claims import CellQueue, is_free
+from yolo_attn.experiments.files import DONE, ELSEWHERE, log_path, read_json, run_key, run_path, train_dir
 from yolo_attn.experiments.plan import Cell, Plan
 
 OnDone = Callable[[dict[str, Any]], None]
 
 
-def run_sequential(plan: Plan, cells: Sequence[Cell], out: Path, on_done: OnDone | None = None) -> list[dict]:
+def run_sequential(
+    plan: Plan, cells: Sequence[Cell], out: Path, on_done: OnDone | None = None, wait: bool = True
+) -> list[dict]:
     """Run ``cells`` one after another in this process, on the plan's device.
+
+    Cells that another runner holds are left to it; with ``wait`` they are looked at again every few seconds until
+    they finish there (their record is returned) or their claim is freed (then they run here).
 
     Args:
         plan (Plan): The comparison.
         cells (Sequence[Cell]): Cells to run (usually the pending ones).
         out (Path): Comparison folder.
         on_done (OnDone | None): Called with each cell's record when it ends (e.g. to write a partial report).
+        wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
 
     Returns:
-        (list[dict]): The records, in order.
+        (list[dict]): The records, in the order the cells ended.
     """
     from ultralytics.utils import LOGGER
 
     records = []
-    for i, cell in enumerate(cells, 1):
-        LOGGER.info(f"compare: [{i}/{len(cells)}] {cell.key}: training {plan.settings['epochs']} epochs")
-        record = run_cell(plan, cell, out)
-        LOGGER.info(f"compare: [{i}/{len(cells)}] {cell.key}: {_outcome(record)}")
+    queue = CellQueue(cells, out, wait)
+    while queue:
+        cell, record = queue.next()
+        if cell is None and record is None:
+            time.sleep(queue.wait_s())
+            continue
+        if cell is not None:
+            LOGGER.info(f"compare: {cell.key}: training {plan.settings['epochs']} epochs")
+            record = run_cell(plan, cell, out)
+            if record["status"] == ELSEWHERE:
+                queue.held_elsewhere(cell)
+                continue
+        LOGGER.info(f"compare: {_key(record)}: {_outcome(record)}")
         records.append(record)
         if on_done is not None:
             on_done(record)
@@ -144,8 +160,11 @@ def run_parallel(
     on_done: OnDone | None = None,
     poll_s: float = 1.0,
     stream: IO[str] | None = None,
+    wait: bool = True,
 ) -> list[dict]:
     """Run ``cells`` side by side, one per slot at a time, each in its own process with its own log file.
+
+    Cells held by another runner are handled as in ``run_sequential``.
 
     Args:
         plan (Plan): The comparison (already saved in ``out/plan.json``, which the child processes read).
@@ -156,6 +175,7 @@ def run_parallel(
         poll_s (float): Seconds between progress updates.
         stream (IO[str] | None): Where progress lines go (default stdout). On a terminal the lines of the running
             cells are redrawn in place; elsewhere a line is printed when a cell starts, finishes an epoch or ends.
+        wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
 
     Returns:
         (list[dict]): The records of the cells, in the order they ended.
@@ -163,27 +183,40 @@ def run_parallel(
     stream = stream or sys.stdout
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    queue, free = list(cells), list(slots)
+    queue, free = CellQueue(cells, out, wait), list(slots)
     running: list[_Running] = []
     records: list[dict] = []
     progress = _Progress(stream, plan.settings["epochs"], out)
     progress.say(f"compare: {len(cells)} cells on {len(slots)} slot(s): {', '.join(s.label for s in slots)}")
+
+    def settle(record: dict[str, Any], where: str = "") -> None:
+        records.append(record)
+        progress.say(f"compare: {_key(record)}{where}: {_outcome(record)}")
+        if on_done is not None:
+            on_done(record)
+
     try:
         while queue or running:
             while queue and free:
-                slot, cell = free.pop(0), queue.pop(0)
-                running.append(_start(cell, slot, out))
+                cell, record = queue.next()
+                if record is not None:
+                    settle(record, " (elsewhere)")
+                elif cell is None:
+                    break
+                elif not is_free(out, cell.key):  # a child would find it claimed: don't start one
+                    queue.held_elsewhere(cell)
+                else:
+                    running.append(_start(cell, free.pop(0), out))
             for job in [j for j in running if j.process.poll() is not None]:
                 running.remove(job)
                 job.log.close()
                 free.append(job.slot)
-                record = _record_of(job, out)
-                records.append(record)
-                progress.say(f"compare: {job.cell.key} ({job.slot.label}): {_outcome(record)}")
-                if on_done is not None:
-                    on_done(record)
+                if job.process.returncode == ELSEWHERE_EXIT:  # claimed by another runner just before the child
+                    queue.held_elsewhere(job.cell)
+                else:
+                    settle(_record_of(job, out), f" ({job.slot.label})")
             progress.show(running)
-            if running:
+            if running or queue:
                 time.sleep(poll_s)
     except BaseException:
         for job in running:  # the cells this call started; their JSON is not written, a rerun resumes them
@@ -218,6 +251,10 @@ def _record_of(job: _Running, out: Path) -> dict[str, Any]:
             "error": f"process exited with code {job.process.returncode} before writing its record",
         }
     return record
+
+
+def _key(record: dict[str, Any]) -> str:
+    return run_key(record["stem"], record["seed"])
 
 
 def _outcome(record: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ Layout of a comparison folder ``out``::
       logs/<stem>_seed<s>.log    a cell's console output when it ran in its own process (--parallel)
       train/<stem>_seed<s>/      the Ultralytics training folder (weights/last.pt, best.pt, results.csv, args.yaml)
       eval/<stem>_seed<s>/       detections and metrics written by ``yolo_attn.evaluation.coco_eval.evaluate`` (detect)
+      claims/<key>.lock, .owner.json   the claim of a cell while a runner trains it (host, pid, Slurm task)
       slurm/                     submitit's pickles and the Slurm / local job logs (--executor slurm | local)
       costs/<stem>.json          params and GFLOPs of each model (measured once, cached)
       latency.json               batch-1 latency of the finished models, measured together (interleaved)
@@ -30,6 +31,7 @@ from typing import Any
 DEFAULT_ROOT = Path("runs") / "compare"
 PLAN = "plan.json"
 DONE, FAILED = "done", "failed"
+ELSEWHERE = "elsewhere"  # a cell another runner holds: a record returned, never written
 
 
 def default_out(root: Path = DEFAULT_ROOT) -> Path:

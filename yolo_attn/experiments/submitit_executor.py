@@ -40,7 +40,8 @@ class CellJob(Checkpointable):
             device (str | None): Ultralytics device of the cell; None uses the plan's (Ultralytics' default if unset).
 
         Returns:
-            (str): The cell's status, ``"done"`` or ``"failed"`` (its record is in ``out/runs/<key>.json``).
+            (str): The cell's status, ``"done"`` or ``"failed"`` (its record is in ``out/runs/<key>.json``), or
+                ``"elsewhere"`` when another runner holds the cell (nothing was touched).
         """
         from yolo_attn.experiments.cell import cell_status, pin_cuda_device, run_cell
         from yolo_attn.offline import apply_offline_env, install_local_font
@@ -141,8 +142,43 @@ def submit_slurm(
     executor.update_parameters(**params)
     with executor.batch():
         jobs = [executor.submit(CellJob(), str(out), cell.key, device) for cell in cells]
-    _record_jobs(out, cells, jobs, "slurm")
+    _record_jobs(out, cells, jobs, "slurm", keep=queued_in_slurm(out))
     return jobs
+
+
+def queued_in_slurm(out: Path) -> dict[str, dict[str, str]]:
+    """Return the entries of ``out/slurm/submitted.json`` whose Slurm task is still queued, running or requeued.
+
+    Those cells must not be submitted again: a pending task has not claimed its cell yet. Asked of ``squeue`` (one
+    line per array task), which answers without Slurm's accounting database; submitit's own job state reads
+    ``sacct``, which needs it. No ``squeue`` or no answer counts as nothing queued.
+
+    Args:
+        out (Path): Comparison folder.
+
+    Returns:
+        (dict[str, dict[str, str]]): Cell name -> its entry (``cell``, ``job_id``, ``stdout``).
+    """
+    import subprocess
+
+    from yolo_attn.experiments.files import read_json
+
+    path = Path(out) / "slurm" / "submitted.json"
+    if not path.exists() or read_json(path).get("executor") != "slurm":
+        return {}
+    entries = {entry["job_id"]: entry for entry in read_json(path)["jobs"]}
+    arrays = sorted({job_id.split("_")[0] for job_id in entries})
+    try:
+        proc = subprocess.run(
+            ["squeue", "--noheader", "--array", "--format=%i %T", f"--jobs={','.join(arrays)}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    queued = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()} if proc.returncode == 0 else set()
+    return {entry["cell"]: entry for job_id, entry in entries.items() if job_id in queued}
 
 
 def run_local(
@@ -152,6 +188,7 @@ def run_local(
     slots: Sequence[Any],
     on_done: Any = None,
     poll_s: float = 0.5,
+    wait: bool = True,
 ) -> list[dict]:
     """Run ``cells`` as submitit local jobs, at most one per slot at once, and wait for them.
 
@@ -162,19 +199,36 @@ def run_local(
         slots (Sequence[Slot]): ``yolo_attn.experiments.executors.device_slots``: the limit and each job's device.
         on_done (Callable | None): Called with each cell's record when its job ends.
         poll_s (float): Seconds between checks.
+        wait (bool): Wait for the cells that another runner holds (True) or leave them to their owners.
 
     Returns:
         (list[dict]): The records, in the order the jobs ended.
     """
-    from yolo_attn.experiments.files import read_json, run_path
+    from yolo_attn.experiments.claims import CellQueue, is_free
+    from yolo_attn.experiments.files import ELSEWHERE, read_json, run_path
 
     executor = submitit.LocalExecutor(folder=Path(out) / "slurm" / "%j")
-    queue, free = list(cells), list(slots)
+    queue, free = CellQueue(cells, out, wait), list(slots)
     running: list[tuple[Cell, Any, submitit.Job]] = []
     records, submitted = [], []
+
+    def settle(record: dict[str, Any]) -> None:
+        records.append(record)
+        if on_done is not None:
+            on_done(record)
+
     while queue or running:
         while queue and free:
-            slot, cell = free.pop(0), queue.pop(0)
+            cell, record = queue.next()
+            if record is not None:
+                settle(record)
+                continue
+            if cell is None:
+                break
+            if not is_free(out, cell.key):
+                queue.held_elsewhere(cell)
+                continue
+            slot = free.pop(0)
             gpus = {"gpus_per_node": 1, "visible_gpus": (int(slot.visible),)} if slot.visible else {}
             executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, **gpus)
             job = executor.submit(CellJob(), str(out), cell.key, slot.device)
@@ -185,14 +239,15 @@ def run_local(
             running.remove(entry)
             cell, slot, job = entry
             free.append(slot)
+            if job.state == "FINISHED" and job.result() == ELSEWHERE:  # claimed by another runner meanwhile
+                queue.held_elsewhere(cell)
+                continue
             path = run_path(out, cell.key)
             record = read_json(path) if path.exists() else {"stem": cell.stem, "seed": cell.seed, "status": "failed"}
             if job.state != "FINISHED" and not path.exists():
                 record["error"] = f"submitit job {job.job_id} ended {job.state}; see {job.paths.stderr}"
-            records.append(record)
-            if on_done is not None:
-                on_done(record)
-        if running:
+            settle(record)
+        if running or queue:
             time.sleep(poll_s)
     return records
 
@@ -210,11 +265,18 @@ def watch_hint(jobs: Sequence[submitit.Job], out: Path) -> str:
     )
 
 
-def _record_jobs(out: Path, cells: Sequence[Cell], jobs: Sequence[submitit.Job], kind: str) -> None:
-    """Write ``out/slurm/submitted.json``: which job runs which cell."""
+def _record_jobs(
+    out: Path,
+    cells: Sequence[Cell],
+    jobs: Sequence[submitit.Job],
+    kind: str,
+    keep: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Write ``out/slurm/submitted.json``: which job runs which cell (``keep``: earlier entries still queued)."""
     folder = Path(out) / "slurm"
     folder.mkdir(parents=True, exist_ok=True)
-    entries = [
+    entries = [entry for key, entry in (keep or {}).items() if key not in {cell.key for cell in cells}]
+    entries += [
         {"cell": cell.key, "job_id": str(job.job_id), "stdout": str(job.paths.stdout)}
         for cell, job in zip(cells, jobs, strict=True)
     ]
