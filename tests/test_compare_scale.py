@@ -169,9 +169,11 @@ def test_two_compares_on_one_folder_train_each_cell_once(synthetic_subset, tmp_p
     assert "4/4 runs finished" in report and all(report in o for o in outputs)  # both printed the same, whole report
 
 
-def test_local_executor_and_sequential_on_one_folder_train_each_cell_once(synthetic_subset, tmp_path):
+def test_local_executor_and_sequential_on_one_folder_train_each_cell_once(synthetic_subset, tmp_path, monkeypatch):
     pytest.importorskip("submitit")
     from yolo_attn.experiments.compare import compare
+
+    monkeypatch.setenv("YOLO_VERBOSE", "True")  # the local jobs inherit it: their logs show each training's start
 
     settings = ["--data", str(synthetic_subset), "--models", *MODELS, *SETTINGS[:-3], "--latency-runs", "0"]
     sequential = start_cli(*settings, "workers=0", "--device", "cpu", "--out", "cmp", cwd=tmp_path)

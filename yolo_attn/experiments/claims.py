@@ -103,12 +103,20 @@ class CellClaim:
             self.owner_path.unlink(missing_ok=True)
             self._lease.release()
 
-    def owner(self) -> dict[str, Any] | None:
-        """Return the recorded owner of the claim, or None when there is none (or it is being written)."""
-        try:
-            return read_json(self.owner_path)
-        except (OSError, ValueError):
-            return None
+    def owner(self, patience_s: float = 1.0) -> dict[str, Any] | None:
+        """Return the recorded owner of the claim, or None when there is none.
+
+        A runner writes its owner file just after it takes the lock, so a claim without one yet is looked at again
+        for up to ``patience_s`` seconds.
+        """
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                return read_json(self.owner_path)
+            except (OSError, ValueError):
+                if not self.lock_path.exists() or time.monotonic() > deadline:
+                    return None
+                time.sleep(0.1)
 
     def _take_over_own_slurm_claim(self) -> None:
         """Break the claim left by an earlier attempt of this very Slurm task (requeued, possibly on another node)."""
