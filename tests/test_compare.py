@@ -337,6 +337,7 @@ def test_t_distribution_closed_forms():
     assert t_two_sided_probability(math.sqrt(2 / 3), 2) == pytest.approx(0.5)  # df 2: t / sqrt(2 + t^2)
     assert t_quantile(0.95, 1) == pytest.approx(math.tan(0.45 * math.pi))  # Cauchy quantile, exactly
     import scipy.stats as scipy_stats  # a test-only reference, in the dev extra
+
     for df in (1, 2, 5, 17, 60):
         assert t_quantile(0.975, df) == pytest.approx(scipy_stats.t.ppf(0.975, df), rel=1e-10)
 
