@@ -33,7 +33,7 @@ import io
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,13 @@ def resolve(target: str | type[nn.Module]) -> type[nn.Module]:
 
 
 def check_block(
-    cls: type[nn.Module] | str, *, compile: bool = False, onnx: bool = True, imgsz: int = 320, **kwargs: Any
+    cls: type[nn.Module] | str,
+    *,
+    compile: bool = False,
+    onnx: bool = True,
+    imgsz: int = 320,
+    only: Sequence[str] | None = None,
+    **kwargs: Any,
 ) -> CheckReport:
     """Check the contract of a block (see the module docstring for the properties).
 
@@ -99,6 +105,8 @@ def check_block(
         compile (bool): Also check ``torch.compile`` (slow on CPU).
         onnx (bool): Check the ONNX export (needs onnx and onnxruntime).
         imgsz (int): Image size whose yolov8n P3/P4/P5 spatial sizes are used (a multiple of 32).
+        only (Sequence[str] | None): Names of the properties to check (keys of `PROPERTIES`); None for all. The
+            others are reported as skipped.
         **kwargs (Any): Constructor arguments after the input channels, also written into the YAML rows
             (as a trailing mapping).
 
@@ -131,7 +139,13 @@ def check_block(
     report.block = spec.name
     context = _Context(spec, kwargs, imgsz, compile, onnx)
     try:
+        unknown = set(only or ()) - set(PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown properties {sorted(unknown)}; expected some of {list(PROPERTIES)}")
         for name, check in PROPERTIES.items():
+            if only is not None and name not in only:
+                report.results.append(PropertyResult(name, SKIP, "not selected"))
+                continue
             _run(report, name, lambda check=check: check(context))
     finally:
         if temporary is not None:
