@@ -23,17 +23,24 @@ def _attrs(obj: object, names: tuple[str, ...]) -> str | None:
     return f"missing attributes {missing}" if missing else None
 
 
+def _theirs(key: str, current: Callable) -> Callable:
+    """Ultralytics' own function: the original a patch replaced while registered, else the attribute itself."""
+    from yolo_attn.integration.patches import original
+
+    return original(key, current)
+
+
 def _parse_model() -> str | None:
     from ultralytics.nn import tasks
 
-    return _params(tasks.parse_model, ("d", "ch", "verbose"))
+    return _params(_theirs("parse_model", tasks.parse_model), ("d", "ch", "verbose"))
 
 
 def _parse_model_result() -> str | None:
     from ultralytics.nn import tasks
 
     d = {"nc": 1, "backbone": [[-1, 1, "Conv", [8, 3, 2]]], "head": [[-1, 1, "nn.Identity", []]]}
-    model, save = tasks.parse_model(d, 3, verbose=False) if not _ours() else _original_parse()(d, 3, verbose=False)
+    model, save = _theirs("parse_model", tasks.parse_model)(d, 3, verbose=False)
     if not isinstance(model, nn.Sequential) or not isinstance(save, list):
         return f"returned {type(model).__name__}, {type(save).__name__}; expected (nn.Sequential, list)"
     return _attrs(model[0], ("i", "f", "type", "np"))
@@ -51,7 +58,7 @@ def _layer_table() -> str | None:
     LOGGER.setLevel(logging.INFO)
     try:
         d = {"nc": 1, "backbone": [[-1, 1, "Conv", [8, 3, 2]]], "head": [[-1, 1, "nn.Identity", []]]}
-        (_original_parse() if _ours() else tasks.parse_model)(d, 3, verbose=True)
+        _theirs("parse_model", tasks.parse_model)(d, 3, verbose=True)
     finally:
         LOGGER.removeHandler(handler)
         LOGGER.setLevel(level)
@@ -61,23 +68,12 @@ def _layer_table() -> str | None:
     return None
 
 
-def _ours() -> bool:
-    from yolo_attn.integration.patches import ORIGINALS
-
-    return ORIGINALS.get("parse_model") is not None
-
-
-def _original_parse() -> Callable:
-    from yolo_attn.integration.patches import ORIGINALS
-
-    return ORIGINALS["parse_model"]
-
-
 def _yaml_model_load() -> str | None:
     from ultralytics.engine import model as engine_model
     from ultralytics.nn import tasks
 
-    return _attrs(engine_model, ("yaml_model_load",)) or _params(tasks.yaml_model_load, ("path",))
+    theirs = _theirs("yaml_model_load", tasks.yaml_model_load)
+    return _attrs(engine_model, ("yaml_model_load",)) or _params(theirs, ("path",))
 
 
 def _guess_model_scale() -> str | None:
@@ -89,9 +85,8 @@ def _guess_model_scale() -> str | None:
 def _base_model() -> str | None:
     from ultralytics.nn import tasks
 
-    return _params(tasks.BaseModel.load, ("self", "weights", "verbose")) or _params(
-        tasks.BaseModel.fuse, ("self", "verbose")
-    )
+    load, fuse = _theirs("load", tasks.BaseModel.load), _theirs("fuse", tasks.BaseModel.fuse)
+    return _params(load, ("self", "weights", "verbose")) or _params(fuse, ("self", "verbose"))
 
 
 def _load_checkpoint() -> str | None:
