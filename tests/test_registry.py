@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from block_helpers import shipped
 from torch import nn
 from ultralytics import YOLO
 from ultralytics.engine import model as engine_model
@@ -59,7 +60,7 @@ def test_yaml_names_resolve_to_our_blocks_not_ultralytics():
 
 
 @pytest.mark.parametrize("scale", list(SCALES))
-@pytest.mark.parametrize("name", ["SE", "ChannelAttention", "ECA", "SAM", "CoordAtt", "CBAM", "SpatialAttention"])
+@pytest.mark.parametrize("name", [s.name for s in shipped("channel")])
 def test_input_channels_inferred_at_every_scale(name, scale):
     # Layer 5 reads layer 4 (P4, 512 in the YAML); layer 6 reads layer 3 (P3, 256) through a positive `from`;
     # layer 7 reads layer 5 through a negative `from` other than -1.
