@@ -362,19 +362,22 @@ def _check_identity(ctx: _Context) -> str:
     first = min((s for s in started.values() if s is not None), default=None)
     assert first == 1, "started as the identity, no parameter gets a gradient at the first step: it cannot leave"
     last = max(started.values())
+    learn = f"from scratch all {len(scratch)} parameters get a gradient after one step; " if scratch else ""
     return (
-        f"max |out - expected| = {diff:.1g}; from scratch all {len(scratch)} parameters get a gradient after one "
-        f"step; from the identity start the first step moves it and all do by backward pass {last}"
+        f"max |out - expected| = {diff:.1g}; {learn}from the identity start the first step moves it, "
+        f"all {len(started)} parameters by backward pass {last}"
     )
 
 
 def _first_gradients(block: nn.Module, x: torch.Tensor, passes: int) -> dict[str, int | None]:
     """Train a block on a random target; return each parameter's first backward pass (1-based) with a gradient."""
+    first: dict[str, int | None] = {name: None for name, _ in block.named_parameters()}
+    if not first:  # a parameter-free block (before its identity mix): nothing to learn
+        return first
     torch.manual_seed(0)
     optimizer = torch.optim.SGD(block.parameters(), lr=0.1)
     with torch.no_grad():
         target = torch.randn_like(block(x))
-    first: dict[str, int | None] = {name: None for name, _ in block.named_parameters()}
     for k in range(1, passes + 1):
         optimizer.zero_grad()
         nn.functional.mse_loss(block(x), target).backward()
