@@ -78,3 +78,16 @@ def test_cli_check_block_prints_the_table_and_exits_non_zero_on_a_failure(tmp_pa
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "fuse                     FAIL" in proc.stdout
     assert "BadFuse: 1 propert(ies) FAILED" in proc.stdout
+
+
+def test_the_readme_example_registers_and_keeps_its_promises(repo):
+    section = (repo / "README.md").read_text().split("\n## Your own block\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    try:
+        assert blocks.get("simam").cls is namespace["SimAM"]
+        report = check_block("SimAM", only=["shape kept", "identity start", "transfer"])
+        assert report.ok, report.table()
+    finally:
+        blocks.unregister_block("SimAM")

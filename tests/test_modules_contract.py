@@ -80,6 +80,8 @@ def test_every_parameter_learns_from_a_fresh_start(make):
     # zero-initialised last layers must not freeze the layers before them: after one step, all receive gradient
     torch.manual_seed(0)
     block = make(64).train()
+    if not any(True for _ in block.parameters()):
+        pytest.skip("a parameter-free block has nothing to learn (its identity mix is tested in test_identity_start)")
     x, target = torch.randn(4, 64, 10, 12), torch.randn(4, 64, 10, 12)
     optimizer = torch.optim.SGD(block.parameters(), lr=0.5)
     reached = {name: False for name, _ in block.named_parameters()}
