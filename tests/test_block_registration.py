@@ -182,3 +182,11 @@ def test_unknown_names_raise_a_row_error_with_closest_names_and_how_to_register(
     assert "@yolo_attn.register_block" in message and "yolo_attn.blocks" in message  # decorator and entry point
     if closest is not None:
         assert closest in message.split("closest known names: ")[1].split(")")[0]
+
+
+def test_registering_a_class_again_replaces_its_declaration(simam):
+    yolo_attn.register_block(simam, aliases=["simam"])  # the same declaration: no-op
+    assert [s.cls for s in blocks.specs()].count(simam) == 1
+    yolo_attn.register_block(simam, aliases=["SiMAM2"])  # other aliases: the declaration is replaced
+    assert blocks.get("SiMAM2").cls is simam and blocks.get("simam") is None
+    assert [s.cls for s in blocks.specs()].count(simam) == 1

@@ -252,7 +252,10 @@ def register_block(
 
 
 def add(spec: BlockSpec, override: bool = False) -> None:
-    """Add a declaration to the table (see `register_block`). Registering the same class again is a no-op.
+    """Add a declaration to the table (see `register_block`).
+
+    Registering the same declaration again is a no-op; registering a class again with other names or settings
+    replaces its declaration.
 
     Args:
         spec (BlockSpec): The declaration.
@@ -261,6 +264,9 @@ def add(spec: BlockSpec, override: bool = False) -> None:
     Raises:
         BlockRegistrationError: For a name taken by another block or by Ultralytics, without ``override``.
     """
+    earlier = next((s for s in specs() if s.cls is spec.cls), None)
+    if earlier == spec:
+        return
     for alias in spec.names:
         if not alias.isidentifier() and not alias.replace("-", "_").isidentifier():
             raise BlockRegistrationError(f"block name {alias!r} is not a valid YAML module name")
@@ -277,15 +283,15 @@ def add(spec: BlockSpec, override: bool = False) -> None:
                 f"cannot register {spec.cls.__module__}.{spec.cls.__qualname__} as {alias!r}: the name is already "
                 f"used by {owner}. Choose another name, or pass override=True to replace it"
             )
-    replaced = {id(s): s for alias in spec.names if (s := _TABLE.get(alias)) is not None and s.cls is not spec.cls}
+    replaced = {id(s): s for alias in spec.names if (s := _TABLE.get(alias)) is not None}
+    if earlier is not None:
+        replaced[id(earlier)] = earlier
     for old in replaced.values():
         remove(old.name)
-    new = any(_TABLE.get(alias) is None for alias in spec.names)
     for alias in spec.names:
-        _TABLE.setdefault(alias, spec)
-    if new:
-        for listener in list(_LISTENERS):
-            listener("add", spec)
+        _TABLE[alias] = spec
+    for listener in list(_LISTENERS):
+        listener("add", spec)
 
 
 def unregister_block(name_or_cls: str | type[nn.Module]) -> BlockSpec:
