@@ -158,9 +158,10 @@ def test_generic_identity_mix_is_exact_pickles_and_loads_weights_only(tmp_path, 
         torch.testing.assert_close(ckpt["model"].eval()(image)[0], model(image)[0])
 
 
-def test_a_users_block_starts_as_the_identity_in_a_pretrained_network(simam):
+@pytest.mark.parametrize("name", ["SimAM", "simam"])
+def test_a_users_block_starts_as_the_identity_in_a_pretrained_network(simam, name):
     baseline = build(small_yaml([])).eval()
-    target = DetectionModel(small_yaml([[-1, 1, "SimAM", []]]), verbose=False)
+    target = DetectionModel(small_yaml([[-1, 1, name, []]]), verbose=False)
     report = yolo_attn.load_pretrained(target, baseline, verbose=False)
     assert report.identity_start and report.new_blocks == {"model.5": "SimAM"}
     assert report.transferred == report.source_tensors

@@ -349,6 +349,11 @@ def channel_blocks() -> dict[str, type[nn.Module]]:
     return {s.name: s.cls for s in specs(CHANNEL)}
 
 
+def channel_names() -> set[str]:
+    """Every YAML name and alias of the channel-preserving blocks (rows that are transparent to weight transfer)."""
+    return {alias for s in specs(CHANNEL) for alias in s.names}
+
+
 def classes() -> tuple[type[nn.Module], ...]:
     """Every registered block class."""
     return tuple(s.cls for s in specs())

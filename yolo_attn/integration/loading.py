@@ -68,7 +68,7 @@ def load_pretrained(
     if not (_has_our_rows(src_yaml) or _has_our_rows(tgt_yaml)) and _rows(src_yaml) == _rows(tgt_yaml):
         layer_map = {i: i for i in range(len(src_layers))}
     else:
-        alignment = transfer.align(src_yaml, tgt_yaml, set(blocks.channel_blocks()), blocks.canonical_names())
+        alignment = transfer.align(src_yaml, tgt_yaml, blocks.channel_names(), blocks.canonical_names())
         layer_map = alignment.layer_map
     renamed, orphans = transfer.rename_keys(list(source_state), layer_map)
     if alignment is None:
