@@ -19,8 +19,8 @@ Properties, one row each in the report:
   seconds on a CPU).
 - **ONNX**: exported as Ultralytics exports (TorchScript-based exporter, dynamic batch, H and W), unfused and fused,
   onnxruntime matches at another batch, H and W (within 1e-4; skipped when onnx or onnxruntime is missing).
-- **transfer**: yolov8n's weights load into the YOLOv8 YAML with the block inserted; every baseline tensor lands,
-  unchanged, and the step-0 outputs equal the baseline's.
+- **transfer**: yolov8n's weights (yolo11n's for a C3k2 block) load into that YAML with the block inserted; every
+  baseline tensor lands, unchanged, and the step-0 outputs equal the baseline's.
 """
 
 from __future__ import annotations
@@ -227,13 +227,26 @@ class _Context:
             self.cfgs[base] = d
         return copy.deepcopy(self.cfgs[base])
 
-    def model(self, base: str = "yolov8n.yaml", block: bool = True) -> nn.Module:
-        """A fresh detector of ``base`` (with the block, or the plain baseline), in eval mode.
+    def home(self) -> str:
+        """The base of the single-detector checks: yolov8n, or for an extends block the first base with its parent."""
+        if self.spec.parent is None:
+            return BASES[0]
+        for base in BASES:
+            try:
+                self.cfg(base)
+                return base
+            except _Skip:
+                continue
+        raise _Skip(f"none of {', '.join(BASES)} has a {self.spec.parent.__name__} row to replace")
+
+    def model(self, base: str | None = None, block: bool = True) -> nn.Module:
+        """A fresh detector of ``base`` (default `home`) with the block, or the plain baseline, in eval mode.
 
         Each is built once (Ultralytics runs a 256 x 256 forward pass to find the strides) and copied for every use.
         """
         from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
+        base = base or self.home()
         key = f"{base}:{'block' if block else 'baseline'}"
         if key not in self.models:
             d = self.cfg(base) if block else yaml_model_load(base)
@@ -247,6 +260,28 @@ def _scale(y: torch.Tensor) -> float:
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
+
+
+def _outputs(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Every tensor a detector returns, flattened into one: the decoded boxes and scores, and the head's raw maps.
+
+    The decoded predictions alone saturate (one-hot DFL bins, sigmoid scores of 0 or 1 with random weights), so a
+    difference could hide in them; the raw maps before decoding carry it.
+    """
+    found: list[torch.Tensor] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            found.append(value.detach().float().flatten())
+        elif isinstance(value, dict):
+            for v in value.values():
+                collect(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                collect(v)
+
+    collect(model(image))
+    return torch.cat(found)
 
 
 def _ours(model: nn.Module, spec: blocks.BlockSpec) -> list[nn.Module]:
@@ -301,7 +336,7 @@ def _check_bad_arg(ctx: _Context) -> str:
     from ultralytics.nn.tasks import DetectionModel
 
     if ctx.spec.parent is not None:
-        d = ctx.cfg("yolov8n.yaml")
+        d = ctx.cfg(ctx.home())
         row = next(r for r in d["backbone"] + d["head"] if r[2] == ctx.spec.name)
         row[3] = []
         bad = "[]"
@@ -312,7 +347,7 @@ def _check_bad_arg(ctx: _Context) -> str:
         args = [p.default for p in params if p.kind != inspect.Parameter.VAR_KEYWORD]
         if any(a is inspect.Parameter.empty for a in args):
             raise AssertionError(f"YAML args must all be optional (inferred channels first), got {params}")
-        d = ctx.cfg("yolov8n.yaml")
+        d = ctx.cfg(ctx.home())
         bad = [*args, "surplus"]
         d["backbone"][INSERT_AFTER + 1][3] = bad
     try:
@@ -324,12 +359,16 @@ def _check_bad_arg(ctx: _Context) -> str:
     raise AssertionError(f"a row with args {bad} built without a YAMLRowError")
 
 
-def _start(block: nn.Module, spec: blocks.BlockSpec, mix: float | None = None) -> nn.Module:
-    """Start a block (or the attention blocks inside an extends block) as the identity; optionally set the mix."""
+def _attention_parts(block: nn.Module, spec: blocks.BlockSpec) -> list[nn.Module]:
+    """The block itself, or the attention blocks inside a block that extends an Ultralytics one."""
     from yolo_attn.transfer import outermost_attention_blocks
 
-    targets = [block] if spec.parent is None else [b for p, b in outermost_attention_blocks(block).items() if p]
-    for target in targets:
+    return [block] if spec.parent is None else [b for p, b in outermost_attention_blocks(block).items() if p]
+
+
+def _start(block: nn.Module, spec: blocks.BlockSpec, mix: float | None = None) -> nn.Module:
+    """Start a block (or the attention blocks inside an extends block) as the identity; optionally set the mix."""
+    for target in _attention_parts(block, spec):
         start_as_identity(target)
         if mix is not None and getattr(target, "identity_mix", None) is not None:
             with torch.no_grad():
@@ -420,9 +459,9 @@ def _check_safe_load(ctx: _Context) -> str:
         ckpt, _ = torch_safe_load(path, safe_only=True)
     loaded = ckpt["model"].eval()
     with torch.no_grad():
-        diff = _max_diff(loaded(ctx.image)[0], model(ctx.image)[0])
+        diff = _max_diff(_outputs(loaded, ctx.image), _outputs(model, ctx.image))
     assert diff == 0, f"the weights-only loaded detector differs by {diff:.3g}"
-    return "weights-only load of a yolov8n checkpoint"
+    return f"weights-only load of a {ctx.home()[:-5]} checkpoint"
 
 
 def _check_fuse(ctx: _Context) -> str:
@@ -434,15 +473,31 @@ def _check_fuse(ctx: _Context) -> str:
         n = fuse_blocks(fused)
         diff = _max_diff(fused(x), expected)
     assert diff <= FUSE_TOL * _scale(expected), f"block fuse() changes the output by {diff:.3g}"
+    # Ultralytics' model.fuse() (predict, val and export call it) must fuse the blocks inside the detector the same
+    # way. A random-weight detector's activations are tiny, which would hide a difference, so the blocks taken out of
+    # the fused detector are compared with their unfused copies on inputs of unit scale.
     model = ctx.model()
-    for inner in _ours(model, ctx.spec):
-        _randomized(inner, torch.Generator().manual_seed(0))
+    inside = _ours(model, ctx.spec)
+    shapes: list[torch.Size] = []
+    handles = [b.register_forward_hook(lambda m, a, o: shapes.append(a[0].shape)) for b in inside]
+    for b in inside:  # its attention, not an extended parent's convolutions (they would explode)
+        for part in _attention_parts(b, ctx.spec):
+            _randomized(part, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        before = model(ctx.image)[0]
+        before = _outputs(model, ctx.image)
+        for handle in handles:
+            handle.remove()
+        unfused = copy.deepcopy(inside)
         model = model.fuse(verbose=False)
-        model_diff = _max_diff(model(ctx.image)[0], before)
+        model_diff = _max_diff(_outputs(model, ctx.image), before)
+        worst = 0.0
+        for shape, reference, block in zip(shapes, unfused, _ours(model, ctx.spec), strict=True):
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(4))
+            y = reference(x)
+            worst = max(worst, _max_diff(block(x), y) / _scale(y))
+    assert worst <= FUSE_TOL, f"model.fuse() changes a block's output by {worst:.3g} (relative)"
     assert model_diff <= FUSE_TOL * _scale(before), f"detector fuse() changes the output by {model_diff:.3g}"
-    return f"{n} block fuse() call(s); block {diff:.1g}, detector {model_diff:.1g}"
+    return f"{n} block fuse() call(s); block {diff:.1g}, inside the fused detector {worst:.1g}"
 
 
 def _check_compile(ctx: _Context) -> str:
@@ -508,10 +563,10 @@ def _check_transfer(ctx: _Context) -> str:
     )
     target.eval()
     with torch.no_grad():
-        expected = baseline(ctx.image)[0]
-        diff = _max_diff(target(ctx.image)[0], expected)
+        expected = _outputs(baseline, ctx.image)
+        diff = _max_diff(_outputs(target, ctx.image), expected)
     assert diff <= IDENTITY_TOL * _scale(expected), f"step-0 output differs from the baseline's by {diff:.3g}"
-    return f"{report.transferred}/{report.source_tensors} tensors; step-0 max diff {diff:.1g}"
+    return f"{ctx.home()[:-5]}: {report.transferred}/{report.source_tensors} tensors; step-0 max diff {diff:.1g}"
 
 
 PROPERTIES: dict[str, Callable[[_Context], str]] = {
