@@ -91,3 +91,10 @@ def test_the_readme_example_registers_and_keeps_its_promises(repo):
         assert report.ok, report.table()
     finally:
         blocks.unregister_block("SimAM")
+
+
+def test_without_the_identity_start_the_transfer_row_fails(monkeypatch):
+    monkeypatch.setenv("YOLO_ATTN_IDENTITY_START", "0")  # fresh gates scale by 0.5: step 0 no longer matches
+    result = check_block("SE", only=["transfer"]).result("transfer")
+    assert result.status == "FAIL"
+    assert re.search(r"step-0 outputs differ from the baseline's by 0\.\d+ \(relative\)", result.reason), result.reason
