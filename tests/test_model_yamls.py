@@ -20,7 +20,7 @@ from ultralytics.utils import YAML
 from ultralytics.utils.checks import check_yaml
 
 import yolo_attn
-from yolo_attn.registry import MODEL_YAMLS_DIR
+from yolo_attn.integration.lookup import MODEL_YAMLS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 YAML_DIR = MODEL_YAMLS_DIR  # the shipped files, inside the package; the repo-root model_yamls links here

@@ -12,19 +12,13 @@ import warnings
 
 import pytest
 import torch
-from block_helpers import randomize_
+from block_helpers import default_block, randomize_, shipped
 
 from yolo_attn.modules import (
     CBAM,
-    ECA,
-    MHSA,
-    SAM,
     SE,
     CA_C2f,
     CA_C3k2,
-    ChannelAttention,
-    CoordAtt,
-    SeparableSelfAttention,
     SpatialAttention,
 )
 from yolo_attn.profiling.blocks import deployed_block
@@ -32,18 +26,13 @@ from yolo_attn.profiling.blocks import deployed_block
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-BLOCKS = {
-    "SE": lambda: SE(32, 4),
-    "ChannelAttention": lambda: ChannelAttention(32, 4),
-    "SpatialAttention": lambda: SpatialAttention(32, (3, 1), "mean", True),
-    "CBAM": lambda: CBAM(32, 4, 3),
-    "ECA": lambda: ECA(32),
-    "SAM": lambda: SAM(32),
-    "CoordAtt": lambda: CoordAtt(32),
-    "MHSA": lambda: MHSA(32, 4),
-    "SeparableSelfAttention": lambda: SeparableSelfAttention(32),
-    "CA_C2f": lambda: CA_C2f(32, 48, 2, True),
-    "CA_C3k2": lambda: CA_C3k2(32, 48, 1, True),
+#: Every shipped block with its default arguments (48 output channels for those extending C2f / C3k2), then variants.
+BLOCKS = {s.name: (lambda s=s: default_block(s, 32, 48)) for s in shipped()} | {
+    "SE-r4": lambda: SE(32, 4),
+    "SpatialAttention-seed-bn": lambda: SpatialAttention(32, (3, 1), "mean", True),
+    "CBAM-r4-k3": lambda: CBAM(32, 4, 3),
+    "CA_C2f-n2": lambda: CA_C2f(32, 48, 2, True),
+    "CA_C3k2-c3k": lambda: CA_C3k2(32, 48, 1, True),
 }
 
 

@@ -4,37 +4,25 @@ from __future__ import annotations
 
 import pytest
 import torch
-from block_helpers import randomize_
+from block_helpers import default_block, randomize_, shipped
 from torch import nn
 
 from yolo_attn import (
     CBAM,
-    ECA,
-    MHSA,
-    SAM,
     SE,
     CA_C2f,
     CA_C3k2,
-    ChannelAttention,
-    CoordAtt,
-    SeparableSelfAttention,
     SpatialAttention,
 )
 
 C = 32
-BLOCKS = {
-    "SE": lambda: SE(C, 8),
-    "ChannelAttention": lambda: ChannelAttention(C, 8),
-    "SpatialAttention": lambda: SpatialAttention(C, 7),
+#: Every shipped block with its default arguments, then variants.
+BLOCKS = {s.name: (lambda s=s: default_block(s, C)) for s in shipped()} | {
+    "SE-r8": lambda: SE(C, 8),
     "SpatialAttention-seed": lambda: SpatialAttention(C, (3, 1), "mean", False),
-    "CBAM": lambda: CBAM(C, 8, 7),
-    "ECA": lambda: ECA(C),
-    "SAM": lambda: SAM(C),
-    "CoordAtt": lambda: CoordAtt(C),
-    "MHSA": lambda: MHSA(C, 4),
-    "SeparableSelfAttention": lambda: SeparableSelfAttention(C),
-    "CA_C2f": lambda: CA_C2f(C, C, 2, True),
-    "CA_C3k2": lambda: CA_C3k2(C, C, 1, True),
+    "CBAM-r8": lambda: CBAM(C, 8, 7),
+    "CA_C2f-n2": lambda: CA_C2f(C, C, 2, True),
+    "CA_C3k2-c3k": lambda: CA_C3k2(C, C, 1, True),
 }
 
 

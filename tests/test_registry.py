@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from block_helpers import shipped
 from torch import nn
 from ultralytics import YOLO
 from ultralytics.engine import model as engine_model
@@ -18,7 +19,7 @@ from ultralytics.utils import LOGGER
 from ultralytics.utils.callbacks import base as callbacks_base
 
 import yolo_attn
-from yolo_attn import registry
+from yolo_attn.integration import lookup, parse, patches, workers
 from yolo_attn.modules import CA_C2f, CA_C3k2, CoordAtt
 
 SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 768), "l": (1.0, 1.0, 512)}
@@ -59,7 +60,7 @@ def test_yaml_names_resolve_to_our_blocks_not_ultralytics():
 
 
 @pytest.mark.parametrize("scale", list(SCALES))
-@pytest.mark.parametrize("name", ["SE", "ChannelAttention", "ECA", "SAM", "CoordAtt", "CBAM", "SpatialAttention"])
+@pytest.mark.parametrize("name", [s.name for s in shipped("channel")])
 def test_input_channels_inferred_at_every_scale(name, scale):
     # Layer 5 reads layer 4 (P4, 512 in the YAML); layer 6 reads layer 3 (P3, 256) through a positive `from`;
     # layer 7 reads layer 5 through a negative `from` other than -1.
@@ -143,24 +144,24 @@ def test_layer_table_shows_real_block_and_args():
     ],
 )
 def test_bad_rows_get_clear_errors(row, message):
-    with pytest.raises(registry.YAMLRowError, match=message):
+    with pytest.raises(yolo_attn.YAMLRowError, match=message):
         build(small_yaml([row]))
 
 
 def test_register_is_idempotent_and_unregister_restores_ultralytics():
-    original = registry._state["parse_model"]
-    original_yaml_load = registry._state["yaml_model_load"]
-    callbacks_before = list(callbacks_base.default_callbacks[registry.DDP_EVENT])
+    original = patches.ORIGINALS["parse_model"]
+    original_yaml_load = patches.ORIGINALS["yaml_model_load"]
+    callbacks_before = list(callbacks_base.default_callbacks[workers.DDP_EVENT])
     safe_before = list(torch.serialization.get_safe_globals())
     yolo_attn.register()
-    assert tasks.parse_model is registry.parse_model
-    assert callbacks_base.default_callbacks[registry.DDP_EVENT] == callbacks_before
+    assert tasks.parse_model is parse.parse_model
+    assert callbacks_base.default_callbacks[workers.DDP_EVENT] == callbacks_before
     assert torch.serialization.get_safe_globals() == safe_before
     try:
         yolo_attn.unregister()
         assert tasks.parse_model is original
         assert tasks.yaml_model_load is engine_model.yaml_model_load is original_yaml_load
-        assert registry.register_in_worker not in callbacks_base.default_callbacks[registry.DDP_EVENT]
+        assert workers.register_in_worker not in callbacks_base.default_callbacks[workers.DDP_EVENT]
         assert yolo_attn.CBAM not in torch.serialization.get_safe_globals()
         with pytest.raises(KeyError, match="CBAM"):
             build(small_yaml([[-1, 1, "CBAM", []]]))
@@ -173,8 +174,8 @@ def test_register_is_idempotent_and_unregister_restores_ultralytics():
 
 def test_plain_yaml_goes_straight_to_ultralytics(monkeypatch):
     calls = []
-    original = registry._state["parse_model"]
-    monkeypatch.setitem(registry._state, "parse_model", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = patches.ORIGINALS["parse_model"]
+    monkeypatch.setitem(patches.ORIGINALS, "parse_model", lambda *a, **k: calls.append(1) or original(*a, **k))
     build(small_yaml([]))
     assert calls == [1]
 
@@ -185,7 +186,7 @@ def test_scaled_yaml_name_found_in_a_folder_whose_name_looks_like_a_scale(tmp_pa
     folder.mkdir()
     shutil.copy(repo / "model_yamls" / "yolov8-cbam.yaml", folder)
     with pytest.raises(FileNotFoundError):
-        registry._state["yaml_model_load"](folder / "yolov8n-cbam.yaml")
+        patches.ORIGINALS["yaml_model_load"](folder / "yolov8n-cbam.yaml")
     model = YOLO(str(folder / "yolov8n-cbam.yaml"))  # through ultralytics.engine.model
     assert model.model.yaml["scale"] == "n"
     assert isinstance(model.model.model[10], yolo_attn.CBAM)
@@ -195,11 +196,11 @@ def test_scaled_yaml_name_found_in_a_folder_whose_name_looks_like_a_scale(tmp_pa
 def test_shipped_yaml_found_by_bare_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an empty folder: no model_yamls/ here
     with pytest.raises(FileNotFoundError):  # Ultralytics alone does not know the name
-        registry._state["yaml_model_load"]("yolo26n-cbam.yaml")
+        patches.ORIGINALS["yaml_model_load"]("yolo26n-cbam.yaml")
     d = tasks.yaml_model_load("yolo26n-cbam.yaml")
     assert (d["scale"], d["yaml_file"]) == ("n", "yolo26n-cbam.yaml")  # as Ultralytics records its own yolov8n.yaml
-    assert registry.find_shipped_yaml("yolo26s-cbam.yaml") == registry.MODEL_YAMLS_DIR / "yolo26-cbam.yaml"
-    assert registry.find_shipped_yaml("elsewhere/yolo26n-cbam.yaml") is None  # only bare names
+    assert lookup.find_shipped_yaml("yolo26s-cbam.yaml") == lookup.MODEL_YAMLS_DIR / "yolo26-cbam.yaml"
+    assert lookup.find_shipped_yaml("elsewhere/yolo26n-cbam.yaml") is None  # only bare names
     model = YOLO("yolov8s-eca.yaml")  # through ultralytics.engine.model
     assert model.model.yaml["scale"] == "s"
     assert sum(isinstance(m, yolo_attn.ECA) for m in model.model.modules()) == 4
@@ -209,7 +210,7 @@ def test_shipped_yaml_found_by_bare_name_from_any_folder(tmp_path, monkeypatch):
 
 def test_local_yaml_wins_over_the_shipped_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    text = (registry.MODEL_YAMLS_DIR / "yolov8-cbam.yaml").read_text().replace("CBAM, []", "SE, []")
+    text = (lookup.MODEL_YAMLS_DIR / "yolov8-cbam.yaml").read_text().replace("CBAM, []", "SE, []")
     (tmp_path / "yolov8-cbam.yaml").write_text(text)  # a user's own edit under the shipped name
     model = DetectionModel("yolov8n-cbam.yaml", verbose=False)
     assert isinstance(model.model[10], yolo_attn.SE)

@@ -16,7 +16,8 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 
 import yolo_attn
-from yolo_attn import registry, transfer
+from yolo_attn import transfer
+from yolo_attn.integration import loading, patches
 
 IMAGE = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -68,7 +69,7 @@ def expected_layer_map(source: dict, target: dict) -> dict[int, int]:
     rename = {"CA_C2f": "C2f", "CA-C2f": "C2f", "CA_C3k2": "C3k2"}
     rows_s = source["backbone"] + source["head"]
     rows_t = target["backbone"] + target["head"]
-    kept = [j for j, row in enumerate(rows_t) if row[2] not in registry.BLOCKS]
+    kept = [j for j, row in enumerate(rows_t) if row[2] not in yolo_attn.BLOCKS]
     assert len(kept) == len(rows_s)
     for i, j in zip(range(len(rows_s)), kept, strict=True):
         assert rename.get(rows_t[j][2], rows_t[j][2]) == rows_s[i][2] and rows_t[j][1] == rows_s[i][1]
@@ -136,10 +137,10 @@ def test_a_shifted_layer_never_lands_in_a_same_shaped_stranger():
     }
 
     by_key = build(target)
-    registry._state["load"](by_key, src, verbose=False)  # Ultralytics' own load puts layer 5 into the stranger
+    patches.ORIGINALS["load"](by_key, src, verbose=False)  # Ultralytics' own load puts layer 5 into the stranger
     assert torch.equal(by_key.model[5].conv.weight, src.model[5].conv.weight)
 
-    report = registry.load_pretrained(tgt, src, verbose=False)
+    report = yolo_attn.load_pretrained(tgt, src, verbose=False)
     assert [5, 6] in report.layer_map and all(t != 5 for _, t in report.layer_map)
     for key, value in tgt.model[5].state_dict().items():
         assert torch.equal(value, fresh_stranger[key]), f"model.5.{key} received a tensor"
@@ -155,7 +156,7 @@ def test_other_family_transfers_only_what_corresponds_and_names_the_first_differ
     path, yolo11 = baseline_checkpoint("yolo11n.yaml", str(tmp_path_factory.getbasetemp()))
     model = fresh("yolov8n-cbam.yaml")
     before = copy.deepcopy(model.state_dict())
-    report = registry.load_pretrained(model, str(path), verbose=False)
+    report = yolo_attn.load_pretrained(model, str(path), verbose=False)
     assert "target layer 2 C2f" in report.first_difference and "module differs" in report.first_difference
     assert report.first_difference in report.summary()
     assert report.layer_map == [[0, 0], [1, 1]]  # the stem convolutions; everything after reads a different layer
@@ -171,7 +172,7 @@ def test_other_family_transfers_only_what_corresponds_and_names_the_first_differ
 def test_other_scale_transfers_only_equal_shapes(tmp_path_factory):
     source = randomize_model_(DetectionModel("yolov8s.yaml", verbose=False))
     model = fresh("yolov8n-cbam.yaml")
-    report = registry.load_pretrained(model, source, verbose=False)
+    report = yolo_attn.load_pretrained(model, source, verbose=False)
     assert report.first_difference.startswith("target layer 0: model.0.conv.weight shape (32, 3, 3, 3)")
     layer_map = dict(map(tuple, report.layer_map))
     state = model.state_dict()
@@ -236,7 +237,7 @@ def test_attention_blocks_of_the_source_are_dropped_or_kept_by_position():
         [[-1, 1, "ECA", []], [-1, 1, "Conv", [512, 1, 1]], [-1, 1, "SE", []]], [[[3, 7], 1, "Detect", ["nc"]]]
     )
     src, tgt = randomize_model_(build(source)), build(target)
-    report = registry.load_pretrained(tgt, src, verbose=False)
+    report = yolo_attn.load_pretrained(tgt, src, verbose=False)
     assert report.dropped_blocks == {"model.5": "CBAM"}
     assert report.new_blocks == {"model.5": "ECA"}
     assert all(torch.equal(v, src.model[7].state_dict()[k]) for k, v in tgt.model[7].state_dict().items())
@@ -255,19 +256,20 @@ def test_identity_start_opt_out(monkeypatch, tmp_path_factory):
     monkeypatch.setenv(transfer.ENV_IDENTITY_START, "1")
     d = dict(yolo_attn_yaml("yolov8n-se.yaml")) | {"identity_start": False}  # the YAML key wins, and travels
     model = build(d)
-    registry.load_pretrained(model, path, verbose=False)
+    yolo_attn.load_pretrained(model, path, verbose=False)
     assert not model.transfer_report["identity_start"]
 
     monkeypatch.setenv(transfer.ENV_IDENTITY_START, "maybe")
     with pytest.raises(ValueError, match="YOLO_ATTN_IDENTITY_START must be 1 or 0"):
-        registry.load_pretrained(fresh("yolov8n-se.yaml"), path, verbose=False)
+        yolo_attn.load_pretrained(fresh("yolov8n-se.yaml"), path, verbose=False)
 
 
 def test_plain_models_with_the_same_rows_go_to_ultralytics_unchanged(monkeypatch, tmp_path_factory):
     path, base = baseline_checkpoint("yolov8n.yaml", str(tmp_path_factory.getbasetemp()))
     calls = []
-    original = registry._state["load"]
-    monkeypatch.setitem(registry._state, "load", lambda m, w, verbose=True: calls.append(w) or original(m, w, verbose))
+    original = patches.ORIGINALS["load"]
+    spy = lambda m, w, verbose=True: calls.append(w) or original(m, w, verbose)  # noqa: E731
+    monkeypatch.setitem(patches.ORIGINALS, "load", spy)
     model = DetectionModel("yolov8n.yaml", verbose=False)
     model.load(torch.load(path, weights_only=False))
     assert len(calls) == 1 and isinstance(calls[0], dict)  # the checkpoint itself, not a renamed view
@@ -277,7 +279,7 @@ def test_plain_models_with_the_same_rows_go_to_ultralytics_unchanged(monkeypatch
 
 def test_summary_line(tmp_path_factory):
     path, _ = baseline_checkpoint("yolov8n.yaml", str(tmp_path_factory.getbasetemp()))
-    report = registry.load_pretrained(fresh("yolov8n-cbam.yaml"), str(path), verbose=False)
+    report = yolo_attn.load_pretrained(fresh("yolov8n-cbam.yaml"), str(path), verbose=False)
     assert report.summary() == (
         "yolo_attn: 355/355 tensors of yolov8n.pt transferred (layers 10-22 -> 11-26); "
         "new: 4 CBAM blocks (44 tensors), started as identity"
@@ -291,11 +293,11 @@ def test_summary_line(tmp_path_factory):
 def test_load_wrapper_is_installed_and_removed():
     from ultralytics.nn import tasks
 
-    assert tasks.BaseModel.load is registry._base_model_load
-    original = registry._state["load"]
+    assert tasks.BaseModel.load is loading.base_model_load
+    original = patches.ORIGINALS["load"]
     try:
         yolo_attn.unregister()
         assert tasks.BaseModel.load is original
     finally:
         yolo_attn.register()
-    assert tasks.BaseModel.load is registry._base_model_load
+    assert tasks.BaseModel.load is loading.base_model_load

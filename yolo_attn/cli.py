@@ -8,6 +8,7 @@ Examples:
     yolo-attn compare --data subsets/pcd/data.yaml --models yolov8n.yaml model_yamls/yolov8n-cbam.yaml --seeds 0 1 2
     yolo-attn visualize --weights runs/detect/train/weights/best.pt --source images/
     yolo-attn demo
+    yolo-attn check-block CBAM r=8          # or mypkg.attn:SimAM; the block contract, non-zero exit on a failure
 
 Anything that is not one of our verbs goes to ``ultralytics.cfg.entrypoint`` unchanged, so ``train``, ``val``,
 ``predict``, ``export``, ``settings`` and every ``key=value`` behave exactly as with ``yolo``. It runs offline by
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from yolo_attn.offline import apply_offline_env, install_local_font
 
-VERBS = ("subset", "eval", "compare", "profile", "visualize", "demo")
+VERBS = ("subset", "eval", "compare", "profile", "visualize", "demo", "check-block")
 KEY_VALUE = re.compile(r"^[A-Za-z_]\w*=")
 KEY_VALUE_OPTIONS = {"--slurm"}  # options whose own value is key=value text (not an Ultralytics setting)
 
@@ -205,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default: a new runs/demo/exp*); pass an interrupted demo's folder to resume it",
     )
     _runs(p, _run_demo)
+
+    p = verbs.add_parser(
+        "check-block",
+        help="the block contract (shape, YAML rows, errors, identity start, round trips, fuse, ONNX, transfer)",
+        description="Check a block against the contract every yolo_attn block passes; one row per property, exit "
+        "status 1 when one fails. key=value settings are the block's constructor arguments, e.g. r=8.",
+    )
+    p.add_argument("block", help="module:Class (imported, registered for the check) or a registered YAML name")
+    p.add_argument("--compile", action="store_true", help="also check torch.compile (an inductor build: slow on CPU)")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export check")
+    p.add_argument("--imgsz", type=int, default=320, help="image size of the yolov8n P3/P4/P5 shapes checked")
+    _runs(p, _run_check_block, takes_overrides=True)
     return parser
 
 
@@ -376,6 +389,15 @@ def _run_demo(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.demo import run_demo
 
     run_demo(args.out)
+
+
+def _run_check_block(args: argparse.Namespace, overrides: dict) -> None:
+    from yolo_attn.testing import check_block
+
+    report = check_block(args.block, compile=args.compile, onnx=not args.no_onnx, imgsz=args.imgsz, **overrides)
+    print(report.table())
+    if not report.ok:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ which layer is which:
    correspond, whatever its shapes, so a different family stops matching after its first difference.
 4. Attention rows correspond when they follow corresponding layers through the same chain of attention rows.
 
-This module is pure (torch only). `yolo_attn.registry` applies the plan inside Ultralytics' ``BaseModel.load``.
+This module is pure (torch and the block table). `yolo_attn.integration.loading` applies the plan inside
+Ultralytics' ``BaseModel.load``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from yolo_attn import blocks
 from yolo_attn.modules.identity_start import AttentionBlock
 
 INPUT = -1  # the image, as the source of the first row
@@ -229,20 +231,23 @@ def rename_keys(state_keys: list[str], layer_map: dict[int, int]) -> tuple[dict[
     return renamed, orphans
 
 
-def outermost_attention_blocks(model: nn.Module) -> dict[str, AttentionBlock]:
+def outermost_attention_blocks(model: nn.Module) -> dict[str, nn.Module]:
     """Return the attention blocks of a model that are not inside another attention block, by module path.
 
-    CBAM counts once (its channel and spatial gates are inside it); a CoordAtt inside a CA_C2f bottleneck counts.
+    An attention block is an `AttentionBlock` or an instance of a registered channel-preserving block (a user's block
+    that starts as the identity through the generic mix). CBAM counts once (its channel and spatial gates are inside
+    it); a CoordAtt inside a CA_C2f bottleneck counts.
 
     Args:
         model (nn.Module): Any module.
 
     Returns:
-        (dict[str, AttentionBlock]): Module path (``model.10``) -> block.
+        (dict[str, nn.Module]): Module path (``model.10``) -> block.
     """
-    found: dict[str, AttentionBlock] = {}
+    channel = tuple(blocks.channel_blocks().values())
+    found: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
-        if isinstance(module, AttentionBlock) and not any(name.startswith(f"{p}.") for p in found):
+        if isinstance(module, (AttentionBlock, *channel)) and not any(name.startswith(f"{p}.") for p in found):
             found[name] = module
     return found
 

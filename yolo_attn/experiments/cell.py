@@ -135,7 +135,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
     from ultralytics import YOLO
 
     from yolo_attn.experiments.files import run_key
-    from yolo_attn.registry import transfer_report_of
+    from yolo_attn.integration import transfer_report_of
 
     key = run_key(Path(model).stem, seed)
     folder = train_dir(out, key)

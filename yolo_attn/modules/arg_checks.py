@@ -1,7 +1,7 @@
 """Argument checks shared by the attention blocks.
 
 Each check raises `BlockArgumentError` with a message that names the block, the argument, the value it got and what
-it expected. The registry adds the layer index, so a wrong YAML argument never surfaces as a bare shape mismatch deep
+it expected. The integration adds the layer index, so a wrong YAML argument never surfaces as a bare shape mismatch deep
 inside a forward pass.
 """
 
@@ -30,7 +30,7 @@ def check_channels(block: str, c1: Any) -> int:
 
     Args:
         block (str): Block name used in the error message.
-        c1 (Any): Input channels, inferred by the registry.
+        c1 (Any): Input channels, inferred by the integration.
 
     Returns:
         (int): ``c1``.

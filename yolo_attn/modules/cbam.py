@@ -12,13 +12,22 @@ from typing import Literal
 import torch
 from torch import nn
 
-from yolo_attn.modules.arg_checks import check_bool, check_channels, check_choice, check_odd_kernel, check_reduction
+from yolo_attn.blocks import register_block
+from yolo_attn.modules.arg_checks import (
+    BlockArgumentError,
+    check_bool,
+    check_channels,
+    check_choice,
+    check_odd_kernel,
+    check_reduction,
+)
 from yolo_attn.modules.fusion import fold_batchnorm, pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
 
 SPATIAL_POOLS = ("max_mean", "mean")
 
 
+@register_block
 class ChannelAttention(AttentionBlock):
     """CBAM channel gate: a shared MLP over the average- and max-pooled channel descriptors.
 
@@ -94,6 +103,10 @@ class ChannelAttention(AttentionBlock):
                 self.register_buffer("summed_bias", 2 * last.bias, persistent=False)
         return self
 
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): the shared MLP run twice, once per descriptor; (B, C, H, W) -> same."""
+        return x * (self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True))).sigmoid()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the channels of ``x``.
 
@@ -106,6 +119,7 @@ class ChannelAttention(AttentionBlock):
         return self.blend(x, x * self.gate(x))
 
 
+@register_block
 class SpatialAttention(AttentionBlock):
     """CBAM spatial gate: a k x k convolution over channel-pooled maps, one weight per position.
 
@@ -181,6 +195,22 @@ class SpatialAttention(AttentionBlock):
             self.conv, self.bn = fold_batchnorm(self.conv, self.bn), nn.Identity()
         return self
 
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): channel [max, mean] (or mean), conv, BatchNorm, sigmoid, scale."""
+        mean = x.mean(1, keepdim=True)
+        pooled = torch.cat((x.amax(1, keepdim=True), mean), 1) if self.pool == "max_mean" else mean
+        return x * self.bn(self.conv(pooled)).sigmoid()
+
+    def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Return the spatial gate (B, H, W) for input ``x`` (B, C, H, W), and what it is."""
+        return self.gate(x)[:, 0], "spatial gate"
+
+    def check_feature_map(self, h: int, w: int) -> None:
+        """Reject a kernel larger than the feature map (``h`` x ``w`` at 640 px) it will run on."""
+        kh, kw = self.conv.kernel_size
+        if kh > h or kw > w:
+            raise BlockArgumentError(f"kernel {kh}x{kw} is larger than this layer's {h}x{w} feature map at 640 px")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the positions of ``x``.
 
@@ -193,6 +223,7 @@ class SpatialAttention(AttentionBlock):
         return self.blend(x, x * self.gate(x))
 
 
+@register_block(bench_levels=("P3", "P4", "P5"))
 class CBAM(AttentionBlock):
     """Convolutional Block Attention Module: channel gate, then spatial gate on the channel-refined features.
 
@@ -228,6 +259,20 @@ class CBAM(AttentionBlock):
         check_odd_kernel("CBAM", k)
         self.channel_attention = ChannelAttention(c1, r)
         self.spatial_attention = SpatialAttention(c1, k, pool="max_mean", bn=True)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): plain channel gate, then plain spatial gate; (B, C, H, W) -> same."""
+        ca, sa = self.channel_attention, self.spatial_attention
+        y = ca.blend(x, ca.forward_plain(x))
+        return sa.blend(y, sa.forward_plain(y))
+
+    def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Return the spatial gate (B, H, W), computed on the channel-refined features it gates, and what it is."""
+        return self.spatial_attention.gate(self.channel_attention(x))[:, 0], "spatial gate"
+
+    def check_feature_map(self, h: int, w: int) -> None:
+        """Reject a spatial kernel larger than the feature map (``h`` x ``w`` at 640 px)."""
+        self.spatial_attention.check_feature_map(h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the channel gate, then the spatial gate.

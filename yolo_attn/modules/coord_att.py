@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import check_channels, check_positive_int
 from yolo_attn.modules.fusion import fold_batchnorm, positionwise
 from yolo_attn.modules.identity_start import AttentionBlock
@@ -12,6 +13,7 @@ from yolo_attn.modules.identity_start import AttentionBlock
 MIN_HIDDEN = 8  # the reference code's floor on the hidden width: mip = max(8, C // r)
 
 
+@register_block(bench_levels=("P3", "P4", "P5"))
 class CoordAtt(AttentionBlock):
     """Coordinate attention: channel attention factorised along height and along width, keeping position.
 
@@ -125,6 +127,20 @@ class CoordAtt(AttentionBlock):
         """
         a_h, a_w = self.directional_gates(x)
         return a_h * a_w
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): directional means, shared conv + BN + h_swish, split, two gates."""
+        h = x.shape[2]
+        pooled = torch.cat((x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)), 2)
+        y = self.act(self.bn1(self.conv1(pooled)))
+        a_h = self.conv_h(y[:, :, :h]).sigmoid()
+        a_w = self.conv_w(y[:, :, h:].transpose(2, 3)).sigmoid()
+        return x * a_w * a_h
+
+    def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Return ``a_h * a_w`` averaged over channels (B, H, W), and what it is."""
+        a_h, a_w = self.directional_gates(x)
+        return (a_h * a_w).mean(1), "a_h * a_w, mean over channels"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight ``x`` by its height gate and its width gate.

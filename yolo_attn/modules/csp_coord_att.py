@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from ultralytics.nn.modules.block import Bottleneck, C2f, C3k, C3k2, PSABlock
 
+from yolo_attn.blocks import register_block
 from yolo_attn.modules.coord_att import CoordAtt
 
 
@@ -93,6 +94,7 @@ def _bottleneck_options(parent: C2f, default_shortcut: bool) -> tuple[bool, int]
     return (default_shortcut, 1) if first is None else (first.add, first.cv2.conv.groups)
 
 
+@register_block(aliases=["CA-C2f"], parent=C2f)
 class CA_C2f(C2f):
     """C2f with coordinate attention on the residual branch of each bottleneck, before the add.
 
@@ -136,6 +138,7 @@ class CA_C2f(C2f):
         return [parent.cv1.conv.in_channels, c2, len(parent.m), shortcut, g, _expansion(parent.c, c2)]
 
 
+@register_block(parent=C3k2)
 class CA_C3k2(C3k2):
     """C3k2 (YOLO11) with coordinate attention on the residual branch of every bottleneck, before the add.
 

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
 
@@ -29,6 +30,7 @@ def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
     return t if t % 2 else t + 1
 
 
+@register_block(bench_levels=("P3", "P4", "P5"))
 class ECA(AttentionBlock):
     """Efficient Channel Attention: a 1-D convolution across the pooled channel descriptor, no dimensionality reduction.
 
@@ -82,6 +84,10 @@ class ECA(AttentionBlock):
         """
         descriptor = x.mean((2, 3)).unsqueeze(1)  # (B, 1, C): channels become the sequence axis of the 1-D conv
         return self.conv(descriptor).transpose(1, 2).unsqueeze(-1).sigmoid()
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): average pool, 1-D conv across channels, sigmoid, scale."""
+        return x * self.conv(x.mean((2, 3)).unsqueeze(1)).transpose(1, 2).unsqueeze(-1).sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the channels of ``x``.

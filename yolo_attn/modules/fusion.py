@@ -89,9 +89,11 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def fuse_blocks(module: nn.Module) -> int:
-    """Call ``fuse()`` on every yolo_attn block under ``module`` (itself included) that has one. Idempotent.
+    """Call ``fuse()`` on every yolo_attn or registered block under ``module`` (itself included) that has one.
 
-    Ultralytics' ``BaseModel.fuse`` folds the BatchNorms of its own layers only; the registry calls this first, so that
+    Idempotent.
+
+    Ultralytics' ``BaseModel.fuse`` folds the BatchNorms of its own layers only; the integration calls this first, so
     ``model.fuse()`` (run by ``predict``, ``val`` and ``export``) also folds ours.
 
     Args:
@@ -100,8 +102,11 @@ def fuse_blocks(module: nn.Module) -> int:
     Returns:
         (int): How many blocks were fused.
     """
-    ours = (m for m in module.modules() if type(m).__module__.startswith("yolo_attn."))
-    blocks = [m for m in ours if callable(getattr(m, "fuse", None))]
-    for block in blocks:
+    from yolo_attn import blocks as table  # the block table; imported here because the blocks import this module
+
+    registered = table.classes()
+    ours = (m for m in module.modules() if type(m).__module__.startswith("yolo_attn.") or isinstance(m, registered))
+    found = [m for m in ours if callable(getattr(m, "fuse", None))]
+    for block in found:
         block.fuse()
-    return len(blocks)
+    return len(found)

@@ -77,3 +77,68 @@ class AttentionBlock(nn.Module):
         """
         mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
         return y if mix is None else x + mix * (y - x)
+
+    def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Return the visualizer's map of this block: by default (channel gates) the channel mean of ``|output|``.
+
+        Blocks with a spatial map (a spatial gate, attention weights) override this.
+
+        Args:
+            x (torch.Tensor): The block's input of shape (B, C, H, W).
+            output (torch.Tensor): The block's output of shape (B, C, H, W).
+
+        Returns:
+            map (torch.Tensor): Map of shape (B, H, W).
+            source (str): What the map is, for the panel title.
+        """
+        return output.abs().mean(1), f"activation after {type(self).__name__} (channel mean |output|)"
+
+
+def _identity_mix_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook of the generic identity mix: ``x + identity_mix * (output - x)`` (module-level: it pickles)."""
+    mix = getattr(module, "identity_mix", None)
+    if mix is None:
+        return output
+    x = args[0]
+    return x + mix * (output - x)
+
+
+def add_identity_mix(module: nn.Module) -> nn.Module:
+    """Give a channel-preserving block that is not an `AttentionBlock` the generic zero-initialised residual mix.
+
+    The block gets a 0-d parameter ``identity_mix = 0`` (state-dict key ``<block>.identity_mix``, as an
+    `AttentionBlock` has it) and a forward hook that returns ``x + identity_mix * (block(x) - x)``: at step 0 the block
+    returns its input exactly. The hook is a module-level function, so the block still pickles (checkpoints,
+    ``deepcopy``, EMA, DDP), traces to ONNX and compiles. Idempotent.
+
+    Args:
+        module (nn.Module): A block whose output has its input's shape.
+
+    Returns:
+        (nn.Module): ``module``.
+    """
+    if getattr(module, "identity_mix", None) is not None:
+        return module
+    like = next(module.parameters(), None)
+    if like is None:
+        like = next(module.buffers(), torch.zeros(()))
+    module.identity_mix = nn.Parameter(torch.zeros((), device=like.device, dtype=like.dtype))
+    if _identity_mix_hook not in module._forward_hooks.values():
+        module.register_forward_hook(_identity_mix_hook)
+    return module
+
+
+def start_as_identity(module: nn.Module) -> nn.Module:
+    """Make a block return its input: its own ``start_as_identity`` when it has one, else `add_identity_mix`.
+
+    Args:
+        module (nn.Module): A channel-preserving block.
+
+    Returns:
+        (nn.Module): ``module``.
+    """
+    own = getattr(module, "start_as_identity", None)
+    return own() if callable(own) else add_identity_mix(module)
+
+
+IDENTITY_MIX_HOOK = _identity_mix_hook  # allow-listed for weights-only (safe) checkpoint loading

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import check_channels
 from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
 
 
+@register_block(bench_levels=("P3", "P4", "P5"))
 class SAM(AttentionBlock):
     """Point-wise spatial attention: one gate per element from a 1x1 convolution, as in YOLOv4.
 
@@ -69,6 +71,14 @@ class SAM(AttentionBlock):
         if isinstance(self.bn, nn.BatchNorm2d):
             self.conv, self.bn = fold_batchnorm(self.conv, self.bn), nn.Identity()
         return self
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): 1x1 conv, BatchNorm, sigmoid, element-wise scale."""
+        return x * self.bn(self.conv(x)).sigmoid()
+
+    def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Return the point-wise gate averaged over channels (B, H, W), and what it is."""
+        return self.gate(x).mean(1), "gate, mean over channels"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight every element of ``x``.

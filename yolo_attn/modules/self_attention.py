@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
 
 
+@register_block(bench_levels=("P4", "P5"))
 class MHSA(AttentionBlock):
     """Multi-head self-attention among all H x W positions, as a residual block.
 
@@ -98,6 +100,18 @@ class MHSA(AttentionBlock):
         q, k, v = qkv.unbind(1)
         return q, k, v
 
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): explicit products ``v @ softmax(q^T k * scale)^T``; (B, C, H, W) -> same."""
+        q, k, v = self.qkv(x).view(x.shape[0], 3, self.heads, self.head_dim, -1).unbind(1)
+        attention = (q.transpose(-2, -1) @ k * self.scale).softmax(-1)
+        return x + self.proj((v @ attention.transpose(-2, -1)).reshape(x.shape))
+
+    def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Return the attention each position receives (B, H, W), averaged over heads and queries."""
+        b, _, h, w = x.shape
+        received = self.attention_weights(x).mean((1, 2))  # (B, N): mean over heads, then over query rows
+        return received.view(b, h, w), "attention received (mean over heads, queries)"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Add multi-head self-attention to ``x``.
 
@@ -115,6 +129,7 @@ class MHSA(AttentionBlock):
         return x + self.proj(out.transpose(-2, -1).reshape(x.shape))
 
 
+@register_block(bench_levels=("P3", "P4", "P5"))
 class SeparableSelfAttention(AttentionBlock):
     """Separable self-attention of MobileViTv2: linear in the number of positions, as a pre-norm residual block.
 
@@ -170,6 +185,17 @@ class SeparableSelfAttention(AttentionBlock):
         """
         q = self.qkv(self.norm(x))[:, :1]
         return q.flatten(2).softmax(-1).view_as(q)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): the context vector as an element-wise product and a sum."""
+        q, k, v = self.qkv(self.norm(x)).split((1, self.c, self.c), 1)
+        scores = q.flatten(2).softmax(-1)
+        context = (k.flatten(2) * scores).sum(-1, keepdim=True).unsqueeze(-1)
+        return x + self.proj(F.relu(v) * context)
+
+    def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Return the context scores (B, H, W), and what they are."""
+        return self.context_scores(x)[:, 0], "context scores"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Add separable self-attention to ``x``.

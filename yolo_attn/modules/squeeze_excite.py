@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import check_channels, check_reduction
 from yolo_attn.modules.fusion import pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
 
 
+@register_block(bench_levels=("P3", "P4", "P5"))
 class SE(AttentionBlock):
     """Squeeze-and-Excitation block: reweight channels by a gate computed from their global average.
 
@@ -62,6 +64,10 @@ class SE(AttentionBlock):
         squeezed = x.mean((2, 3))  # (B, C)
         hidden = self.act(pointwise(self.fc1.weight, self.fc1.bias, squeezed))
         return pointwise(self.fc2.weight, self.fc2.bias, hidden).sigmoid()[:, :, None, None]
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain formulation (benchmarks): average pool, FC, ReLU, FC, sigmoid, scale; (B, C, H, W) -> same."""
+        return x * self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))).sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reweight the channels of ``x``.

@@ -19,24 +19,21 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from yolo_attn.modules import CBAM, ECA, MHSA, SAM, SE, CoordAtt, SeparableSelfAttention
+from yolo_attn import blocks as table
 from yolo_attn.profiling.paired import paired_times, ratio_stats
 from yolo_attn.profiling.plain import Plain
 
 #: Channels of the P3, P4, P5 outputs of yolov8n, and their strides.
 YOLOV8N_LEVELS: dict[str, tuple[int, int]] = {"P3": (64, 8), "P4": (128, 16), "P5": (256, 32)}
 
-#: Blocks of the benchmark, built from the channel count. MHSA only runs at P4 and P5 (its cost grows with (H*W)^2).
-BENCH_BLOCKS: dict[str, Callable[[int], nn.Module]] = {
-    "SE": SE,
-    "ECA": ECA,
-    "CoordAtt": CoordAtt,
-    "CBAM": CBAM,
-    "SAM": SAM,
-    "MHSA": MHSA,
-    "SeparableSelfAttention": SeparableSelfAttention,
-}
-SKIP = {("MHSA", "P3")}
+
+def bench_blocks_table() -> dict[str, tuple[Callable[[int], nn.Module], tuple[str, ...]]]:
+    """Blocks of the benchmark, as declared in the block table: name -> (class built from channels, levels).
+
+    MHSA declares P4 and P5 only (its cost grows with (H*W)^2).
+    """
+    return {s.name: (s.cls, s.bench_levels) for s in table.specs() if s.bench_levels}
+
 
 #: aten operations that compute nothing: allocations, and reshapes or splits that only return views.
 NOT_COUNTED = frozenset({"empty", "empty_strided", "_unsafe_view", "unbind", "split", "split_with_sizes"})
@@ -93,7 +90,7 @@ def bench_blocks(
     formulation (``yolo_attn.profiling.plain``) runs on an unfused copy, as the blocks ran before issue 9.
 
     Args:
-        names (Sequence[str] | None): Block names from ``BENCH_BLOCKS``; None for all.
+        names (Sequence[str] | None): Block names from `bench_blocks_table`; None for all.
         imgsz (int): Square input size whose P3/P4/P5 feature-map shapes are used.
         rounds (int): Paired shuffled rounds per shape.
         threads (int | None): CPU threads during the measurement (restored afterwards); None keeps the setting.
@@ -105,10 +102,11 @@ def bench_blocks(
             ``compiled`` (time / clone, with ``*_q1`` / ``*_q3`` quartiles), ``ours_vs_plain`` (median per-round
             ratio, with quartiles), ``ops`` and ``ops_plain`` (dispatched operations per forward), ``clone_us``.
     """
-    names = list(BENCH_BLOCKS) if names is None else list(names)
-    unknown = [n for n in names if n not in BENCH_BLOCKS]
+    bench = bench_blocks_table()
+    names = list(bench) if names is None else list(names)
+    unknown = [n for n in names if n not in bench]
     if unknown:
-        raise ValueError(f"unknown blocks {unknown}; expected some of {list(BENCH_BLOCKS)}")
+        raise ValueError(f"unknown blocks {unknown}; expected some of {list(bench)}")
     previous = torch.get_num_threads()
     rows = []
     try:
@@ -117,10 +115,11 @@ def bench_blocks(
         generator = torch.Generator().manual_seed(seed)
         for name in names:
             for level, (channels, stride) in YOLOV8N_LEVELS.items():
-                if (name, level) in SKIP:
+                make, levels = bench[name]
+                if level not in levels:
                     continue
                 torch.manual_seed(seed)
-                block = _randomized(BENCH_BLOCKS[name](channels), generator)
+                block = _randomized(make(channels), generator)
                 x = torch.randn(1, channels, imgsz // stride, imgsz // stride, generator=generator)
                 ours, plain = deployed_block(block), Plain(copy.deepcopy(block).eval())
                 variants: dict[str, Callable[[], Any]] = {"clone": x.clone, "ours": _bound(ours, x)}
@@ -158,7 +157,7 @@ def profiler_table(name: str, level: str, imgsz: int = 640, runs: int = 100, thr
     """Return ``torch.profiler``'s table of where one deployed block's time goes, at one yolov8n level.
 
     Args:
-        name (str): Block name in ``BENCH_BLOCKS``.
+        name (str): Block name in `bench_blocks_table`.
         level (str): ``"P3"``, ``"P4"`` or ``"P5"``.
         imgsz (int): Input size the level's feature map is derived from.
         runs (int): Profiled forward passes (after 10 unprofiled ones).
@@ -171,7 +170,7 @@ def profiler_table(name: str, level: str, imgsz: int = 640, runs: int = 100, thr
     from torch.profiler import ProfilerActivity, profile
 
     channels, stride = YOLOV8N_LEVELS[level]
-    block = _randomized(deployed_block(BENCH_BLOCKS[name](channels)), torch.Generator().manual_seed(0))
+    block = _randomized(deployed_block(bench_blocks_table()[name][0](channels)), torch.Generator().manual_seed(0))
     x = torch.randn(1, channels, imgsz // stride, imgsz // stride)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -13,9 +13,9 @@ from yolo_attn.visualize.features import (
     strongest_channels,
 )
 from yolo_attn.visualize.overlay import (
-    ATTENTION_BLOCKS,
     AttentionBlock,
     AttentionMap,
+    attention_block_classes,
     attention_maps,
     block_attention_map,
     capture_attention_maps,
@@ -26,9 +26,9 @@ from yolo_attn.visualize.overlay import (
 )
 
 __all__ = (
-    "ATTENTION_BLOCKS",
     "AttentionBlock",
     "AttentionMap",
+    "attention_block_classes",
     "attention_maps",
     "block_attention_map",
     "capture_attention_maps",

@@ -1,16 +1,10 @@
 """Attention maps over images: what each yolo_attn block in a YOLO model looks at.
 
 Forward hooks on every attention block record one spatial map per block from the block's own API, and a PNG grid per
-image shows the letterboxed input followed by each map overlaid on it. The map of each block family:
-
-| block | map (H, W) of the block's feature map |
-| --- | --- |
-| `SpatialAttention`, `CBAM` | the spatial gate (for CBAM, computed on the channel-refined features it gates) |
-| `SAM` | the point-wise gate, averaged over channels |
-| `CoordAtt` (also inside `CA_C2f`, `CA_C3k2`) | ``a_h * a_w``, averaged over channels |
-| `MHSA` | the attention each position receives, averaged over heads and query positions |
-| `SeparableSelfAttention` | the context scores |
-| `SE`, `ChannelAttention`, `ECA` | channel gates have no spatial map: the channel mean of ``|output|`` |
+image shows the letterboxed input followed by each map overlaid on it. Each block draws its own map: its method
+``attention_map(x, output) -> (map (B, H, W), source)`` (a spatial gate, attention received, context scores...); a
+channel gate, which has no spatial map, and a registered block without the method show the channel mean of
+``|output|``. Blocks that extend an Ultralytics block are searched for the blocks inside them.
 """
 
 from __future__ import annotations
@@ -27,26 +21,18 @@ import torch.nn.functional as F
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from yolo_attn.modules import (
-    CBAM,
-    ECA,
-    MHSA,
-    SAM,
-    SE,
-    ChannelAttention,
-    CoordAtt,
-    SeparableSelfAttention,
-    SpatialAttention,
-)
+from yolo_attn import blocks
 from yolo_attn.profiling.cost import load_model
-from yolo_attn.registry import BLOCKS
 
-#: Blocks that get one panel each: the registry's channel-preserving blocks. C2f-like blocks are not among them: the
-#: walk descends into them to their CoordAtts.
-ATTENTION_BLOCKS: tuple[type[nn.Module], ...] = tuple(BLOCKS.values())
 
-#: Channel-only gates, shown by the activation they produce.
-CHANNEL_GATES: tuple[type[nn.Module], ...] = (SE, ChannelAttention, ECA)
+def attention_block_classes() -> tuple[type[nn.Module], ...]:
+    """Blocks that get one panel each: the registered channel-preserving blocks.
+
+    Blocks that extend an Ultralytics block (C2f-like) are not among them: the walk descends into them to the blocks
+    inside (their CoordAtts).
+    """
+    return tuple(blocks.channel_blocks().values())
+
 
 PANEL_COLUMNS = 4  # panels per row of the grid
 TITLE_WIDTH = 40  # characters per line of a panel title
@@ -96,7 +82,8 @@ def block_attention_map(block: nn.Module, x: torch.Tensor, output: torch.Tensor)
     """Derive one spatial map per image from an attention block's input and output.
 
     Args:
-        block (nn.Module): One of `ATTENTION_BLOCKS`.
+        block (nn.Module): A registered channel-preserving block; its ``attention_map(x, output)`` method gives the
+            map, else (channel gates) the channel mean of ``|output|``.
         x (torch.Tensor): The block's input of shape (B, C, H, W).
         output (torch.Tensor): The block's output of shape (B, C, H, W), used by the channel-only gates.
 
@@ -107,25 +94,17 @@ def block_attention_map(block: nn.Module, x: torch.Tensor, output: torch.Tensor)
     Raises:
         TypeError: If ``block`` is not an attention block of yolo_attn.
     """
-    b, _, h, w = x.shape
+    classes = attention_block_classes()
+    if not isinstance(block, classes):
+        raise TypeError(
+            f"{type(block).__name__} is not a yolo_attn attention block; expected a registered block, one of "
+            f"{', '.join(c.__name__ for c in classes)}"
+        )
     with torch.no_grad():
-        if isinstance(block, CBAM):
-            return block.spatial_attention.gate(block.channel_attention(x))[:, 0], "spatial gate"
-        if isinstance(block, SpatialAttention):
-            return block.gate(x)[:, 0], "spatial gate"
-        if isinstance(block, SAM):
-            return block.gate(x).mean(1), "gate, mean over channels"
-        if isinstance(block, CoordAtt):
-            a_h, a_w = block.directional_gates(x)
-            return (a_h * a_w).mean(1), "a_h * a_w, mean over channels"
-        if isinstance(block, MHSA):
-            received = block.attention_weights(x).mean((1, 2))  # (B, N): mean over heads, then over query rows
-            return received.view(b, h, w), "attention received (mean over heads, queries)"
-        if isinstance(block, SeparableSelfAttention):
-            return block.context_scores(x)[:, 0], "context scores"
-        if isinstance(block, CHANNEL_GATES):
-            return output.abs().mean(1), f"activation after {type(block).__name__} (channel mean |output|)"
-    raise TypeError(f"{type(block).__name__} is not a yolo_attn attention block; expected one of {ATTENTION_BLOCKS}")
+        own = getattr(block, "attention_map", None)
+        if callable(own):
+            return own(x, output)
+        return output.abs().mean(1), f"activation after {type(block).__name__} (channel mean |output|)"
 
 
 def find_attention_blocks(model: nn.Module) -> list[AttentionBlock]:
@@ -141,6 +120,7 @@ def find_attention_blocks(model: nn.Module) -> list[AttentionBlock]:
         (list[AttentionBlock]): The blocks found, possibly empty.
     """
     found: list[AttentionBlock] = []
+    attention_classes = attention_block_classes()
 
     def visit(module: nn.Module, layer: int | None, owner: str, path: str) -> None:
         for child_name, child in module.named_children():
@@ -149,7 +129,7 @@ def find_attention_blocks(model: nn.Module) -> list[AttentionBlock]:
                 child_layer, child_path = child.i, ""
                 first = child[0] if isinstance(child, nn.Sequential) and len(child) else child  # n > 1 repeats
                 child_owner = type(first).__name__
-            if isinstance(child, ATTENTION_BLOCKS):
+            if isinstance(child, attention_classes):
                 kind = type(child).__name__
                 if child_owner in {"", kind}:  # the block is the layer (or one of its repeats)
                     name = f"{kind} ({child_path})" if child_path else kind
@@ -349,7 +329,7 @@ def attention_maps(
     if not blocks:
         raise ValueError(
             f"{type(model).__name__} has no yolo_attn attention block to visualise; "
-            f"expected one of {', '.join(b.__name__ for b in ATTENTION_BLOCKS)} (or CA_C2f / CA_C3k2)"
+            f"expected one of {', '.join(b.__name__ for b in attention_block_classes())} (or a block that holds them)"
         )
     files = image_files(source)
     stride = int(getattr(model, "stride", torch.tensor([32])).max())

@@ -1,0 +1,371 @@
+"""The block table: the one declaration of every block, read by every part of yolo_attn that needs to know blocks.
+
+A block is declared once, where it is defined, with `register_block` (also the public API for a user's block and the
+loader of plugin packages' entry points). The declaration holds what the other parts need:
+
+- the YAML name and its aliases (YAML resolution, the layer table, the checkpoint allow-list);
+- the kind: ``"channel"`` (a channel-preserving ``Block(c1, *yaml_args)`` whose input channels are inferred) or
+  ``"extends"`` (it extends an Ultralytics block such as C2f, takes its parent's YAML args and scales like it);
+- the argument signature, from which row checks and their messages are derived (`BlockSpec.expected`);
+- the benchmark levels (``bench_levels``) of the block micro-benchmark, where it is benchmarked.
+
+What a block computes in other forms is a method of the block class, so nothing else needs a table: ``forward_plain``
+(the plain formulation of the benchmark), ``fuse`` (inference form), ``attention_map`` (the visualizer's map),
+``start_as_identity`` (the identity start; blocks without one get the generic identity mix of
+`yolo_attn.modules.identity_start.add_identity_mix`), ``check_feature_map`` (size constraints at 640 px).
+
+This module is pure: it imports neither Ultralytics nor the blocks. A name that Ultralytics already resolves in a
+model YAML is refused through the name checks the integration installs (`add_name_check`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+CHANNEL, EXTENDS = "channel", "extends"
+
+
+class BlockRegistrationError(ValueError):
+    """A block cannot be registered as asked; the message says why and what would work."""
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """The declaration of one block.
+
+    Attributes:
+        name (str): YAML name, e.g. ``"CBAM"``.
+        cls (type[nn.Module]): The block class.
+        aliases (tuple[str, ...]): Other YAML names of the block, e.g. ``("CA-C2f",)``.
+        parent (type[nn.Module] | None): The Ultralytics block it extends (kind ``"extends"``), else None.
+        bench_levels (tuple[str, ...]): yolov8n levels (``"P3"``, ``"P4"``, ``"P5"``) of the block micro-benchmark;
+            empty when the block is not benchmarked.
+        origin (str): Who declared it: ``"yolo_attn"``, a plugin's distribution name, or a user's module.
+        identity (str): How a new block starts as the identity: ``"own"`` (its ``start_as_identity``), ``"mix"``
+            (the generic zero-initialised residual mix) or ``"inner"`` (the attention blocks inside an extends block).
+    """
+
+    name: str
+    cls: type[nn.Module]
+    aliases: tuple[str, ...] = ()
+    parent: type[nn.Module] | None = None
+    bench_levels: tuple[str, ...] = ()
+    origin: str = "yolo_attn"
+    identity: str = "own"
+
+    @property
+    def kind(self) -> str:
+        """``"channel"`` for a channel-preserving block, ``"extends"`` for one that extends an Ultralytics block."""
+        return EXTENDS if self.parent is not None else CHANNEL
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The YAML name, then the aliases."""
+        return (self.name, *self.aliases)
+
+    def yaml_parameters(self) -> list[inspect.Parameter]:
+        """Return the parameters a YAML row's args fill: after ``c1`` (channel kind), or the parent's after c1 and n."""
+        if self.parent is None:
+            return list(inspect.signature(self.cls).parameters.values())[1:]
+        return [p for p in list(inspect.signature(self.parent).parameters.values())[1:] if p.name != "n"]
+
+    def expected(self, alias: str | None = None) -> str:
+        """Describe the YAML args the block expects, e.g. ``CBAM [r=16, k=7] (no channel argument: ...)``.
+
+        Args:
+            alias (str | None): The name as written in the YAML row; defaults to the block's name.
+
+        Returns:
+            (str): The description used in every row error.
+        """
+        name = alias or self.name
+        params = ", ".join(_describe(p) for p in self.yaml_parameters())
+        if self.parent is None:
+            return f"{name} [{params}] (no channel argument: input channels are inferred)"
+        return (
+            f"{name} [{params}] (same args as {self.parent.__name__}; its repeat count n is the row's second field), "
+            f"e.g. [-1, 3, {name}, [256, True]]"
+        )
+
+    def bind(self, positional: Sequence[Any], keywords: dict[str, Any], repeats: int = 1) -> None:
+        """Check that YAML args fit the constructor, as the block (channel kind) or its parent (extends) is called.
+
+        Args:
+            positional (Sequence[Any]): Positional YAML args.
+            keywords (dict[str, Any]): Keyword YAML args (a trailing mapping in the row).
+            repeats (int): The row's repeat count (the parent's ``n``).
+
+        Raises:
+            TypeError: From ``inspect.Signature.bind`` when the args do not fit.
+        """
+        if self.parent is None:
+            inspect.signature(self.cls).bind(0, *positional, **keywords)
+        else:
+            inspect.signature(self.parent).bind(0, positional[0], repeats, *positional[1:], **keywords)
+
+
+def _describe(p: inspect.Parameter) -> str:
+    return p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+
+
+_TABLE: dict[str, BlockSpec] = {}  # every YAML name (names and aliases) -> its declaration
+_NAME_CHECKS: list[Callable[[str], str | None]] = []  # name -> who else resolves it (None: free)
+_LISTENERS: list[Callable[[str, BlockSpec], None]] = []  # ("add" | "remove", spec), e.g. the safe-load allow-list
+
+
+def add_name_check(check: Callable[[str], str | None]) -> None:
+    """Install a check that tells who else resolves a YAML name (the integration installs Ultralytics' names).
+
+    Args:
+        check (Callable[[str], str | None]): Returns a description of the owner of a name, or None when it is free.
+    """
+    if check not in _NAME_CHECKS:
+        _NAME_CHECKS.append(check)
+
+
+def remove_name_check(check: Callable[[str], str | None]) -> None:
+    """Remove a check installed by `add_name_check` (no-op when absent)."""
+    if check in _NAME_CHECKS:
+        _NAME_CHECKS.remove(check)
+
+
+def add_listener(listener: Callable[[str, BlockSpec], None]) -> None:
+    """Call ``listener("add" | "remove", spec)`` whenever a block is registered or unregistered."""
+    if listener not in _LISTENERS:
+        _LISTENERS.append(listener)
+
+
+def remove_listener(listener: Callable[[str, BlockSpec], None]) -> None:
+    """Remove a listener installed by `add_listener` (no-op when absent)."""
+    if listener in _LISTENERS:
+        _LISTENERS.remove(listener)
+
+
+def identity_kind(cls: type[nn.Module], parent: type[nn.Module] | None) -> str:
+    """Return how a new block of ``cls`` starts as the identity, or raise why it cannot be registered.
+
+    Args:
+        cls (type[nn.Module]): The block class.
+        parent (type[nn.Module] | None): The Ultralytics block it extends, if any.
+
+    Returns:
+        (str): ``"own"``, ``"mix"`` or ``"inner"`` (see `BlockSpec.identity`).
+
+    Raises:
+        BlockRegistrationError: When ``cls`` is no ``nn.Module``, takes no input-channel argument, its forward does
+            not take exactly one tensor, or an extends block does not subclass its parent or lacks ``parent_args``.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise BlockRegistrationError(f"{cls!r} is not an nn.Module subclass; a block must be one")
+    params = list(inspect.signature(cls).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not params or params[0].kind not in positional:
+        raise BlockRegistrationError(
+            f"{cls.__name__}({', '.join(str(p) for p in params)}) takes no input-channel argument: a block is built as "
+            f"{cls.__name__}(c1, *yaml_args) with the input channels c1 first (inferred from the network)"
+        )
+    forward = list(inspect.signature(cls.forward).parameters.values())[1:]
+    required = [p for p in forward if p.default is inspect.Parameter.empty and p.kind in positional]
+    if len(required) != 1:
+        raise BlockRegistrationError(
+            f"{cls.__name__}.forward takes {len(required)} required inputs ({', '.join(p.name for p in required)}); "
+            "a YAML row feeds a block one tensor x of shape (B, C, H, W)"
+        )
+    if parent is not None:
+        if not issubclass(cls, parent):
+            raise BlockRegistrationError(
+                f"{cls.__name__} is registered with parent {parent.__name__} but does not "
+                f"subclass it; an extends block is its parent with attention added"
+            )
+        if not callable(getattr(cls, "parent_args", None)):
+            raise BlockRegistrationError(
+                f"{cls.__name__} extends {parent.__name__} but has no classmethod parent_args(built_parent) -> list: "
+                f"the network is scaled with a {parent.__name__} placeholder, and parent_args tells how to rebuild "
+                f"that placeholder as a {cls.__name__} with the same shapes"
+            )
+        return "inner"
+    return "own" if callable(getattr(cls, "start_as_identity", None)) else "mix"
+
+
+def register_block(
+    cls: type[nn.Module] | None = None,
+    *,
+    name: str | None = None,
+    aliases: Sequence[str] = (),
+    parent: type[nn.Module] | None = None,
+    bench_levels: Sequence[str] = (),
+    override: bool = False,
+    origin: str | None = None,
+) -> Any:
+    """Register a block under a YAML name (and aliases); usable as ``@register_block`` or ``@register_block(...)``.
+
+    A channel-preserving block is built as ``cls(c1, *yaml_args)`` with the inferred input channels ``c1`` first and
+    must return a tensor of its input's shape. A block that extends an Ultralytics block (as ``CA_C2f`` extends
+    ``C2f``) registers with ``parent=`` and takes its parent's YAML args. Every registered block gets the guarantees of
+    `yolo_attn.testing.check_block`: channels inferred, argument errors naming the layer, transfer, identity start
+    (blocks without their own ``start_as_identity`` get the generic zero-initialised residual mix), fuse, ONNX,
+    safe-load and DDP.
+
+    Args:
+        cls (type[nn.Module] | None): The class (None when used as ``@register_block(...)``).
+        name (str | None): YAML name; defaults to the class name.
+        aliases (Sequence[str]): Other YAML names.
+        parent (type[nn.Module] | None): The Ultralytics block ``cls`` extends.
+        bench_levels (Sequence[str]): Levels of yolov8n (``P3``/``P4``/``P5``) the block micro-benchmark times it at.
+        override (bool): Replace a block already registered under one of the names, or shadow an Ultralytics module
+            of that name in YAMLs. Without it, a taken name raises `BlockRegistrationError`.
+        origin (str | None): Who registers (named in conflicts); defaults to ``cls.__module__``.
+
+    Returns:
+        (type[nn.Module] | Callable): ``cls`` (or the decorator).
+
+    Raises:
+        BlockRegistrationError: For a taken name (without ``override``) or a class that cannot be a block.
+
+    Examples:
+        >>> import yolo_attn
+        >>> @yolo_attn.register_block(aliases=["simam"])
+        ... class SimAM(nn.Module):
+        ...     def __init__(self, c1: int, e_lambda: float = 1e-4): ...
+    """
+
+    def decorate(block: type[nn.Module]) -> type[nn.Module]:
+        identity = identity_kind(block, parent)
+        spec = BlockSpec(
+            name=name or block.__name__,
+            cls=block,
+            aliases=tuple(aliases),
+            parent=parent,
+            bench_levels=tuple(bench_levels),
+            origin=origin or block.__module__.split(".")[0],
+            identity=identity,
+        )
+        add(spec, override=override)
+        return block
+
+    return decorate if cls is None else decorate(cls)
+
+
+def add(spec: BlockSpec, override: bool = False) -> None:
+    """Add a declaration to the table (see `register_block`).
+
+    Registering the same declaration again is a no-op; registering a class again with other names or settings
+    replaces its declaration.
+
+    Args:
+        spec (BlockSpec): The declaration.
+        override (bool): Replace blocks and shadow Ultralytics modules that use one of its names.
+
+    Raises:
+        BlockRegistrationError: For a name taken by another block or by Ultralytics, without ``override``.
+    """
+    earlier = next((s for s in specs() if s.cls is spec.cls), None)
+    if earlier == spec:
+        return
+    for alias in spec.names:
+        if not alias.isidentifier() and not alias.replace("-", "_").isidentifier():
+            raise BlockRegistrationError(f"block name {alias!r} is not a valid YAML module name")
+        taken = _TABLE.get(alias)
+        if taken is not None and taken.cls is spec.cls:
+            continue
+        owner = (
+            f"block {taken.cls.__module__}.{taken.cls.__qualname__} (registered by {taken.origin})"
+            if taken is not None
+            else next((o for check in _NAME_CHECKS if (o := check(alias)) is not None), None)
+        )
+        if owner is not None and not override:
+            raise BlockRegistrationError(
+                f"cannot register {spec.cls.__module__}.{spec.cls.__qualname__} as {alias!r}: the name is already "
+                f"used by {owner}. Choose another name, or pass override=True to replace it"
+            )
+    replaced = {id(s): s for alias in spec.names if (s := _TABLE.get(alias)) is not None}
+    if earlier is not None:
+        replaced[id(earlier)] = earlier
+    for old in replaced.values():
+        remove(old.name)
+    for alias in spec.names:
+        _TABLE[alias] = spec
+    for listener in list(_LISTENERS):
+        listener("add", spec)
+
+
+def unregister_block(name_or_cls: str | type[nn.Module]) -> BlockSpec:
+    """Remove a block (all its names) from the table; its YAML names become unknown again.
+
+    Args:
+        name_or_cls (str | type[nn.Module]): One of its YAML names, or the class.
+
+    Returns:
+        (BlockSpec): The removed declaration.
+
+    Raises:
+        KeyError: When no block has that name or class.
+    """
+    spec = (
+        get(name_or_cls) if isinstance(name_or_cls, str) else next((s for s in specs() if s.cls is name_or_cls), None)
+    )
+    if spec is None:
+        raise KeyError(f"no registered block {name_or_cls!r}; registered: {sorted(_TABLE)}")
+    return remove(spec.name)
+
+
+def remove(name: str) -> BlockSpec:
+    """Remove the block registered under ``name`` (all its names) and return its declaration."""
+    spec = _TABLE[name]
+    for alias in spec.names:
+        if _TABLE.get(alias) is spec:
+            del _TABLE[alias]
+    for listener in list(_LISTENERS):
+        listener("remove", spec)
+    return spec
+
+
+def get(name: str) -> BlockSpec | None:
+    """Return the declaration a YAML name (or alias) resolves to, or None."""
+    return _TABLE.get(name)
+
+
+def specs(kind: str | None = None) -> Iterator[BlockSpec]:
+    """Yield each registered block once, in registration order, optionally of one kind (``channel``/``extends``)."""
+    seen: set[int] = set()
+    for spec in _TABLE.values():
+        if id(spec) not in seen and (kind is None or spec.kind == kind):
+            seen.add(id(spec))
+            yield spec
+
+
+def names() -> list[str]:
+    """Every registered YAML name and alias."""
+    return list(_TABLE)
+
+
+def channel_blocks() -> dict[str, type[nn.Module]]:
+    """YAML name -> class of the channel-preserving blocks (names only, no aliases)."""
+    return {s.name: s.cls for s in specs(CHANNEL)}
+
+
+def channel_names() -> set[str]:
+    """Every YAML name and alias of the channel-preserving blocks (rows that are transparent to weight transfer)."""
+    return {alias for s in specs(CHANNEL) for alias in s.names}
+
+
+def classes() -> tuple[type[nn.Module], ...]:
+    """Every registered block class."""
+    return tuple(s.cls for s in specs())
+
+
+def spec_of(module: nn.Module | type[nn.Module]) -> BlockSpec | None:
+    """Return the declaration of a block instance or class (exact class first, then through its MRO), or None."""
+    cls = module if isinstance(module, type) else type(module)
+    by_class = {s.cls: s for s in specs()}
+    return next((by_class[c] for c in cls.__mro__ if c in by_class), None)
+
+
+def canonical_names() -> dict[str, str]:
+    """Extends-block YAML name -> its parent's name, for aligning checkpoints (CA_C2f stands where C2f stood)."""
+    return {alias: s.parent.__name__ for s in specs(EXTENDS) for alias in s.names}

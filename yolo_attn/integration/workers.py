@@ -1,0 +1,83 @@
+"""DDP workers and safe loading: registered blocks visible in every process and allow-listed for weights-only loads.
+
+- DDP: a default training callback defined here (``on_pretrain_routine_start``) travels, pickled by reference, to
+  every DDP worker; unpickling it imports yolo_attn (which registers and loads plugins) before the worker builds the
+  model. It relies on ``ultralytics.utils.callbacks.base.default_callbacks`` (event name -> list of callables).
+- ``ULTRALYTICS_SAFE_LOAD=1``: Ultralytics loads checkpoints with ``torch.load(weights_only=True)`` and allow-lists
+  only its own and torch's classes, so every registered block class (and the generic identity mix's hook) is added
+  to torch's safe globals while registered, including blocks registered later (a block-table listener).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ultralytics.utils.callbacks import base as callbacks_base
+
+from yolo_attn import blocks
+from yolo_attn.modules.identity_start import IDENTITY_MIX_HOOK
+
+DDP_EVENT = "on_pretrain_routine_start"
+
+
+def register_in_worker(trainer: Any = None) -> None:
+    """Training callback that registers yolo_attn; its pickled reference makes DDP workers import the package.
+
+    Args:
+        trainer (Any): The Ultralytics trainer calling back (unused).
+    """
+    from yolo_attn.integration.registration import register
+
+    register()
+
+
+def add_ddp_callback() -> None:
+    """Append `register_in_worker` to Ultralytics' default callbacks."""
+    callbacks_base.default_callbacks.setdefault(DDP_EVENT, []).append(register_in_worker)
+
+
+def remove_ddp_callback() -> None:
+    """Remove `register_in_worker` from Ultralytics' default callbacks."""
+    callbacks_base.default_callbacks[DDP_EVENT].remove(register_in_worker)
+
+
+def _module_classes(cls: type) -> list[type]:
+    """The block class and every nn.Module class defined in the same module (inner layers such as CA_C2f's)."""
+    import sys
+
+    module = sys.modules.get(cls.__module__)
+    found = [cls]
+    for obj in vars(module).values() if module is not None else ():
+        if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and obj.__module__ == cls.__module__:
+            found.append(obj)
+    return list(dict.fromkeys(found))
+
+
+def allowed_globals() -> list[Any]:
+    """The globals a checkpoint of registered blocks may reference: their modules' classes, the identity-mix hook."""
+    found: list[Any] = [IDENTITY_MIX_HOOK]
+    for spec in blocks.specs():
+        found += _module_classes(spec.cls)
+    return list(dict.fromkeys(found))
+
+
+def _on_block_change(event: str, spec: blocks.BlockSpec) -> None:
+    """Block-table listener: allow-list a block registered while yolo_attn is registered (removal keeps it)."""
+    if event == "add":
+        torch.serialization.add_safe_globals(_module_classes(spec.cls))
+
+
+def add_safe_globals() -> None:
+    """Allow-list every registered block for weights-only loading, and follow later registrations."""
+    torch.serialization.add_safe_globals(allowed_globals())
+    blocks.add_listener(_on_block_change)
+
+
+def remove_safe_globals() -> None:
+    """Remove what `add_safe_globals` added (and anything later registered), keeping everything else."""
+    blocks.remove_listener(_on_block_change)
+    ours = set(allowed_globals())
+    kept = [g for g in torch.serialization.get_safe_globals() if (g[0] if isinstance(g, tuple) else g) not in ours]
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(kept)
