@@ -6,7 +6,6 @@ import inspect
 
 import pytest
 import torch
-from block_helpers import randomize_
 from torch import nn
 
 from yolo_attn.modules import (
@@ -21,6 +20,7 @@ from yolo_attn.modules import (
     SeparableSelfAttention,
     SpatialAttention,
 )
+from yolo_attn.modules.random_weights import randomize_
 
 # block class -> the factor a fresh block multiplies its input by (gates start at exactly 0.5; attention at identity)
 FRESH_SCALE = {

@@ -12,7 +12,6 @@ import warnings
 
 import pytest
 import torch
-from block_helpers import randomize_
 
 from yolo_attn.modules import (
     CBAM,
@@ -27,6 +26,7 @@ from yolo_attn.modules import (
     SeparableSelfAttention,
     SpatialAttention,
 )
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling.blocks import deployed_block
 
 ort = pytest.importorskip("onnxruntime")

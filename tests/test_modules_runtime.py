@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from block_helpers import randomize_
 from torch import nn
 
 from yolo_attn import (
@@ -20,6 +19,7 @@ from yolo_attn import (
     SeparableSelfAttention,
     SpatialAttention,
 )
+from yolo_attn.modules.random_weights import randomize_
 
 C = 32
 BLOCKS = {
