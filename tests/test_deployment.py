@@ -46,6 +46,7 @@ def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return best
 
 
+@pytest.mark.seam
 def test_best_pt_loads_and_predicts_in_a_fresh_process(trained: Path, tiny_data: Path, tmp_path: Path):
     images = tiny_data.parent / "images" / "val"
     out = python(

@@ -207,11 +207,19 @@ def _is_slow(stem: str, scale: str) -> bool:
 
 
 def _cases() -> list:
+    """Every stem at every scale; the slow ones marked slow, the scale-n builds marked seam."""
     return [
-        pytest.param(stem, scale, marks=[pytest.mark.slow] if _is_slow(stem, scale) else [], id=f"{stem}-{scale}")
+        pytest.param(stem, scale, marks=_marks(stem, scale), id=f"{stem}-{scale}")
         for stem in ALL_STEMS
         for scale in SCALES
     ]
+
+
+def _marks(stem: str, scale: str) -> list[pytest.MarkDecorator]:
+    marks = [pytest.mark.slow] if _is_slow(stem, scale) else []
+    if scale == "n":  # one build per YAML is enough for the run against the lowest Ultralytics release
+        marks.append(pytest.mark.seam)
+    return marks
 
 
 @pytest.mark.parametrize(("stem", "scale"), _cases())
@@ -236,6 +244,7 @@ def test_builds_runs_and_costs_baseline_plus_blocks(stem: str, scale: str) -> No
             assert torch.isfinite(predictions).all()
 
 
+@pytest.mark.seam
 def test_scale_letter_in_the_name_picks_the_scale() -> None:
     nano, xlarge = scaled_path("yolov8-cbam", "n"), scaled_path("yolov8-cbam", "x")
     assert (yaml_model_load(nano)["scale"], yaml_model_load(xlarge)["scale"]) == ("n", "x")
@@ -245,6 +254,7 @@ def test_scale_letter_in_the_name_picks_the_scale() -> None:
     assert counts["n"] < counts["x"]
 
 
+@pytest.mark.seam
 def test_unscaled_name_falls_back_to_the_first_scale_n() -> None:
     model = DetectionModel(str(YAML_DIR / "yolo11-cbam.yaml"), verbose=False)
     assert n_params(model) == baseline_params("yolo11", "n") + expected_extra_params("yolo11-cbam", "n")

@@ -61,6 +61,11 @@ def expected_layer_map(source: dict, target: dict) -> dict[int, int]:
     return dict(zip(range(len(rows_s)), kept, strict=True))
 
 
+@pytest.mark.seam
+def test_seam_variants_are_shipped():
+    assert set(shipped()) >= SEAM_VARIANTS
+
+
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
@@ -70,7 +75,21 @@ def renamed(key: str, layer_map: dict[int, int]) -> str:
     return f"model.{layer_map[int(match[1])]}.{match[2]}" if match else key
 
 
-@pytest.mark.parametrize("variant", shipped())
+# One variant per family and task, and each C2f/C3k2 replacement: enough for the run against the lowest Ultralytics.
+SEAM_VARIANTS = {
+    "yolov8n-cbam.yaml",
+    "yolov8n-ca-c2f.yaml",
+    "yolo11n-ca-c3k2.yaml",
+    "yolo26n-ca-c3k2.yaml",
+    "yolo26n-cbam.yaml",
+    "yolov8n-cls-se.yaml",
+    "yolo11n-cls-eca.yaml",
+}
+
+
+@pytest.mark.parametrize(
+    "variant", [pytest.param(v, marks=[pytest.mark.seam] if v in SEAM_VARIANTS else []) for v in shipped()]
+)
 def test_every_shipped_yaml_takes_every_baseline_tensor_and_predicts_the_same(variant, tmp_path_factory):
     path, base = baseline_checkpoint(baseline_of(variant), str(tmp_path_factory.getbasetemp()))
     model = YOLO(str(MODEL_YAMLS / variant)).load(path).model.eval()
@@ -188,7 +207,7 @@ def fresh(name: str) -> DetectionModel:
 @pytest.mark.parametrize(
     "variant",
     [
-        "yolov8n-cbam.yaml",
+        pytest.param("yolov8n-cbam.yaml", marks=pytest.mark.seam),
         pytest.param("yolo11n-ca-c3k2.yaml", marks=pytest.mark.slow),
         pytest.param("yolov8n-mhsa.yaml", marks=pytest.mark.slow),
     ],
@@ -249,6 +268,7 @@ def test_identity_start_opt_out(monkeypatch, tmp_path_factory):
         registry.load_pretrained(fresh("yolov8n-se.yaml"), path, verbose=False)
 
 
+@pytest.mark.seam
 def test_plain_models_with_the_same_rows_go_to_ultralytics_unchanged(monkeypatch, tmp_path_factory):
     path, base = baseline_checkpoint("yolov8n.yaml", str(tmp_path_factory.getbasetemp()))
     calls = []
@@ -274,6 +294,7 @@ def test_summary_line(tmp_path_factory):
     assert json.loads(json.dumps(report.to_dict()))["layer_map"][10] == [10, 11]
 
 
+@pytest.mark.seam
 def test_load_wrapper_is_installed_and_removed():
     from ultralytics.nn import tasks
 
