@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before the first ultralytics import, which `import yolo_attn` makes
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 YAML_DIR = Path(__file__).resolve().parents[1] / "yolo_attn" / "model_yamls"
-FAMILY = re.compile(r"^(yolov8|yolo11|yolo26)-(.+)$")  # unscaled stems: yolov8-cbam, yolo11-ca-c3k2
 
 
 def variants(yaml_dir: Path, scale: str = "n") -> dict[str, str]:
-    """Return ``{scaled variant path: baseline name}`` for the unscaled YAMLs in ``yaml_dir``, baselines first."""
+    """Return ``{scaled variant path: baseline name}`` for the unscaled YAMLs in ``yaml_dir``, grouped by baseline."""
+    from yolo_attn.profiling.headers import SHIPPED_STEM, scaled_pair
+
     found = {}
     for path in sorted(yaml_dir.glob("*.yaml")):
-        match = FAMILY.match(path.stem)
-        if match:
-            family, variant = match.groups()
-            found[str(yaml_dir / f"{family}{scale}-{variant}.yaml")] = f"{family}{scale}.yaml"
-    return dict(sorted(found.items(), key=lambda item: item[1], reverse=True))  # yolov8 rows, then yolo11
+        if SHIPPED_STEM.match(path.stem):
+            scaled, baseline = scaled_pair(path, scale)
+            found[str(scaled)] = baseline
+    return dict(sorted(found.items(), key=lambda item: item[1], reverse=True))  # yolov8 rows, then yolo26, yolo11
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """The sensor time-series system: a small CNN with and without spatial attention on synthetic activity windows.
 
-Trains ``yolo_attn.timeseries.TimeSeriesAttentionNet`` (stages conv -> SpatialAttention(k=(3, 1), pool="mean") ->
+Trains ``yolo_attn.demos.timeseries.TimeSeriesAttentionNet`` (stages conv -> SpatialAttention(k=(3, 1), pool="mean") ->
 BatchNorm -> ReLU) with and without the attention gate, over seeds, with identical settings; writes one per-epoch CSV
 per run, a summary table (val accuracy mean ± std, paired delta with the noise flag) and a plot of the attention
-gates over time. See yolo_attn/timeseries.py for the network and the data.
+gates over time. See yolo_attn/demos/timeseries.py for the network and the data.
 
 Usage:
     python scripts/timeseries_attention.py                                   # 3 seeds, 10 epochs, runs/timeseries/exp*
@@ -23,7 +23,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from yolo_attn.timeseries import TrainSettings, run_comparison  # noqa: E402
+from yolo_attn.demos.timeseries import TrainSettings, run_comparison  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,22 +30,10 @@ from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 from ultralytics.utils.torch_utils import intersect_dicts
 
 import yolo_attn  # noqa: F401  (registers the blocks with Ultralytics)
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.registry import load_pretrained
 
 MODEL_YAMLS = Path(__file__).resolve().parents[1] / "model_yamls"
-
-
-def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights scaled by fan-in (finite outputs through a whole detector) and random BatchNorm statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) / (p[0].numel() if p.ndim > 1 else 1) ** 0.5)
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model
 
 
 def main() -> None:
@@ -60,7 +48,7 @@ def main() -> None:
         base_name = f"{re.match(r'(yolov8|yolo11|yolo26)n(-cls)?', name)[0]}.yaml"
         model_class = ClassificationModel if "-cls" in name else DetectionModel
         if base_name not in baselines:
-            baselines[base_name] = randomize_(model_class(base_name, verbose=False)).eval()
+            baselines[base_name] = randomize_(model_class(base_name, verbose=False), fan_in=True).eval()
         base = baselines[base_name]
         model = model_class(str(MODEL_YAMLS / name), verbose=False)
         by_key = len(intersect_dicts(base.state_dict(), model.state_dict()))

@@ -94,7 +94,7 @@ def test_accuracy_curves(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The classify demo, tiny: two models x one seed x one epoch on 16 + 8 images."""
-    from yolo_attn.demo_classify import run_classify_demo
+    from yolo_attn.demos.classify import run_classify_demo
 
     out = tmp_path_factory.mktemp("demo_cls")
     return run_classify_demo(out, models=("yolov8n-cls.yaml", "yolov8n-cls-se.yaml"), seeds=(0,), epochs=1,

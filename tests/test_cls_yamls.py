@@ -138,7 +138,7 @@ def test_loads_as_a_classifier_by_scaled_name() -> None:
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_header_cost_table_params_are_current(stem: str) -> None:
-    """The header's table (scripts/yaml_cost_table.py --update-headers) must match what the file builds today."""
+    """The header's table (yolo-attn profile --update-headers) must match what the file builds today."""
     fam, key = split(stem)
     rows = {}
     for line in (YAML_DIR / f"{stem}.yaml").read_text().splitlines():

@@ -378,7 +378,7 @@ def test_markdown_shows_the_interval_and_the_seeds_needed(tmp_path, fakes):
 
 
 def test_demo_pretrains_once_then_fine_tunes_every_model_from_the_same_weights(tmp_path, monkeypatch):
-    from yolo_attn import demo
+    from yolo_attn.demos import detect as demo
 
     seen, pretrained_on = {}, []
 

@@ -8,24 +8,17 @@ import subprocess
 import pytest
 import torch
 from conftest import subprocess_env, yolo_attn_command
-from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_attn.experiments.files import load_runs
+from yolo_attn.modules.random_weights import randomize_
 
 pytestmark = pytest.mark.slow
 
 
 def random_baseline_checkpoint(path, nc: int = 2):
     """A yolov8n checkpoint with random (not zero) weights and BatchNorm statistics, as a stand-in for yolov8n.pt."""
-    model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    model = randomize_(DetectionModel("yolov8n.yaml", nc=nc, verbose=False), fan_in=True)
     torch.save({"model": copy.deepcopy(model).half(), "train_args": {}}, path)
     return path, len(model.state_dict())
 

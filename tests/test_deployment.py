@@ -15,6 +15,8 @@ import torch
 import yaml
 from conftest import MODEL_YAMLS, subprocess_env, yolo_attn_command
 
+from yolo_attn.modules.random_weights import randomize_
+
 pytestmark = pytest.mark.slow
 
 TRAIN_KWARGS = {"imgsz": 64, "batch": 4, "workers": 0, "device": "cpu", "amp": False, "plots": False}
@@ -46,6 +48,7 @@ def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return best
 
 
+@pytest.mark.seam
 def test_best_pt_loads_and_predicts_in_a_fresh_process(trained: Path, tiny_data: Path, tmp_path: Path):
     images = tiny_data.parent / "images" / "val"
     out = python(
@@ -190,11 +193,7 @@ def baseline_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A yolov8n checkpoint for the tiny data set's 2 classes with random (non-zero) weights: a baseline best.pt."""
     from ultralytics.nn.tasks import DetectionModel
 
-    model = DetectionModel("yolov8n.yaml", nc=2, verbose=False)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) / max(p[0].numel() if p.ndim > 1 else 1, 1) ** 0.5)
+    model = randomize_(DetectionModel("yolov8n.yaml", nc=2, verbose=False), fan_in=True)
     path = tmp_path_factory.mktemp("pretrained") / "yolov8n.pt"
     torch.save({"model": model, "train_args": {}}, path)
     return path

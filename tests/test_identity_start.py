@@ -8,13 +8,14 @@ import io
 import pytest
 import torch
 import yaml
-from block_helpers import randomize_, shipped
+from block_helpers import shipped
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 import yolo_attn
 from yolo_attn import transfer
 from yolo_attn.modules import AttentionBlock
+from yolo_attn.modules.random_weights import randomize_
 
 C = 32
 X = torch.randn(2, C, 6, 5, generator=torch.Generator().manual_seed(0))

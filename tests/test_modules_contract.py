@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 import torch
-from block_helpers import randomize_, shipped
+from block_helpers import shipped
 from torch import nn
 
 from yolo_attn.modules import (
@@ -21,6 +21,7 @@ from yolo_attn.modules import (
     SeparableSelfAttention,
     SpatialAttention,
 )
+from yolo_attn.modules.random_weights import randomize_
 
 # documented factor a fresh block multiplies its input by (gates start at exactly 0.5; attention at identity); a block
 # not listed here must still scale uniformly by one constant in (0, 1]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from block_helpers import randomize_
 from torch import nn
 from ultralytics.nn.modules import C2f, C3k2
 from ultralytics.nn.modules.block import Bottleneck
 
 from yolo_attn.modules import CA_C2f, CA_C3k2, CoordAtt, CoordAttBottleneck
 from yolo_attn.modules.csp_coord_att import add_coord_att
+from yolo_attn.modules.random_weights import randomize_
 
 # (ours, parent, constructor args, CoordAtt blocks expected)
 CONFIGS = [

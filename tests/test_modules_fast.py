@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 import torch
-from block_helpers import default_block, randomize_, shipped
+from block_helpers import default_block, shipped
 from torch import nn
 
 from yolo_attn.modules import (
@@ -25,6 +25,7 @@ from yolo_attn.modules import (
     SpatialAttention,
 )
 from yolo_attn.modules.fusion import fold_batchnorm, fuse_blocks
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling.blocks import deployed_block, dispatched_ops
 from yolo_attn.profiling.plain import Plain, has_plain, plain_forward
 

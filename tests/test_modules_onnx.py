@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import torch
-from block_helpers import default_block, randomize_, shipped
+from block_helpers import default_block, shipped
 
 from yolo_attn.modules import (
     CBAM,
@@ -21,6 +21,7 @@ from yolo_attn.modules import (
     CA_C3k2,
     SpatialAttention,
 )
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling.blocks import deployed_block
 
 ort = pytest.importorskip("onnxruntime")

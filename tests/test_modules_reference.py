@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from block_helpers import randomize_
 from torch import nn
 
 from yolo_attn.modules import (
@@ -26,6 +25,7 @@ from yolo_attn.modules import (
     SpatialAttention,
     eca_kernel_size,
 )
+from yolo_attn.modules.random_weights import randomize_
 
 ATOL = 1e-5
 

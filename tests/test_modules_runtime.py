@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from block_helpers import default_block, randomize_, shipped
+from block_helpers import default_block, shipped
 from torch import nn
 
 from yolo_attn import (
@@ -14,6 +14,7 @@ from yolo_attn import (
     CA_C3k2,
     SpatialAttention,
 )
+from yolo_attn.modules.random_weights import randomize_
 
 C = 32
 #: Every shipped block with its default arguments, then variants.

@@ -15,6 +15,7 @@ from yolo_attn.profiling.cost import (
     measure_latency,
     model_cost,
     resolve_device,
+    torch_gflops,
 )
 
 
@@ -72,6 +73,21 @@ def test_attention_products_are_counted_by_both_counters():
     cost = model_cost(TokenAttention(), imgsz=size, runs=0)
     assert cost["gflops_torch"] == pytest.approx(2 * macs / 1e9, rel=1e-6)
     assert cost["gflops"] >= cost["gflops_torch"]  # THOP also counts the softmax
+
+
+class FusedTokenAttention(TokenAttention):
+    """TokenAttention through ``scaled_dot_product_attention`` (unscaled, so the two products are the same)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.proj(x).flatten(2).transpose(1, 2).unsqueeze(1).contiguous()  # (B, 1, N, 8), CPU flash kernel
+        return torch.nn.functional.scaled_dot_product_attention(tokens, tokens, tokens, scale=1.0).squeeze(1)
+
+
+def test_fused_attention_on_cpu_is_counted_like_its_products():
+    size = 16
+    n = size * size
+    macs = n * 3 * 8 + 2 * n * n * 8  # projection + (Q K^T) + (A V), as test_attention_products_are_counted_...
+    assert torch_gflops(FusedTokenAttention().eval(), imgsz=size) == pytest.approx(2 * macs / 1e9, rel=1e-6)
 
 
 def test_flops_positive_and_larger_for_bigger_model(yolo_costs):

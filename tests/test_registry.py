@@ -22,6 +22,8 @@ import yolo_attn
 from yolo_attn.integration import lookup, parse, patches, workers
 from yolo_attn.modules import CA_C2f, CA_C3k2, CoordAtt
 
+pytestmark = pytest.mark.seam  # every test here drives Ultralytics' parse_model, YAML lookup or callbacks
+
 SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 768), "l": (1.0, 1.0, 512)}
 
 

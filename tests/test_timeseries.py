@@ -12,25 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.modules import SpatialAttention
-from yolo_attn.timeseries import (
+from yolo_attn.demos.timeseries import (
     N_CLASSES,
     TimeSeriesAttentionNet,
     TrainSettings,
     make_activity_windows,
     train_run,
 )
+from yolo_attn.modules import SpatialAttention
+from yolo_attn.modules.random_weights import randomize_
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "timeseries_attention.py"
-
-
-def randomise(net: TimeSeriesAttentionNet, seed: int = 0) -> None:
-    """Give every attention conv random weights (a fresh gate is flat 0.5, which hides mistakes)."""
-    g = torch.Generator().manual_seed(seed)
-    for gate in net.attention:
-        if isinstance(gate, SpatialAttention):
-            gate.conv.weight.data = torch.randn(gate.conv.weight.shape, generator=g)
-            gate.conv.bias.data = torch.randn(gate.conv.bias.shape, generator=g)
 
 
 def test_shapes_and_bad_input() -> None:
@@ -61,7 +53,7 @@ def test_forward_equals_an_independent_restatement() -> None:
     """Each stage: conv -> x * sigmoid(conv_(3,1)(mean_c(x)) + b) -> BN -> ReLU; pool to (1, modal); linear."""
     torch.manual_seed(0)
     net = TimeSeriesAttentionNet(n_classes=4, modal=6).eval()
-    randomise(net)
+    randomize_(net.attention)  # a fresh gate is flat 0.5, which hides mistakes
     x = torch.randn(2, 1, 40, 6)
     h, expected_gates = x, []
     for conv, gate, norm in zip(net.convs, net.attention, net.norms, strict=True):

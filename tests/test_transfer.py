@@ -18,23 +18,9 @@ from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 import yolo_attn
 from yolo_attn import transfer
 from yolo_attn.integration import loading, patches
+from yolo_attn.modules.random_weights import randomize_
 
 IMAGE = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-
-
-def randomize_model_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights that keep activations finite through a whole detector, and random BatchNorm statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            fan_in = p[0].numel() if p.ndim > 1 else 1
-            p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model
 
 
 def baseline_of(variant: str) -> str:
@@ -54,7 +40,7 @@ def shipped() -> list[str]:
 def baseline_checkpoint(name: str, folder: str) -> tuple[Path, nn.Module]:
     """A baseline checkpoint with random weights (not zeros), written once per family and task."""
     model_class = ClassificationModel if "-cls" in name else DetectionModel
-    model = randomize_model_(model_class(name, verbose=False)).eval()
+    model = randomize_(model_class(name, verbose=False), fan_in=True).eval()
     path = Path(folder) / name.replace(".yaml", ".pt")
     torch.save({"model": copy.deepcopy(model), "train_args": {}}, path)
     return path, model
@@ -76,6 +62,11 @@ def expected_layer_map(source: dict, target: dict) -> dict[int, int]:
     return dict(zip(range(len(rows_s)), kept, strict=True))
 
 
+@pytest.mark.seam
+def test_seam_variants_are_shipped():
+    assert set(shipped()) >= SEAM_VARIANTS
+
+
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
@@ -85,7 +76,21 @@ def renamed(key: str, layer_map: dict[int, int]) -> str:
     return f"model.{layer_map[int(match[1])]}.{match[2]}" if match else key
 
 
-@pytest.mark.parametrize("variant", shipped())
+# One variant per family and task, and each C2f/C3k2 replacement: enough for the run against the lowest Ultralytics.
+SEAM_VARIANTS = {
+    "yolov8n-cbam.yaml",
+    "yolov8n-ca-c2f.yaml",
+    "yolo11n-ca-c3k2.yaml",
+    "yolo26n-ca-c3k2.yaml",
+    "yolo26n-cbam.yaml",
+    "yolov8n-cls-se.yaml",
+    "yolo11n-cls-eca.yaml",
+}
+
+
+@pytest.mark.parametrize(
+    "variant", [pytest.param(v, marks=[pytest.mark.seam] if v in SEAM_VARIANTS else []) for v in shipped()]
+)
 def test_every_shipped_yaml_takes_every_baseline_tensor_and_predicts_the_same(variant, tmp_path_factory):
     path, base = baseline_checkpoint(baseline_of(variant), str(tmp_path_factory.getbasetemp()))
     model = YOLO(str(MODEL_YAMLS / variant)).load(path).model.eval()
@@ -130,7 +135,7 @@ def test_a_shifted_layer_never_lands_in_a_same_shaped_stranger():
     source = small_yaml([[-1, 1, "Conv", [512, 3, 1]]], [[[3, 5], 1, "Detect", ["nc"]]])  # 5
     stranger = [4, 1, "Conv", [512, 3, 1, None, 1, 2]]  # 5: dilation 2, same tensor shapes as a 3x3 Conv
     target = small_yaml([stranger, [4, 1, "Conv", [512, 3, 1]]], [[[3, 6], 1, "Detect", ["nc"]]])
-    src, tgt = randomize_model_(build(source)), build(target)
+    src, tgt = randomize_(build(source), fan_in=True), build(target)
     fresh_stranger = copy.deepcopy(tgt.model[5].state_dict())
     assert {k: v.shape for k, v in src.model[5].state_dict().items()} == {
         k: v.shape for k, v in tgt.model[5].state_dict().items()
@@ -170,7 +175,7 @@ def test_other_family_transfers_only_what_corresponds_and_names_the_first_differ
 
 @pytest.mark.slow  # builds yolov8s
 def test_other_scale_transfers_only_equal_shapes(tmp_path_factory):
-    source = randomize_model_(DetectionModel("yolov8s.yaml", verbose=False))
+    source = randomize_(DetectionModel("yolov8s.yaml", verbose=False), fan_in=True)
     model = fresh("yolov8n-cbam.yaml")
     report = yolo_attn.load_pretrained(model, source, verbose=False)
     assert report.first_difference.startswith("target layer 0: model.0.conv.weight shape (32, 3, 3, 3)")
@@ -203,7 +208,7 @@ def fresh(name: str) -> DetectionModel:
 @pytest.mark.parametrize(
     "variant",
     [
-        "yolov8n-cbam.yaml",
+        pytest.param("yolov8n-cbam.yaml", marks=pytest.mark.seam),
         pytest.param("yolo11n-ca-c3k2.yaml", marks=pytest.mark.slow),
         pytest.param("yolov8n-mhsa.yaml", marks=pytest.mark.slow),
     ],
@@ -214,7 +219,7 @@ def test_a_fine_tuned_variant_reloads_exactly(variant, tmp_path):
     tuned = fresh(variant)
     for block in transfer.outermost_attention_blocks(tuned).values():
         block.start_as_identity()
-    randomize_model_(tuned).eval()
+    randomize_(tuned, fan_in=True).eval()
     mixes = [k for k in tuned.state_dict() if k.endswith("identity_mix")]
     assert mixes or variant == "yolov8n-mhsa.yaml"
     path = tmp_path / "best.pt"
@@ -236,7 +241,7 @@ def test_attention_blocks_of_the_source_are_dropped_or_kept_by_position():
     target = small_yaml(
         [[-1, 1, "ECA", []], [-1, 1, "Conv", [512, 1, 1]], [-1, 1, "SE", []]], [[[3, 7], 1, "Detect", ["nc"]]]
     )
-    src, tgt = randomize_model_(build(source)), build(target)
+    src, tgt = randomize_(build(source), fan_in=True), build(target)
     report = yolo_attn.load_pretrained(tgt, src, verbose=False)
     assert report.dropped_blocks == {"model.5": "CBAM"}
     assert report.new_blocks == {"model.5": "ECA"}
@@ -264,6 +269,7 @@ def test_identity_start_opt_out(monkeypatch, tmp_path_factory):
         yolo_attn.load_pretrained(fresh("yolov8n-se.yaml"), path, verbose=False)
 
 
+@pytest.mark.seam
 def test_plain_models_with_the_same_rows_go_to_ultralytics_unchanged(monkeypatch, tmp_path_factory):
     path, base = baseline_checkpoint("yolov8n.yaml", str(tmp_path_factory.getbasetemp()))
     calls = []
@@ -290,6 +296,7 @@ def test_summary_line(tmp_path_factory):
     assert json.loads(json.dumps(report.to_dict()))["layer_map"][10] == [10, 11]
 
 
+@pytest.mark.seam
 def test_load_wrapper_is_installed_and_removed():
     from ultralytics.nn import tasks
 

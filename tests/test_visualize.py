@@ -25,6 +25,7 @@ from yolo_attn.modules import (
 )
 
 # The submodule, not the function of the same name that yolo_attn.visualize exports.
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling import load_model
 from yolo_attn.visualize import (
     attention_maps,
@@ -93,19 +94,6 @@ def write_image(path: Path, height: int = 96, width: int = 128, seed: int = 0) -
     return path
 
 
-def randomise(block: nn.Module, seed: int = 0) -> nn.Module:
-    """Give a block random weights and BatchNorm statistics (fresh gates are flat), in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=generator) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=generator) + 0.5)
-    return block.eval()
-
-
 def bn_eval(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     """BatchNorm in eval mode, written out."""
     shape = (1, -1, 1, 1)
@@ -125,7 +113,7 @@ def spatial_gate_reference(x: torch.Tensor, conv: nn.Conv2d, bn: nn.Module) -> t
 
 def test_spatial_attention_map_is_its_gate() -> None:
     """The SpatialAttention map is sigmoid(conv([max, mean])) at the feature map's H, W."""
-    block = randomise(SpatialAttention(8, k=3))
+    block = randomize_(SpatialAttention(8, k=3)).eval()
     x = torch.randn(2, 8, 6, 10)
     derived, source = block_attention_map(block, x, block(x))
     assert derived.shape == (2, 6, 10)
@@ -136,7 +124,7 @@ def test_spatial_attention_map_is_its_gate() -> None:
 
 def test_cbam_map_is_spatial_gate_on_channel_refined_features() -> None:
     """The CBAM map is its spatial gate computed on x times the channel gate, not on x."""
-    block = randomise(CBAM(16, r=4, k=3))
+    block = randomize_(CBAM(16, r=4, k=3)).eval()
     x = torch.randn(2, 16, 6, 10)
     mlp = block.channel_attention.mlp
 
@@ -154,7 +142,7 @@ def test_cbam_map_is_spatial_gate_on_channel_refined_features() -> None:
 
 def test_coordatt_map_is_channel_mean_of_directional_gates() -> None:
     """The CoordAtt map is mean_c(a_h * a_w), with the gates recomputed from the paper's steps."""
-    block = randomise(CoordAtt(16, r=4))
+    block = randomize_(CoordAtt(16, r=4)).eval()
     x = torch.randn(2, 16, 6, 10)
     pooled = torch.cat((x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)), 2)  # (B, C, H+W, 1)
     y = F.hardswish(bn_eval(F.conv2d(pooled, block.conv1.weight, block.conv1.bias), block.bn1))
@@ -167,7 +155,7 @@ def test_coordatt_map_is_channel_mean_of_directional_gates() -> None:
 
 def test_mhsa_map_is_attention_received() -> None:
     """The MHSA map is the softmax attention each key position receives, averaged over heads and queries."""
-    block = randomise(MHSA(16, heads=4))
+    block = randomize_(MHSA(16, heads=4)).eval()
     x = torch.randn(2, 16, 3, 5)
     q, k, _ = F.conv2d(x, block.qkv.weight, block.qkv.bias).view(2, 3, 4, 4, 15).unbind(1)  # (B, heads, d, N)
     weights = torch.softmax(torch.einsum("bhdq,bhdk->bhqk", q, k) / math.sqrt(4), dim=-1)
@@ -180,11 +168,11 @@ def test_mhsa_map_is_attention_received() -> None:
 def test_sam_and_separable_maps() -> None:
     """SAM: channel mean of sigmoid(BN(conv1x1(x))); separable attention: softmax of its score row over positions."""
     x = torch.randn(2, 8, 4, 6)
-    sam = randomise(SAM(8))
+    sam = randomize_(SAM(8)).eval()
     derived, _ = block_attention_map(sam, x, sam(x))
     torch.testing.assert_close(derived, torch.sigmoid(bn_eval(F.conv2d(x, sam.conv.weight), sam.bn)).mean(1))
 
-    ssa = randomise(SeparableSelfAttention(8))
+    ssa = randomize_(SeparableSelfAttention(8)).eval()
     normed = F.group_norm(x, 1, ssa.norm.weight, ssa.norm.bias, ssa.norm.eps)
     scores = F.conv2d(normed, ssa.qkv.weight[:1], ssa.qkv.bias[:1])  # (B, 1, H, W)
     derived, source = block_attention_map(ssa, x, ssa(x))
@@ -195,7 +183,7 @@ def test_sam_and_separable_maps() -> None:
 @pytest.mark.parametrize("block_class", [SE, ChannelAttention, ECA])
 def test_channel_gates_show_their_activation(block_class: type[nn.Module]) -> None:
     """Channel-only gates are shown by the channel mean of |output|, and say so."""
-    block = randomise(block_class(16))
+    block = randomize_(block_class(16)).eval()
     x = torch.randn(2, 16, 4, 6)
     output = block(x)
     derived, source = block_attention_map(block, x, output)
@@ -237,7 +225,7 @@ def test_attention_maps_writes_one_grid_per_image(
     write_image(images / "b.png", height=80, width=60, seed=2)
     (images / "notes.txt").write_text("not an image")
     model = load_model(vis_yaml)
-    spatial = randomise(model.model[1], seed=3)  # layer 1 SpatialAttention, so its map is not flat
+    spatial = randomize_(model.model[1], seed=3).eval()  # layer 1 SpatialAttention, so its map is not flat
 
     plotted = []
     real_plot = overlay.plot_attention_grid

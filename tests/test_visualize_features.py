@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from yolo_attn.cli import main
+from yolo_attn.modules import CBAM
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling import load_model
 from yolo_attn.visualize import (
     capture_layer_outputs,
@@ -38,12 +40,10 @@ def write_image(path: Path, seed: int = 0) -> Path:
 
 
 def randomise_gates(model: nn.Module) -> None:
-    """Random weights for every parameter of the attention blocks, so their maps are not flat."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "attention" in name:
-                p.copy_(torch.randn(p.shape, generator=g))
+    """Random weights for every attention block of the model, so their maps are not flat."""
+    for index, layer in enumerate(model.model):
+        if isinstance(layer, CBAM):
+            randomize_(layer, seed=index)
 
 
 def calibrate(model: nn.Module) -> nn.Module:

@@ -169,8 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "profile", help="params, GFLOPs and batch-1 CPU latency of models against the first (paired shuffled rounds)"
     )
-    p.add_argument("--models", nargs="+", required=True, help="model YAMLs or weights; the first is the baseline")
+    p.add_argument("--models", nargs="+", default=None, help="model YAMLs or weights; the first is the baseline")
     p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument(
+        "--update-headers",
+        nargs="*",
+        metavar="YAML",
+        default=None,
+        help="instead: rewrite the cost table (scale n vs the Ultralytics baseline, params and GFLOPs) in the header "
+        "of these unscaled shipped YAMLs (none given: all of them) and print it",
+    )
     p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"), help="PyTorch eager or ONNX Runtime")
     p.add_argument("--rounds", type=int, default=60, help="timed rounds, each running every model once, shuffled")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs of each model first")
@@ -355,6 +363,14 @@ def _run_profile(args: argparse.Namespace, overrides: dict) -> None:
     from yolo_attn.profiling.cost import print_cost_table
     from yolo_attn.profiling.runtime import runtime_costs, runtime_table
 
+    if args.update_headers is not None:
+        from yolo_attn.profiling.headers import update_headers
+
+        for path, lines in update_headers(args.update_headers or None).items():
+            print(f"{path.name}:", *lines, sep="\n", end="\n\n")
+        return
+    if not args.models:
+        raise SystemExit("profile: --models is required (or --update-headers)")
     if str(args.device) != "cpu":  # interleaved, synchronised GPU timing of the fused models (PyTorch only)
         if args.runtime != "torch":
             raise SystemExit(f"profile --device {args.device}: only --runtime torch runs on a GPU here")
@@ -382,11 +398,11 @@ def _run_visualize(args: argparse.Namespace, overrides: dict) -> None:
 
 def _run_demo(args: argparse.Namespace, overrides: dict) -> None:
     if args.task == "classify":
-        from yolo_attn.demo_classify import run_classify_demo
+        from yolo_attn.demos.classify import run_classify_demo
 
         run_classify_demo(args.out)
         return
-    from yolo_attn.demo import run_demo
+    from yolo_attn.demos.detect import run_demo
 
     run_demo(args.out)
 

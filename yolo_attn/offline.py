@@ -13,11 +13,11 @@ from pathlib import Path
 
 OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"}
 CLI_NAMES = {"yolo-attn", "yolo-attn.exe"}
-SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"  # the CLI's twins, in a source checkout
+SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"  # the benchmark scripts, in a source checkout
 
 
 def invoked_as_cli() -> bool:
-    """Return True when this interpreter runs the ``yolo-attn`` command, ``python -m yolo_attn`` or a ``scripts/`` twin.
+    """Return True when this interpreter runs the ``yolo-attn`` command, ``python -m yolo_attn`` or a ``scripts/`` file.
 
     While ``python -m`` imports the target's packages, ``sys.argv[0]`` is ``"-m"``; it is the script path afterwards,
     so a library merely imported by another ``-m`` program is not mistaken for the command.

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from yolo_attn import blocks as table
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling.paired import paired_times, ratio_stats
 from yolo_attn.profiling.plain import Plain
 
@@ -119,7 +120,7 @@ def bench_blocks(
                 if level not in levels:
                     continue
                 torch.manual_seed(seed)
-                block = _randomized(make(channels), generator)
+                block = randomize_(make(channels), generator)
                 x = torch.randn(1, channels, imgsz // stride, imgsz // stride, generator=generator)
                 ours, plain = deployed_block(block), Plain(copy.deepcopy(block).eval())
                 variants: dict[str, Callable[[], Any]] = {"clone": x.clone, "ours": _bound(ours, x)}
@@ -170,7 +171,7 @@ def profiler_table(name: str, level: str, imgsz: int = 640, runs: int = 100, thr
     from torch.profiler import ProfilerActivity, profile
 
     channels, stride = YOLOV8N_LEVELS[level]
-    block = _randomized(deployed_block(bench_blocks_table()[name][0](channels)), torch.Generator().manual_seed(0))
+    block = randomize_(deployed_block(bench_blocks_table()[name][0](channels)))
     x = torch.randn(1, channels, imgsz // stride, imgsz // stride)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -227,18 +228,6 @@ def blocks_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def _ratio_cell(row: Mapping[str, Any]) -> str:
     """Format ours / plain of one row as ``median [q1-q3]``."""
     return f"{row['ours_vs_plain']:.2f} [{row['ours_vs_plain_q1']:.2f}-{row['ours_vs_plain_q3']:.2f}]"
-
-
-def _randomized(block: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Give every parameter and BatchNorm statistic a random value (fresh blocks have zeroed last layers)."""
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=generator) * 0.2)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=generator) + 0.5)
-    return block
 
 
 def _bound(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:

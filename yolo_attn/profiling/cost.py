@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 from ultralytics.utils import LOGGER, TQDM
 from ultralytics.utils.torch_utils import get_flops
@@ -100,6 +101,17 @@ def _input_channels(model: nn.Module) -> int:
     return int(yaml_dict.get("channels", 3)) if isinstance(yaml_dict, dict) else 3
 
 
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args: Any, **kwargs: Any) -> int:
+    """FLOPs of CPU flash attention: the two matrix products of attention, as PyTorch counts them on the GPU kernels."""
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# PyTorch's counter knows the GPU attention kernels, but not the one ``scaled_dot_product_attention`` runs on CPU, which
+# it would count as 0 FLOPs (torch 2.14).
+_CPU_ATTENTION_OP = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+_CPU_ATTENTION_FLOPS = {_CPU_ATTENTION_OP: _cpu_sdpa_flops} if _CPU_ATTENTION_OP is not None else {}
+
+
 def torch_gflops(model: nn.Module, imgsz: int = 640) -> float:
     """Count GFLOPs of one batch-1 forward with PyTorch's dispatcher-level FLOP counter.
 
@@ -112,7 +124,7 @@ def torch_gflops(model: nn.Module, imgsz: int = 640) -> float:
             attention included.
     """
     image = torch.zeros(1, _input_channels(model), imgsz, imgsz)
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS)
     with torch.no_grad(), counter:
         model(image)
     return counter.get_total_flops() / 1e9
