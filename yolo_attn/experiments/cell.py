@@ -54,9 +54,9 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
 
     Returns:
         (dict[str, Any]): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
-            ``resumed_at_epoch``, ``transfer``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the
-            model, seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
-            (``started``, ``ended``: Unix seconds).
+            ``resumed_at_epoch``, ``transfer``, ``engagement``; or ``status`` "failed" with ``error`` and ``traceback``.
+            Both carry the model, seed, settings, ``pretrained`` (source weights or None), device, pid, host, start
+            and end times (``started``, ``ended``: Unix seconds).
     """
     out = Path(out)
     device = plan.device if device is None else device
@@ -108,20 +108,25 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         (dict): ``metrics`` (the dict returned by ``evaluate_weights``), ``weights`` (best.pt path), ``train_dir``,
             ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start), ``transfer``
             (what the pretrained weights' load transferred and how the new blocks started, see
-            ``yolo_attn.transfer.TransferReport``; None from scratch).
+            ``yolo_attn.transfer.TransferReport``; None from scratch), ``engagement`` (each attention block's
+            ``identity_mix`` and relative change on the val sample, see ``yolo_attn.engagement.run_engagement``).
     """
     from ultralytics import YOLO
 
+    from yolo_attn.engagement import run_engagement
     from yolo_attn.experiments.files import run_key
+    from yolo_attn.protocol import LEGACY, FineTuneProtocol, attach
     from yolo_attn.registry import transfer_report_of
 
     key = run_key(Path(model).stem, seed)
     folder = train_dir(out, key)
     state, epoch = training_state(folder / "weights" / "last.pt")
+    protocol = FineTuneProtocol.from_settings(settings.get("protocol", LEGACY.to_settings()))  # how new blocks train
     resumed_at = None
     if state == "unfinished":  # continue the interrupted training where its last.pt stopped
         resumed_at = epoch + 2  # last.pt holds the 0-based index of the last completed epoch
         yolo = YOLO(str(folder / "weights" / "last.pt"))
+        attach(yolo, protocol)
         yolo.train(resume=True, data=settings["data"], device=device)
         weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
     elif state == "finished":  # trained before, the evaluation did not finish: evaluate only
@@ -148,6 +153,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         task = settings.get("task", "detect")
         if yolo.task != task:
             raise ValueError(f"{model} is a {yolo.task} model, but this comparison's task is {task}")
+        attach(yolo, protocol)
         yolo.train(**trainer_args)
         weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
     metrics = evaluate_weights(weights, settings, first_device(device), out / "eval" / key)
@@ -157,6 +163,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         "train_dir": str(save_dir),
         "resumed_at_epoch": resumed_at,
         "transfer": transfer_report_of(weights),
+        "engagement": run_engagement(weights, settings, first_device(device)),
     }
 
 
