@@ -43,7 +43,7 @@ def relative_change(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 def block_mixes(model: nn.Module) -> dict[str, float | None]:
     """Return the ``identity_mix`` of every outermost attention block, by module path (None: the block has none)."""
     return {
-        path: None if getattr(block, "identity_mix", None) is None else float(block.identity_mix)
+        path: None if getattr(block, "identity_mix", None) is None else float(block.identity_mix.detach())
         for path, block in outermost_attention_blocks(model).items()
     }
 
