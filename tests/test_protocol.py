@@ -162,3 +162,40 @@ def test_warm_up_freezes_pretrained_params_bit_for_bit_and_trains_the_new_blocks
     assert len(mixes) == 4 and all(float(start_state[k]) == pytest.approx(0.05) for k in mixes)
     assert len(seen["mix_groups"]) == 1 and seen["mix_groups"][0]["weight_decay"] == 0.0
     assert all(not torch.equal(start_state[k], warm[k]) for k in mixes), "the new blocks train in the warm-up"
+
+
+def test_yolo_attn_train_takes_the_protocol_keys_and_hands_the_rest_to_ultralytics(monkeypatch):
+    import inspect
+
+    from ultralytics.utils.callbacks import base
+
+    from yolo_attn.cli import take_protocol
+
+    monkeypatch.setattr(base, "default_callbacks", {k: list(v) for k, v in base.default_callbacks.items()})
+    before = len(base.default_callbacks["on_pretrain_routine_start"])
+    rest = take_protocol(["detect", "train", "model=a.yaml", "attn_lr_mult=10", "epochs=3", "attn_mix_decay=False"])
+    assert rest == ["detect", "train", "model=a.yaml", "epochs=3"]
+    added = base.default_callbacks["on_pretrain_routine_start"][before:]
+    assert len(added) == 1
+    assert inspect.getclosurevars(added[0]).nonlocals["protocol"] == P.FineTuneProtocol(mix_decay=False, lr_mult=10)
+    with pytest.raises(SystemExit, match="train only"):
+        take_protocol(["predict", "model=a.pt", "attn_lr_mult=10"])
+    assert take_protocol(["val", "model=a.pt"]) == ["val", "model=a.pt"]
+
+
+@pytest.mark.slow
+def test_yolo_attn_train_command_applies_the_protocol(tiny_data, tmp_path):
+    import subprocess
+
+    from conftest import subprocess_env, yolo_attn_command
+
+    weights = source_checkpoint(tmp_path / "base.pt")
+    args = ["train", "model=yolov8n-cbam.yaml", f"pretrained={weights}", f"data={tiny_data}", "epochs=1", "imgsz=64"]
+    args += ["batch=4", "device=cpu", "workers=0", "plots=False", "val=False", "amp=False", f"project={tmp_path}"]
+    args += ["attn_lr_mult=10", "attn_mix_init=0.02"]
+    proc = subprocess.run([*yolo_attn_command(), *args], cwd=tmp_path, env=subprocess_env(), capture_output=True,
+                          text=True)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "yolo_attn protocol: 4 new attention block(s): mix without weight decay, new-block lr x10" in out
+    assert "mix starts at 0.02" in out
