@@ -130,7 +130,8 @@ def test_warm_up_freezes_pretrained_params_bit_for_bit_and_trains_the_new_blocks
     weights = source_checkpoint(tmp_path / "base.pt")
     yolo = YOLO(name)
     protocol = P.FineTuneProtocol(warmup_epochs=1, lr_mult=10, mix_init=0.05)
-    P.attach(yolo, protocol)
+    trainer = P.attach(yolo, protocol)
+    assert issubclass(trainer, yolo.task_map["detect"]["trainer"]) and trainer.attn_protocol == protocol
     seen: dict[str, dict] = {}
 
     def start(trainer):
@@ -146,8 +147,8 @@ def test_warm_up_freezes_pretrained_params_bit_for_bit_and_trains_the_new_blocks
     yolo.add_callback("on_train_start", start)
     yolo.add_callback("on_train_epoch_end", epoch_end)
     yolo.train(
-        data=str(tiny_data), epochs=2, imgsz=64, batch=4, device="cpu", workers=0, pretrained=str(weights),
-        optimizer="AdamW", lr0=0.01, warmup_epochs=0, nbs=4, plots=False, val=False, amp=False,
+        trainer=trainer, data=str(tiny_data), epochs=2, imgsz=64, batch=4, device="cpu", workers=0,
+        pretrained=str(weights), optimizer="AdamW", lr0=0.01, warmup_epochs=0, nbs=4, plots=False, val=False, amp=False,
         project=str(tmp_path), name="run", exist_ok=True,
     )  # fmt: skip
     start_state, warm, end = seen["start"], seen["warm"], snapshot(yolo.trainer.model)

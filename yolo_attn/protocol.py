@@ -17,13 +17,13 @@ only how the new blocks' parameters train; every other parameter trains exactly 
 - ``attn_mix_init`` (float): start the new mixes at this value instead of 0 (LayerScale-style). Not 0 gives up the
   exact step-0 identity: at step 0 the model no longer predicts what the pretrained model predicted.
 
-Ultralytics' mechanisms are used throughout: the trainer's callbacks (``on_pretrain_routine_start``/``_end``,
-``on_train_epoch_start``), its ``build_optimizer`` (wrapped on the trainer instance, so the learning-rate scheduler,
-the warm-up and a resumed run's optimizer state all see the final groups), its ``freeze_layer_names`` (BatchNorm
-statistics of frozen layers), and PyTorch's ``Optimizer.register_step_pre_hook``. A model trained from scratch has no
-new blocks and no pretrained layers: the protocol does nothing to it. The callbacks are attached per model
-(`attach`) or, for the ``yolo-attn train`` command, to Ultralytics' default callbacks (`install_default`). They do not
-reach DDP worker processes (Ultralytics builds those trainers without the parent's callbacks).
+Ultralytics' mechanisms are used throughout: its ``build_optimizer`` (extended by a subclass of the task's trainer,
+passed as ``train(trainer=...)``, so the learning-rate scheduler, its warm-up, a resumed run's optimizer state and
+every DDP worker see the final groups), the trainer's callbacks (``on_pretrain_routine_end``, ``on_train_epoch_start``;
+Ultralytics pickles them into DDP workers), its ``freeze_layer_names`` (BatchNorm statistics of frozen layers), and
+PyTorch's ``Optimizer.register_step_pre_hook``. A model trained from scratch has no new blocks and no pretrained layers:
+the protocol does nothing to it. `attach` sets it up for a ``YOLO`` object (``compare`` does this for every cell);
+`install_default` for the ``yolo-attn train`` command, which hands its arguments to Ultralytics' entry point.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from torch import nn
 from yolo_attn.transfer import outermost_attention_blocks
 
 PREFIX = "yolo_attn protocol: "
-STATE = "_yolo_attn_protocol"  # trainer attribute holding the run's protocol state
+STATE = "_yolo_attn_protocol"  # trainer attribute holding the warm-up state
 MIX_GROUP = "mix"  # Ultralytics' "param_group" label of the no-decay mix groups (not bias: no bias lr warm-up)
 
 
@@ -183,53 +183,111 @@ def regroup(optimizer: Any, new: Iterable[nn.Parameter], mixes: Iterable[nn.Para
     return optimizer
 
 
-def attach(model: Any, protocol: FineTuneProtocol) -> None:
-    """Attach the protocol's callbacks to a ``YOLO`` object, for its next ``train()``.
+def attach(model: Any, protocol: FineTuneProtocol) -> type:
+    """Attach the protocol to a ``YOLO`` object for its next ``train()``; pass the returned class as ``trainer=``.
+
+    ``YOLO(...).train(trainer=attach(yolo, protocol), ...)``: the trainer class builds the optimiser with the
+    protocol's groups in every process (DDP workers rebuild it from its pickled class), and the callbacks added to
+    ``model`` run the warm-up.
 
     Args:
         model (ultralytics.YOLO): The model to be trained.
         protocol (FineTuneProtocol): The protocol.
+
+    Returns:
+        (type): A subclass of the model's task trainer (`trainer_class`).
     """
     for event, callback in callbacks(protocol).items():
         model.add_callback(event, callback)
+    return trainer_class(model.task_map[model.task]["trainer"], protocol)
+
+
+def trainer_class(base: type, protocol: FineTuneProtocol) -> type:
+    """Return a subclass of an Ultralytics trainer class whose ``build_optimizer`` applies the protocol.
+
+    Args:
+        base (type): An Ultralytics trainer class, e.g. ``DetectionTrainer``.
+        protocol (FineTuneProtocol): The protocol.
+
+    Returns:
+        (type): The subclass; its ``attn_protocol`` attribute is ``protocol``.
+    """
+
+    def build_optimizer(self: Any, model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return build_with_protocol(self, lambda: base.build_optimizer(self, model, *args, **kwargs), model, protocol)
+
+    return type(
+        f"{base.__name__}WithAttnProtocol", (base,), {"build_optimizer": build_optimizer, "attn_protocol": protocol}
+    )
 
 
 def install_default(protocol: FineTuneProtocol) -> None:
     """Add the protocol's callbacks to Ultralytics' default callbacks (every model built afterwards in this process).
 
-    Used by the ``yolo-attn train`` command, which hands its arguments to Ultralytics' own entry point.
+    Used by the ``yolo-attn train`` command, which hands its arguments to Ultralytics' own entry point: there the
+    optimiser is built with the protocol by wrapping the trainer's ``build_optimizer`` at ``on_pretrain_routine_start``
+    (single process; a multi-GPU run is refused with a pointer to `attach`).
 
     Args:
         protocol (FineTuneProtocol): The protocol.
     """
     from ultralytics.utils.callbacks import base
 
-    for event, callback in callbacks(protocol).items():
+    for event, callback in callbacks(protocol, wrap=True).items():
         base.default_callbacks.setdefault(event, []).append(callback)
 
 
-def callbacks(protocol: FineTuneProtocol) -> dict[str, Callable[[Any], None]]:
-    """Return the trainer callbacks that apply ``protocol``, by Ultralytics event name."""
+def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module, protocol: FineTuneProtocol) -> Any:
+    """Build the optimiser of ``model`` with ``build`` (Ultralytics' own), after the new mixes got their start value.
+
+    Args:
+        trainer (Any): The Ultralytics trainer (``resume`` keeps a resumed run's mixes as they are).
+        build (Callable[[], Any]): Ultralytics' ``build_optimizer`` bound to its arguments.
+        model (nn.Module): The model being trained.
+        protocol (FineTuneProtocol): The protocol.
+
+    Returns:
+        (torch.optim.Optimizer): The optimiser, regrouped (`regroup`).
+    """
+    blocks = new_block_modules(model)
+    mixes = [b.identity_mix for b in blocks.values() if getattr(b, "identity_mix", None) is not None]
+    if protocol.mix_init and not getattr(trainer, "resume", False):
+        for mix in mixes:
+            if float(mix.detach()) == 0.0:  # just started as the identity (a resumed or re-tuned mix is kept)
+                mix.data.fill_(protocol.mix_init)
+    optimizer = build()
+    regroup(optimizer, [p for b in blocks.values() for p in b.parameters()], mixes, protocol)
+    if blocks:
+        from ultralytics.utils import LOGGER
+
+        LOGGER.info(f"{PREFIX}{len(blocks)} new attention block(s): {protocol.describe()}")
+    return optimizer
+
+
+def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Callable[[Any], None]]:
+    """Return the trainer callbacks that apply ``protocol``, by Ultralytics event name.
+
+    Args:
+        protocol (FineTuneProtocol): The protocol.
+        wrap (bool): Also wrap the trainer's ``build_optimizer`` at ``on_pretrain_routine_start`` (for trainers that
+            are not a `trainer_class`).
+
+    Returns:
+        (dict[str, Callable[[Any], None]]): Event -> callback.
+    """
 
     def on_pretrain_routine_start(trainer: Any) -> None:
+        if getattr(trainer, "attn_protocol", None) is not None:
+            return
+        if getattr(trainer, "world_size", 0) > 1:  # this callback runs on rank 0 only: the ranks would differ
+            raise ValueError(
+                f"{PREFIX}multi-GPU training needs the protocol's trainer class: in Python, "
+                "YOLO(...).train(trainer=yolo_attn.protocol.attach(model, protocol), ...), or yolo-attn compare"
+            )
         original = trainer.build_optimizer
 
         def build_optimizer(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
-            blocks = new_block_modules(model)
-            mixes = [b.identity_mix for b in blocks.values() if getattr(b, "identity_mix", None) is not None]
-            if protocol.mix_init and not getattr(trainer, "resume", False):
-                for mix in mixes:
-                    if float(mix.detach()) == 0.0:  # just started as the identity (a resumed or re-tuned mix is kept)
-                        mix.data.fill_(protocol.mix_init)
-            optimizer = original(model, *args, **kwargs)
-            new = [p for b in blocks.values() for p in b.parameters()]
-            regroup(optimizer, new, mixes, protocol)
-            trainer.__dict__[STATE] = {"blocks": sorted(blocks), "new": {id(p) for p in new}}
-            if blocks:
-                from ultralytics.utils import LOGGER
-
-                LOGGER.info(f"{PREFIX}{len(blocks)} new attention block(s): {protocol.describe()}")
-            return optimizer
+            return build_with_protocol(trainer, lambda: original(model, *args, **kwargs), model, protocol)
 
         trainer.build_optimizer = build_optimizer
 
@@ -237,18 +295,21 @@ def callbacks(protocol: FineTuneProtocol) -> dict[str, Callable[[Any], None]]:
         if not protocol.warmup_epochs:
             return
         model = getattr(trainer.model, "module", trainer.model)
-        state = trainer.__dict__.setdefault(STATE, {"blocks": [], "new": set()})
-        if not getattr(model, "transfer_report", None) or not model.transfer_report.get("transferred"):
+        if not (getattr(model, "transfer_report", None) or {}).get("transferred"):
             from ultralytics.utils import LOGGER
 
             LOGGER.warning(f"{PREFIX}no pretrained weights: attn_warmup_epochs={protocol.warmup_epochs} ignored")
             return
         if protocol.warmup_epochs >= trainer.epochs:
             raise ValueError(f"attn_warmup_epochs={protocol.warmup_epochs} leaves none of {trainer.epochs} epochs")
-        frozen = [p for p in model.parameters() if id(p) not in state["new"] and p.requires_grad]
-        inside = tuple(f"{path}." for path in state["blocks"])
+        blocks = new_block_modules(model)
+        new = {id(p) for b in blocks.values() for p in b.parameters()}
+        frozen = [p for p in model.parameters() if id(p) not in new and p.requires_grad]
+        inside = tuple(f"{path}." for path in blocks)
         bn = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and not n.startswith(inside)]
-        state.update(frozen=frozen, bn=bn, ultralytics_freeze=list(trainer.freeze_layer_names), warming=False)
+        state = {"frozen": frozen, "trainable": bool(new), "bn": bn, "warming": False}
+        state["ultralytics_freeze"] = list(trainer.freeze_layer_names)
+        trainer.__dict__[STATE] = state
 
         def drop_frozen_grads(optimizer: Any, args: Any, kwargs: Any) -> None:
             if state["warming"]:
@@ -258,24 +319,20 @@ def callbacks(protocol: FineTuneProtocol) -> dict[str, Callable[[Any], None]]:
         trainer.optimizer.register_step_pre_hook(drop_frozen_grads)
 
     def on_train_epoch_start(trainer: Any) -> None:
-        state = trainer.__dict__.get(STATE) or {}
-        if "frozen" not in state:
+        state = trainer.__dict__.get(STATE)
+        if not state:
             return
         warming = trainer.epoch < protocol.warmup_epochs
         if warming == state["warming"]:
             return
         state["warming"] = warming
-        trainable = bool(state["new"])  # the baseline keeps its gradients (none to train): the hook drops them
-        for p in state["frozen"]:
-            p.requires_grad_(not (warming and trainable))
+        for p in state["frozen"]:  # the baseline keeps its gradients (it has nothing to train): the hook drops them
+            p.requires_grad_(not (warming and state["trainable"]))
         # Ultralytics keeps the BatchNorm layers it names here in eval mode (``_model_train``, after this callback)
         trainer.freeze_layer_names = state["ultralytics_freeze"] + (state["bn"] if warming else [])
 
-    return {
-        "on_pretrain_routine_start": on_pretrain_routine_start,
-        "on_pretrain_routine_end": on_pretrain_routine_end,
-        "on_train_epoch_start": on_train_epoch_start,
-    }
+    events = {"on_pretrain_routine_end": on_pretrain_routine_end, "on_train_epoch_start": on_train_epoch_start}
+    return {"on_pretrain_routine_start": on_pretrain_routine_start, **events} if wrap else events
 
 
 def _boolean(key: str, value: Any) -> bool:

@@ -126,8 +126,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
     if state == "unfinished":  # continue the interrupted training where its last.pt stopped
         resumed_at = epoch + 2  # last.pt holds the 0-based index of the last completed epoch
         yolo = YOLO(str(folder / "weights" / "last.pt"))
-        attach(yolo, protocol)
-        yolo.train(resume=True, data=settings["data"], device=device)
+        yolo.train(resume=True, data=settings["data"], device=device, trainer=attach(yolo, protocol))
         weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
     elif state == "finished":  # trained before, the evaluation did not finish: evaluate only
         weights, save_dir = _trained_weights(folder / "weights" / "best.pt", folder / "weights" / "last.pt"), folder
@@ -153,8 +152,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         task = settings.get("task", "detect")
         if yolo.task != task:
             raise ValueError(f"{model} is a {yolo.task} model, but this comparison's task is {task}")
-        attach(yolo, protocol)
-        yolo.train(**trainer_args)
+        yolo.train(**trainer_args, trainer=attach(yolo, protocol))
         weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
     metrics = evaluate_weights(weights, settings, first_device(device), out / "eval" / key)
     return {
