@@ -200,3 +200,31 @@ def test_yolo_attn_train_command_applies_the_protocol(tiny_data, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "yolo_attn protocol: 4 new attention block(s): mix without weight decay, new-block lr x10" in out
     assert "mix starts at 0.02" in out
+
+
+@pytest.mark.slow
+def test_a_run_with_new_block_groups_resumes_with_the_same_groups(tiny_data, tmp_path):
+    weights = source_checkpoint(tmp_path / "base.pt")
+    protocol = P.FineTuneProtocol(lr_mult=10, warmup_epochs=1)
+    yolo = YOLO("yolov8n-cbam.yaml")
+    trainer = P.attach(yolo, protocol)
+
+    def stop(trainer):  # killed after the first epoch, its last.pt (with the optimizer state) saved
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt("stopped")
+
+    yolo.add_callback("on_fit_epoch_end", stop)
+    args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, device="cpu", workers=0, pretrained=str(weights))
+    args |= dict(optimizer="AdamW", lr0=0.01, warmup_epochs=0, nbs=4, plots=False, val=False, amp=False)
+    with pytest.raises(KeyboardInterrupt):
+        yolo.train(trainer=trainer, **args, project=str(tmp_path), name="run", exist_ok=True)
+    last = tmp_path / "run" / "weights" / "last.pt"
+    saved = torch.load(last, weights_only=False)["optimizer"]["param_groups"]
+    assert [g["lr"] for g in saved].count(saved[0]["lr"]) < len(saved)  # groups of their own, lr x10
+
+    resumed = YOLO(str(last))
+    resumed.train(resume=True, trainer=P.attach(resumed, protocol))
+    groups = resumed.trainer.optimizer.param_groups
+    assert len(groups) == len(saved)
+    assert [len(g["params"]) for g in groups] == [len(g["params"]) for g in saved]
+    assert [g["initial_lr"] for g in groups] == [g["initial_lr"] for g in saved]
