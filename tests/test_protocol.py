@@ -30,6 +30,8 @@ def test_split_protocol_takes_attn_keys_and_leaves_the_rest():
 
 def test_the_plan_records_the_protocol_and_a_resume_with_another_is_refused(tmp_path):
     plan = make_plan("d.yaml", ["a.yaml"], [0], 1, 64, train_overrides={"attn_warmup_epochs": 0, "workers": 0})
+    assert P.FineTuneProtocol() == P.FineTuneProtocol(mix_decay=False, lr_mult=30, warmup_epochs=0, mix_init=0)
+    assert P.FineTuneProtocol(mix_decay=True, lr_mult=1, warmup_epochs=0, mix_init=0) == P.LEGACY
     assert plan.settings["train_overrides"] == {"workers": 0}
     assert plan.settings["protocol"] == P.FineTuneProtocol().to_settings()
     other = make_plan("d.yaml", ["a.yaml"], [0], 1, 64, train_overrides={"attn_lr_mult": 10, "workers": 0})
@@ -73,7 +75,7 @@ def test_regroup_moves_only_the_mixes_to_a_no_decay_group_and_every_other_param_
     before = groups_of(optimizer)
     assert all(before[id(m)]["weight_decay"] > 0 for m in mixes), "Ultralytics puts the mix in its decay group"
     new = [p for b in blocks.values() for p in b.parameters()]
-    P.regroup(optimizer, new, mixes, P.FineTuneProtocol(mix_decay=False))
+    P.regroup(optimizer, new, mixes, P.FineTuneProtocol(mix_decay=False, lr_mult=1))
     after = groups_of(optimizer)
     assert sorted(after) == sorted(before) and len(after) == len(list(model.parameters()))
     for p in model.parameters():

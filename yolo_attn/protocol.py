@@ -6,16 +6,16 @@ moves by about ``lr`` per Adam step, so in a short fine-tune the block may never
 only how the new blocks' parameters train; every other parameter trains exactly as Ultralytics would train it. They are
 ``key=value`` settings of ``yolo-attn train`` and ``yolo-attn compare`` (recorded in the plan):
 
-- ``attn_mix_decay`` (bool): weight decay on the ``identity_mix`` scalars. False moves them into a param group of
-  their own with ``weight_decay=0`` (the other parameters keep their groups).
-- ``attn_lr_mult`` (float): learning-rate multiplier for the new blocks' parameters (mix included): they get groups
-  of their own with the same hyperparameters and ``lr`` times this, scheduled like the rest.
-- ``attn_warmup_epochs`` (int): train only the new blocks for the first E epochs, with every pretrained parameter
-  frozen and the pretrained BatchNorm statistics fixed (ControlNet-style); then everything trains. The schedule is
-  the run's own (same ``epochs``, same lr curve). A model without new blocks (the baseline) changes nothing during
-  those epochs, so every model of a comparison gets the same epochs of full training.
-- ``attn_mix_init`` (float): start the new mixes at this value instead of 0 (LayerScale-style). Not 0 gives up the
-  exact step-0 identity: at step 0 the model no longer predicts what the pretrained model predicted.
+- ``attn_mix_decay`` (bool, default False): weight decay on the ``identity_mix`` scalars. False moves them into a
+  param group of their own with ``weight_decay=0`` (the other parameters keep their groups).
+- ``attn_lr_mult`` (float, default 30): learning-rate multiplier for the new blocks' parameters (mix included): they
+  get groups of their own with the same hyperparameters and ``lr`` times this, scheduled like the rest.
+- ``attn_warmup_epochs`` (int, default 0): train only the new blocks for the first E epochs, with every pretrained
+  parameter frozen and the pretrained BatchNorm statistics fixed (ControlNet-style); then everything trains. The
+  schedule is the run's own (same ``epochs``, same lr curve). A model without new blocks (the baseline) changes
+  nothing during those epochs, so every model of a comparison gets the same epochs of full training.
+- ``attn_mix_init`` (float, default 0): start the new mixes at this value instead of 0 (LayerScale-style). Not 0
+  gives up the exact step-0 identity: at step 0 the model no longer predicts what the pretrained model predicted.
 
 Ultralytics' mechanisms are used throughout: its ``build_optimizer`` (extended by a subclass of the task's trainer,
 passed as ``train(trainer=...)``, so the learning-rate scheduler, its warm-up, a resumed run's optimizer state and
@@ -55,7 +55,7 @@ class FineTuneProtocol:
     """
 
     mix_decay: bool = False
-    lr_mult: float = 1.0
+    lr_mult: float = 30.0
     warmup_epochs: int = 0
     mix_init: float = 0.0
 
@@ -97,7 +97,9 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "attn_warmup_epochs": lambda v: _integer("attn_warmup_epochs", v),
     "attn_mix_init": float,
 }
-LEGACY = FineTuneProtocol(mix_decay=True)  # what runs made before these options got: Ultralytics' groups unchanged
+# What runs made before these options got: Ultralytics' own groups. The default (no decay on the mix, lr x30 for new
+# blocks, exact identity start, no warm-up) was chosen on the demo's fine-tuning, see the README's fine-tuning section.
+LEGACY = FineTuneProtocol(mix_decay=True, lr_mult=1.0)
 
 
 def split_protocol(settings: dict[str, Any]) -> tuple[FineTuneProtocol, dict[str, Any]]:
