@@ -230,3 +230,34 @@ def test_a_run_with_new_block_groups_resumes_with_the_same_groups(tiny_data, tmp
     assert len(groups) == len(saved)
     assert [len(g["params"]) for g in groups] == [len(g["params"]) for g in saved]
     assert [g["initial_lr"] for g in groups] == [g["initial_lr"] for g in saved]
+
+
+@pytest.mark.slow
+def test_the_warm_up_treats_the_baseline_and_a_model_whose_blocks_stay_the_identity_alike(tiny_data, tmp_path):
+    """Same function (blocks pinned at the identity by a vanishing lr), same warm-up: the same pretrained weights after.
+
+    With 2 batches per epoch and accumulate=3, the warm-up epoch ends with gradients accumulated but never stepped:
+    they must not reach the first step after the warm-up of one model and not the other.
+    """
+    weights = source_checkpoint(tmp_path / "base.pt")
+    protocol = P.FineTuneProtocol(lr_mult=1e-12, warmup_epochs=1)
+    args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, device="cpu", workers=0, pretrained=str(weights))
+    args |= dict(optimizer="AdamW", lr0=0.01, warmup_epochs=0, nbs=12, plots=False, val=False, amp=False)
+    final = {}
+    for name in ("yolov8n.yaml", "yolov8n-cbam.yaml"):
+        yolo = YOLO(name)
+        yolo.train(trainer=P.attach(yolo, protocol), **args, project=str(tmp_path), name=name, exist_ok=True)
+        final[name] = (yolo.trainer.model, yolo.trainer.model.transfer_report)
+    base, (cbam, report) = final["yolov8n.yaml"][0], final["yolov8n-cbam.yaml"]
+    layer = dict(map(tuple, report["layer_map"]))
+    theirs = cbam.state_dict()
+    compared = 0
+    for key, value in base.state_dict().items():
+        index, rest = key.split(".", 2)[1:]
+        twin = theirs[f"model.{layer[int(index)]}.{rest}"]
+        if value.is_floating_point():
+            torch.testing.assert_close(twin, value, rtol=0, atol=1e-6, msg=key)
+            compared += 1
+    assert compared > 250
+    assert any(not torch.equal(v, source) for v, source in zip(base.state_dict().values(),
+               torch.load(weights, weights_only=False)["model"].state_dict().values(), strict=True))  # fmt: skip

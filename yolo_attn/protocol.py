@@ -330,6 +330,7 @@ def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Calla
         state["warming"] = warming
         for p in state["frozen"]:  # the baseline keeps its gradients (it has nothing to train): the hook drops them
             p.requires_grad_(not (warming and state["trainable"]))
+            p.grad = None  # nor may gradients accumulated after the warm-up's last step reach the first step after it
         # Ultralytics keeps the BatchNorm layers it names here in eval mode (``_model_train``, after this callback)
         trainer.freeze_layer_names = state["ultralytics_freeze"] + (state["bn"] if warming else [])
 
