@@ -228,7 +228,7 @@ def install_default(protocol: FineTuneProtocol) -> None:
 
     Used by the ``yolo-attn train`` command, which hands its arguments to Ultralytics' own entry point: there the
     optimiser is built with the protocol by wrapping the trainer's ``build_optimizer`` at ``on_pretrain_routine_start``
-    (single process; a multi-GPU run is refused with a pointer to `attach`).
+    (single process; a multi-GPU run keeps Ultralytics' groups, with a warning; the warm-up applies on every rank).
 
     Args:
         protocol (FineTuneProtocol): The protocol.
@@ -282,10 +282,14 @@ def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Calla
         if getattr(trainer, "attn_protocol", None) is not None:
             return
         if getattr(trainer, "world_size", 0) > 1:  # this callback runs on rank 0 only: the ranks would differ
-            raise ValueError(
-                f"{PREFIX}multi-GPU training needs the protocol's trainer class: in Python, "
-                "YOLO(...).train(trainer=yolo_attn.protocol.attach(model, protocol), ...), or yolo-attn compare"
+            from ultralytics.utils import LOGGER
+
+            LOGGER.warning(
+                f"{PREFIX}multi-GPU yolo-attn train keeps Ultralytics' own param groups (attn_mix_decay, attn_lr_mult, "
+                "attn_mix_init not applied); for them use yolo-attn compare, or in Python "
+                "YOLO(...).train(trainer=yolo_attn.protocol.attach(model, protocol), ...)"
             )
+            return
         original = trainer.build_optimizer
 
         def build_optimizer(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
