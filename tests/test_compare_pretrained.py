@@ -47,7 +47,24 @@ def test_compare_from_pretrained_weights_on_a_plain_yolo_dataset(tiny_data, tmp_
     cbam = [r["transfer"] for r in runs if r["stem"] == "yolov8n-cbam"]
     assert all(t["identity_start"] and sorted(set(t["new_blocks"].values())) == ["CBAM"] for t in cbam)
     assert all(len(t["new_blocks"]) == 4 for t in cbam)
-    assert f"every model fine-tuned from `{weights.resolve()}`" in (tmp_path / "cmp" / "compare.md").read_text()
+    report = (tmp_path / "cmp" / "compare.md").read_text()
+    assert f"every model fine-tuned from `{weights.resolve()}`" in report
+    assert "new attention blocks: mix without weight decay" in report  # the default protocol, stated
+    for run in runs:  # engagement of the evaluated (EMA) weights on the val sample, for every block
+        engagement = run["engagement"]
+        assert engagement["weights"] == run["weights"] and engagement["imgsz"] == 64
+        if run["stem"] == "yolov8n":
+            assert engagement["blocks"] == {} and engagement["mean"] is None
+            continue
+        assert engagement["images"] == 4 and sorted(engagement["blocks"]) == sorted(run["transfer"]["new_blocks"])
+        for block in engagement["blocks"].values():
+            assert block["block"] == "CBAM" and isinstance(block["identity_mix"], float)
+            assert 0.0 <= block["engagement"] < 1.0
+    engaged = [b["engagement"] for r in runs for b in r["engagement"]["blocks"].values()]
+    assert "| Engagement (mean [min, max]) |" in report
+    assert f"{sum(engaged) / len(engaged):.2%} [{min(engaged):.2%}, {max(engaged):.2%}]" in report
+    near = "**yolov8n-cbam**: the new blocks stayed within 1% of the identity"
+    assert (near in report) == (max(engaged) < 0.01)
     assert list((tmp_path / "cache").rglob("*.json")), "the COCO ground truth is built and cached outside the data"
     assert not list(tiny_data.parent.rglob("*.json"))
 

@@ -11,8 +11,10 @@ Examples:
     yolo-attn check-block CBAM r=8          # or mypkg.attn:SimAM; the block contract, non-zero exit on a failure
 
 Anything that is not one of our verbs goes to ``ultralytics.cfg.entrypoint`` unchanged, so ``train``, ``val``,
-``predict``, ``export``, ``settings`` and every ``key=value`` behave exactly as with ``yolo``. It runs offline by
-default (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0`` unless you set them, and a local font), see ``yolo_attn.offline``.
+``predict``, ``export``, ``settings`` and every ``key=value`` behave exactly as with ``yolo``; ``train`` also takes the
+fine-tuning protocol's ``attn_*=value`` settings (see `yolo_attn.protocol`), which are kept from Ultralytics. It runs
+offline by default (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0`` unless you set them, and a local font), see
+``yolo_attn.offline``.
 """
 
 from __future__ import annotations
@@ -52,8 +54,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv = ["help"]
     from ultralytics.cfg import entrypoint
 
+    argv = take_protocol(argv)
     sys.argv[:] = ["yolo", *argv]  # in place: Ultralytics captured this very list as its ARGV
     entrypoint()
+
+
+def take_protocol(argv: list[str]) -> list[str]:
+    """Take the fine-tuning protocol's ``attn_*=value`` settings out of a ``yolo`` command and apply them to training.
+
+    ``yolo-attn train`` (``yolo-attn detect train`` ...) trains new attention blocks with `yolo_attn.protocol`'s
+    default protocol, changed by any ``attn_*`` setting given (installed as Ultralytics default callbacks for this
+    process); Ultralytics never sees those keys. Other modes take no ``attn_*`` setting.
+
+    Args:
+        argv (list[str]): The command's arguments.
+
+    Returns:
+        (list[str]): The arguments for Ultralytics' own entry point.
+    """
+    from ultralytics.cfg import smart_value
+
+    from yolo_attn.protocol import install_default, split_protocol
+
+    mine = [a for a in argv if a.startswith("attn_") and "=" in a]
+    if "train" not in argv:
+        if mine:
+            raise SystemExit(f"{' '.join(mine)}: attn_* settings (the fine-tuning protocol) are for train only")
+        return argv
+    protocol, _ = split_protocol({k: smart_value(v) for k, v in (a.split("=", 1) for a in mine)})
+    install_default(protocol)
+    return [a for a in argv if a not in mine]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,11 +60,11 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
     Returns:
         (dict[str, Any]): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
             ``resumed_at_epoch``, ``restarted`` (why an unreadable ``last.pt`` made the training start over, or None),
-            ``transfer``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the model, seed,
-            settings, ``pretrained`` (source weights or None), device, pid, host, start and end times (``started``,
-            ``ended``: Unix seconds). A cell that another runner holds is not touched: the record returned (not
-            written) has ``status`` "elsewhere" and its ``owner``; one that another runner finished meanwhile returns
-            that runner's record.
+            ``transfer``, ``engagement``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the
+            model, seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
+            (``started``, ``ended``: Unix seconds). A cell that another runner holds is not touched: the record
+            returned (not written) has ``status`` "elsewhere" and its ``owner``; one that another runner finished
+            meanwhile returns that runner's record.
     """
     out = Path(out)
     with CellClaim(out, cell.key) as claim:
@@ -130,16 +130,20 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         (dict): ``metrics`` (the dict returned by ``evaluate_weights``), ``weights`` (best.pt path), ``train_dir``,
             ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start), ``transfer``
             (what the pretrained weights' load transferred and how the new blocks started, see
-            ``yolo_attn.transfer.TransferReport``; None from scratch).
+            ``yolo_attn.transfer.TransferReport``; None from scratch), ``engagement`` (each attention block's
+            ``identity_mix`` and relative change on the val sample, see ``yolo_attn.engagement.run_engagement``).
     """
     from ultralytics import YOLO
 
+    from yolo_attn.engagement import run_engagement
     from yolo_attn.experiments.files import run_key
     from yolo_attn.integration import transfer_report_of
+    from yolo_attn.protocol import LEGACY, FineTuneProtocol, attach
 
     key = run_key(Path(model).stem, seed)
     folder = train_dir(out, key)
     state, epoch = training_state(folder / "weights" / "last.pt")
+    protocol = FineTuneProtocol.from_settings(settings.get("protocol", LEGACY.to_settings()))  # how new blocks train
     resumed_at, restarted = None, None
     if state == "unreadable":
         restarted = f"{folder / 'weights' / 'last.pt'} could not be read; moved to last.pt.corrupt, trained anew"
@@ -147,7 +151,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
     if state == "unfinished":  # continue the interrupted training where its last.pt stopped
         resumed_at = epoch + 2  # last.pt holds the 0-based index of the last completed epoch
         yolo = YOLO(str(folder / "weights" / "last.pt"))
-        yolo.train(resume=True, data=settings["data"], device=device)
+        yolo.train(resume=True, data=settings["data"], device=device, trainer=attach(yolo, protocol))
         weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
     elif state == "finished":  # trained before, the evaluation did not finish: evaluate only
         weights, save_dir = _trained_weights(folder / "weights" / "best.pt", folder / "weights" / "last.pt"), folder
@@ -173,7 +177,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         task = settings.get("task", "detect")
         if yolo.task != task:
             raise ValueError(f"{model} is a {yolo.task} model, but this comparison's task is {task}")
-        yolo.train(**trainer_args)
+        yolo.train(**trainer_args, trainer=attach(yolo, protocol))
         weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
     metrics = evaluate_weights(weights, settings, first_device(device), out / "eval" / key)
     return {
@@ -183,6 +187,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         "resumed_at_epoch": resumed_at,
         "restarted": restarted,
         "transfer": transfer_report_of(weights),
+        "engagement": run_engagement(weights, settings, first_device(device)),
     }
 
 

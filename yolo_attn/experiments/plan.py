@@ -2,8 +2,9 @@
 
 ``make_plan`` validates the grid and the settings; ``save_plan`` writes them to ``<out>/plan.json`` when a comparison
 starts and refuses to go on in a folder whose cells were made with other settings (data, epochs, imgsz, batch, train
-overrides, evaluation backend, pretrained weights, task). The grid itself may grow between calls (more seeds, more
-models): the settings may not. Execution details (device, latency runs) are in the plan too, but may change on resume.
+overrides, evaluation backend, pretrained weights, task, fine-tuning protocol). The grid itself may grow between calls
+(more seeds, more models): the settings may not. Execution details (device, latency runs) are in the plan too, but may
+change on resume.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from yolo_attn.experiments.files import PLAN, load_records, read_json, run_key, run_path, write_json_atomic
+from yolo_attn.protocol import LEGACY, split_protocol
 
 # Settings compare() owns: they are either its own arguments or must differ per run.
 ARGUMENT_KEYS = {"data", "epochs", "imgsz", "batch", "device", "pretrained"}
@@ -51,8 +53,8 @@ class Plan:
         models (list[str]): Model YAMLs or weights; the first is the baseline.
         seeds (list[int]): Seeds; every model is trained once per seed.
         settings (dict[str, Any]): What every cell shares and a resume must not change: ``data``, ``epochs``,
-            ``imgsz``, ``batch``, ``train_overrides``, ``backend`` (None for classify), ``pretrained``, ``task``
-            (JSON-normalised).
+            ``imgsz``, ``batch``, ``train_overrides``, ``backend`` (None for classify), ``pretrained``, ``task``,
+            ``protocol`` (the ``attn_*`` settings of `yolo_attn.protocol`, taken out of the overrides; JSON-normalised).
         device (str | None): Ultralytics device of the comparison (how cells are placed is the executor's business).
         latency_runs (int): Timed batch-1 passes per model at report time (0 skips latency).
     """
@@ -131,6 +133,9 @@ def make_plan(
         from yolo_attn.evaluation.classify_eval import resolve_cls_data
 
         data, backend = resolve_cls_data(data), None
+    protocol, train_overrides = split_protocol(train_overrides or {})  # attn_* keys: how new blocks fine-tune
+    if protocol.warmup_epochs >= int(epochs):
+        raise ValueError(f"attn_warmup_epochs={protocol.warmup_epochs} leaves none of the {epochs} epochs to train")
     settings = {
         "data": _absolute_if_file(data),
         "epochs": int(epochs),
@@ -140,6 +145,7 @@ def make_plan(
         "backend": backend,
         "pretrained": None if pretrained is None else _absolute_if_file(pretrained),
         "task": task,
+        "protocol": protocol.to_settings(),
     }
     settings = json.loads(json.dumps(settings))  # the form it takes in a JSON file, so resume checks compare alike
     return Plan(
@@ -195,7 +201,8 @@ def check_settings(path: Path, before: dict[str, Any], now: dict[str, Any]) -> N
         before (dict[str, Any]): Settings recorded there.
         now (dict[str, Any]): This comparison's settings (JSON-normalised).
     """
-    before = {"task": "detect", **before}  # folders written before the task setting existed were detection ones
+    # folders written before these settings existed were detection ones, with Ultralytics' own param groups
+    before = {"task": "detect", "protocol": LEGACY.to_settings(), **before}
     changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
     if changed:
         detail = "; ".join(f"{k}: {old!r} before, {new!r} now" for k, (old, new) in changed.items())

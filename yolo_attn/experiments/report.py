@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yolo_attn.engagement import NEAR_IDENTITY, SAMPLE_IMAGES
 from yolo_attn.evaluation.classify_eval import ACCURACY_COLUMN, plot_accuracy_curves
 from yolo_attn.experiments.files import FAILED, load_records, read_json, run_key, train_dir
 from yolo_attn.experiments.plan import Plan, load_plan
 from yolo_attn.experiments.stats import mean_std, paired_delta
+from yolo_attn.protocol import LEGACY, FineTuneProtocol
 
 # Metrics in the tables: column prefix -> (path in evaluate()'s result, label). pycocotools / faster-coco-eval numbers.
 METRICS: dict[str, tuple[tuple[str, str], str]] = {
@@ -123,7 +125,7 @@ def summarize(
         (list[dict[str, Any]]): Rows with ``stem``, ``baseline``, ``seeds``, the cost keys and, per metric prefix
             ``p`` of the task's ``metrics`` and ``csv_metrics``: ``p_mean``, ``p_std``, ``p_per_seed`` and, except for
             the baseline, ``delta_p_<k>`` for ``k`` in mean, std, n, low, high, noise, seeds_needed (see
-            ``stats.paired_delta``).
+            ``stats.paired_delta``); and the `engagement_stats` keys.
     """
     costs = costs or {}
     spec = TASKS[task]
@@ -132,6 +134,7 @@ def summarize(
         seeds = sorted(int(r["seed"]) for r in runs if r["stem"] == stem)
         row: dict[str, Any] = {"stem": stem, "baseline": i == 0, "seeds": seeds}
         row.update({k: costs.get(stem, {}).get(k) for k in COST_KEYS})
+        row.update(engagement_stats(runs, stem))
         for prefix, (key, _) in {**spec.metrics, **spec.csv_metrics}.items():
             values = metric_by_seed(runs, stem, key)
             row[f"{prefix}_mean"], row[f"{prefix}_std"] = mean_std(list(values.values()))
@@ -142,6 +145,58 @@ def summarize(
                     row[f"delta_{prefix}_{name}"] = delta[name]
         rows.append(row)
     return rows
+
+
+def engagement_stats(runs: Sequence[dict[str, Any]], stem: str) -> dict[str, Any]:
+    """Summarise the attention blocks' engagement of one model over its blocks and seeds (see `yolo_attn.engagement`).
+
+    Args:
+        runs (Sequence[dict[str, Any]]): Run records; those made before engagement was measured are left out.
+        stem (str): Model stem.
+
+    Returns:
+        (dict[str, Any]): ``engagement_mean``, ``engagement_min``, ``engagement_max`` (over every block of every
+            seed), ``engagement_n`` (block x seed values), ``mix_min``, ``mix_max`` (None without mixes),
+            ``fine_tuned_blocks`` (True when the blocks are new to pretrained weights, per the runs' transfer
+            reports) and ``near_identity`` (True when such blocks all stayed below ``NEAR_IDENTITY``; None when not
+            fine-tuned or not measured).
+    """
+    values, mixes, fine_tuned = [], [], False
+    for run in runs:
+        if run["stem"] != stem or not isinstance(run.get("engagement"), dict):
+            continue
+        blocks = run["engagement"].get("blocks") or {}
+        values += [b["engagement"] for b in blocks.values() if b.get("engagement") is not None]
+        mixes += [b["identity_mix"] for b in blocks.values() if b.get("identity_mix") is not None]
+        fine_tuned |= bool((run.get("transfer") or {}).get("new_blocks"))
+    stats: dict[str, Any] = {
+        "engagement_mean": sum(values) / len(values) if values else None,
+        "engagement_min": min(values, default=None),
+        "engagement_max": max(values, default=None),
+        "engagement_n": len(values),
+        "mix_min": min(mixes, default=None),
+        "mix_max": max(mixes, default=None),
+        "fine_tuned_blocks": fine_tuned,
+    }
+    stats["near_identity"] = (stats["engagement_max"] < NEAR_IDENTITY) if (fine_tuned and values) else None
+    return stats
+
+
+def engagement_notes(rows: Sequence[dict[str, Any]]) -> str:
+    """Return the report's sentences about models whose new blocks stayed near the identity ("" when none did)."""
+    lines = []
+    for row in rows:
+        if not row.get("near_identity"):
+            continue
+        mixes = ""
+        if row["mix_min"] is not None:
+            mixes = f", identity_mix in [{row['mix_min']:+.4f}, {row['mix_max']:+.4f}]"
+        lines.append(
+            f"- **{row['stem']}**: the new blocks stayed within {NEAR_IDENTITY:.0%} of the identity (engagement at "
+            f"most {row['engagement_max']:.2%} over {row['engagement_n']} block x seed values{mixes}): this comparison "
+            f"cannot say whether the block helps."
+        )
+    return "\n".join(lines)
 
 
 def read_costs(out: Path, stems: Sequence[str], imgsz: int) -> dict[str, dict[str, Any]]:
@@ -173,7 +228,11 @@ def protocol(plan: Plan) -> str:
     """Return the one-line training protocol of a comparison: fine-tuned from which weights, or from scratch."""
     pretrained = plan.settings.get("pretrained")
     if pretrained:
-        return f"every model fine-tuned from `{pretrained}` (the same source weights, baseline included)"
+        recipe = FineTuneProtocol.from_settings(plan.settings.get("protocol", LEGACY.to_settings()))
+        return (
+            f"every model fine-tuned from `{pretrained}` (the same source weights, baseline included); new attention "
+            f"blocks: {recipe.describe()} (`{' '.join(f'{k}={v}' for k, v in recipe.to_settings().items())}`)"
+        )
     own = [m for m in plan.models if Path(m).suffix == ".pt"]
     if not own:
         return "from scratch (no pretrained weights)"
@@ -227,6 +286,9 @@ def write_report(out: str | Path) -> Path:
         for seed, path in by_seed.items()
     )
     body = markdown_table(rows, task)
+    notes = engagement_notes(rows)
+    if notes:
+        body += f"\n\n{notes}"
     if links:
         body += f"\n\nPer-epoch training logs (Ultralytics `results.csv`): {links}."
     if spec.curve is not None and logs:
@@ -335,6 +397,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
         "Params (M)",
         "GFLOPs",
         f"Latency bs1 (ms, {device})",
+        "Engagement (mean [min, max])",
         *labels,
         *(f"Δ {label}" for label in labels),
     ]
@@ -347,6 +410,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
             _with_ratio(None if row["params"] is None else row["params"] / 1e6, _mega(base["params"]), 2, is_base),
             _with_ratio(row["gflops"], base["gflops"], 3, is_base, significant=True),
             _with_ratio(row["latency_ms"], base["latency_ms"], 1, is_base),
+            _engagement_cell(row),
         ]
         for prefix in metrics:
             mean, std = row[f"{prefix}_mean"], row[f"{prefix}_std"]
@@ -362,10 +426,19 @@ def markdown_table(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
         "*noise*; for those, *n≈N* is roughly how many seeds would resolve a delta of this size at the observed spread "
         "(the smallest N with t(0.975, N-1)·sd/√N < |mean|; sd is itself estimated from few seeds). "
         "GFLOPs as Ultralytics counts them (fused model). "
+        f"Engagement: the relative change ||out - x|| / ||x|| each attention block makes to its input, on the first "
+        f"{SAMPLE_IMAGES} val images (best.pt, the EMA weights that are evaluated); mean and range over blocks and "
+        "seeds, 0 for a block at the identity. "
         "Latency: median of batch-1 forward passes of the fused models, interleaved so all models share the machine's "
         "conditions. Ratios (×) are to the baseline.",
     ]
     return "\n".join(lines)
+
+
+def _engagement_cell(row: dict[str, Any]) -> str:
+    if row.get("engagement_mean") is None:
+        return "–"
+    return f"{row['engagement_mean']:.2%} [{row['engagement_min']:.2%}, {row['engagement_max']:.2%}]"
 
 
 def _mega(params: int | None) -> float | None:

@@ -64,18 +64,21 @@ class AttentionMap:
         name (str): Display name of the block.
         source (str): What the map is, e.g. ``"spatial gate"`` or ``"activation after SE"``.
         map (torch.Tensor): Map of shape (B, H, W) at the block's feature-map resolution, float32 on the CPU.
+        mix (float | None): The block's ``identity_mix`` (``out = x + mix * (block(x) - x)``), None without one.
     """
 
     layer: int | None
     name: str
     source: str
     map: torch.Tensor
+    mix: float | None = None
 
     @property
     def title(self) -> str:
-        """Panel title: layer index, block and map source."""
+        """Panel title: layer index, block, map source and the block's identity mix."""
         where = "layer ?" if self.layer is None else f"layer {self.layer}"
-        return f"{where}: {self.name}\n{self.source}"
+        mix = "no identity mix" if self.mix is None else f"identity_mix {self.mix:+.4f}"
+        return f"{where}: {self.name}\n{self.source}\n{mix}"
 
 
 def block_attention_map(block: nn.Module, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
@@ -170,10 +173,16 @@ def capture_attention_maps(model: nn.Module, images: torch.Tensor) -> list[Atten
         for handle in handles:
             handle.remove()
     return [
-        AttentionMap(block.layer, block.name, captured[k][1], captured[k][0].detach().float().cpu())
+        AttentionMap(block.layer, block.name, captured[k][1], captured[k][0].detach().float().cpu(), _mix(block.module))
         for k, block in enumerate(blocks)
         if k in captured
     ]
+
+
+def _mix(block: nn.Module) -> float | None:
+    """Return a block's identity mix as a number, or None when it has none (built from scratch, or residual)."""
+    mix = getattr(block, "identity_mix", None)
+    return None if mix is None else float(mix.detach())
 
 
 def image_files(source: str | Path) -> list[Path]:

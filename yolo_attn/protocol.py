@@ -1,0 +1,361 @@
+"""How attention blocks new to a pretrained network train: the fine-tuning protocol, applied by training callbacks.
+
+A new block starts as the identity (``out = x + identity_mix * (block(x) - x)``, ``identity_mix = 0``, see
+`yolo_attn.modules.identity_start`). Left to Ultralytics' defaults, the scalar mix sits in the weight-decay group and
+moves by about ``lr`` per Adam step, so in a short fine-tune the block may never switch on. The options below change
+only how the new blocks' parameters train; every other parameter trains exactly as Ultralytics would train it. They are
+``key=value`` settings of ``yolo-attn train`` and ``yolo-attn compare`` (recorded in the plan):
+
+- ``attn_mix_decay`` (bool, default False): weight decay on the ``identity_mix`` scalars. False moves them into a
+  param group of their own with ``weight_decay=0`` (the other parameters keep their groups).
+- ``attn_lr_mult`` (float, default 30): learning-rate multiplier for the new blocks' parameters (mix included): they
+  get groups of their own with the same hyperparameters and ``lr`` times this, scheduled like the rest.
+- ``attn_warmup_epochs`` (int, default 0): train only the new blocks for the first E epochs, with every pretrained
+  parameter frozen and the pretrained BatchNorm statistics fixed (ControlNet-style); then everything trains. The
+  schedule is the run's own (same ``epochs``, same lr curve). A model without new blocks (the baseline) changes
+  nothing during those epochs, so every model of a comparison gets the same epochs of full training.
+- ``attn_mix_init`` (float, default 0): start the new mixes at this value instead of 0 (LayerScale-style). Not 0
+  gives up the exact step-0 identity: at step 0 the model no longer predicts what the pretrained model predicted.
+
+Ultralytics' mechanisms are used throughout: its ``build_optimizer`` (extended by a subclass of the task's trainer,
+passed as ``train(trainer=...)``, so the learning-rate scheduler, its warm-up, a resumed run's optimizer state and
+every DDP worker see the final groups), the trainer's callbacks (``on_pretrain_routine_end``, ``on_train_epoch_start``;
+Ultralytics pickles them into DDP workers), its ``freeze_layer_names`` (BatchNorm statistics of frozen layers), and
+PyTorch's ``Optimizer.register_step_pre_hook``. A model trained from scratch has no new blocks and no pretrained layers:
+the protocol does nothing to it. `attach` sets it up for a ``YOLO`` object (``compare`` does this for every cell);
+`install_default` for the ``yolo-attn train`` command, which hands its arguments to Ultralytics' entry point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import nn
+
+from yolo_attn.transfer import outermost_attention_blocks
+
+PREFIX = "yolo_attn protocol: "
+STATE = "_yolo_attn_protocol"  # trainer attribute holding the warm-up state
+MIX_GROUP = "mix"  # Ultralytics' "param_group" label of the no-decay mix groups (not bias: no bias lr warm-up)
+
+
+@dataclass(frozen=True)
+class FineTuneProtocol:
+    """How new attention blocks train when a model is fine-tuned from pretrained weights.
+
+    Attributes:
+        mix_decay (bool): Weight decay on the ``identity_mix`` scalars (Ultralytics' default puts them in its decay
+            group).
+        lr_mult (float): Learning-rate multiplier for the new blocks' parameters.
+        warmup_epochs (int): Epochs at the start in which only the new blocks train.
+        mix_init (float): Starting value of new mixes (0: the exact identity at step 0).
+    """
+
+    mix_decay: bool = False
+    lr_mult: float = 30.0
+    warmup_epochs: int = 0
+    mix_init: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Validate the values."""
+        if not (math.isfinite(self.lr_mult) and self.lr_mult > 0):
+            raise ValueError(f"attn_lr_mult must be a positive number, got {self.lr_mult!r}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"attn_warmup_epochs must be 0 or more, got {self.warmup_epochs!r}")
+        if not math.isfinite(self.mix_init):
+            raise ValueError(f"attn_mix_init must be a finite number, got {self.mix_init!r}")
+
+    def to_settings(self) -> dict[str, Any]:
+        """Return the protocol as its ``key=value`` settings (``attn_mix_decay`` ...), as recorded in a plan."""
+        return {f"attn_{k}": v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any] | None) -> FineTuneProtocol:
+        """Build a protocol from ``attn_*`` settings; missing keys take the defaults."""
+        protocol, rest = split_protocol(settings or {})
+        if rest:
+            raise ValueError(f"not fine-tuning protocol settings: {', '.join(sorted(rest))}")
+        return protocol
+
+    def describe(self) -> str:
+        """Return the protocol in words, e.g. ``"mix without weight decay, lr x10, 2 warm-up epochs"``."""
+        parts = ["mix with weight decay" if self.mix_decay else "mix without weight decay"]
+        if self.lr_mult != 1:
+            parts.append(f"new-block lr x{self.lr_mult:g}")
+        if self.warmup_epochs:
+            parts.append(f"{self.warmup_epochs} warm-up epoch(s) training only the new blocks (pretrained frozen)")
+        parts.append(f"mix starts at {self.mix_init:g}" + ("" if self.mix_init else " (exact identity)"))
+        return ", ".join(parts)
+
+
+KEYS: dict[str, Callable[[Any], Any]] = {
+    "attn_mix_decay": lambda v: _boolean("attn_mix_decay", v),
+    "attn_lr_mult": float,
+    "attn_warmup_epochs": lambda v: _integer("attn_warmup_epochs", v),
+    "attn_mix_init": float,
+}
+# What runs made before these options got: Ultralytics' own groups. The default (no decay on the mix, lr x30 for new
+# blocks, exact identity start, no warm-up) was chosen on the demo's fine-tuning, see the README's fine-tuning section.
+LEGACY = FineTuneProtocol(mix_decay=True, lr_mult=1.0)
+
+
+def split_protocol(settings: dict[str, Any]) -> tuple[FineTuneProtocol, dict[str, Any]]:
+    """Take the ``attn_*`` keys out of Ultralytics-style settings.
+
+    Args:
+        settings (dict[str, Any]): ``key=value`` settings, e.g. a command line's overrides.
+
+    Returns:
+        protocol (FineTuneProtocol): The protocol they set (defaults for the keys not given).
+        rest (dict[str, Any]): The other settings, unchanged.
+
+    Raises:
+        ValueError: If a value does not parse, or a key starts with ``attn_`` but is not an option.
+    """
+    unknown = sorted(k for k in settings if k.startswith("attn_") and k not in KEYS)
+    if unknown:
+        raise ValueError(f"unknown fine-tuning protocol setting(s) {', '.join(unknown)}; known: {', '.join(KEYS)}")
+    values = {k.removeprefix("attn_"): KEYS[k](v) for k, v in settings.items() if k in KEYS}
+    return FineTuneProtocol(**values), {k: v for k, v in settings.items() if k not in KEYS}
+
+
+def new_block_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Return the attention blocks of a fine-tuned model that are new to its pretrained weights, by module path.
+
+    New: a block with an ``identity_mix`` (started as the identity by a pretrained load) or one that the model's
+    transfer report lists as new. A model without a transfer report that transferred anything was not fine-tuned.
+
+    Args:
+        model (nn.Module): An Ultralytics model (``trainer.model``, possibly wrapped by DDP).
+
+    Returns:
+        (dict[str, nn.Module]): Path (``model.10``) -> block; empty from scratch.
+    """
+    model = getattr(model, "module", model)
+    report = getattr(model, "transfer_report", None) or {}
+    if not report.get("transferred"):
+        return {}
+    listed = set(report.get("new_blocks") or {})
+    return {
+        path: block
+        for path, block in outermost_attention_blocks(model).items()
+        if path in listed or getattr(block, "identity_mix", None) is not None
+    }
+
+
+def regroup(optimizer: Any, new: Iterable[nn.Parameter], mixes: Iterable[nn.Parameter], protocol: FineTuneProtocol):
+    """Move new-block parameters into param groups of their own, as the protocol asks; the others keep their groups.
+
+    Each moved parameter goes to a sibling of the group it was in, with the same hyperparameters, except ``lr``
+    (times ``lr_mult``) and, for mixes without decay, ``weight_decay=0`` (``param_group`` label ``"mix"``). With
+    ``lr_mult == 1`` only the mixes move, and only out of groups with weight decay.
+
+    Args:
+        optimizer (torch.optim.Optimizer): A freshly built optimizer (no ``initial_lr`` yet, no state).
+        new (Iterable[nn.Parameter]): Parameters of the new blocks (mixes included).
+        mixes (Iterable[nn.Parameter]): The ``identity_mix`` parameters among them.
+        protocol (FineTuneProtocol): The protocol.
+
+    Returns:
+        (torch.optim.Optimizer): The same optimizer.
+    """
+    new_ids, mix_ids = {id(p) for p in new}, {id(p) for p in mixes}
+    siblings: list[dict[str, Any]] = []
+    scaled = protocol.lr_mult != 1
+    for group in list(optimizer.param_groups):
+        hyper = {k: v for k, v in group.items() if k != "params"}
+        undecay = not protocol.mix_decay and bool(group.get("weight_decay"))
+        moved_mix = [p for p in group["params"] if id(p) in mix_ids] if (scaled or undecay) else []
+        moved = [p for p in group["params"] if id(p) in new_ids and id(p) not in mix_ids] if scaled else []
+        if not (moved or moved_mix):
+            continue
+        gone = {id(p) for p in moved + moved_mix}
+        group["params"] = [p for p in group["params"] if id(p) not in gone]
+        lr = hyper["lr"] * protocol.lr_mult
+        if moved:
+            siblings.append({**hyper, "params": moved, "lr": lr})
+        if moved_mix:
+            no_decay = {"weight_decay": 0.0, "param_group": MIX_GROUP} if undecay else {}
+            siblings.append({**hyper, "params": moved_mix, "lr": lr, **no_decay})
+    for sibling in siblings:
+        optimizer.add_param_group(sibling)
+    return optimizer
+
+
+def attach(model: Any, protocol: FineTuneProtocol) -> type:
+    """Attach the protocol to a ``YOLO`` object for its next ``train()``; pass the returned class as ``trainer=``.
+
+    ``YOLO(...).train(trainer=attach(yolo, protocol), ...)``: the trainer class builds the optimiser with the
+    protocol's groups in every process (DDP workers rebuild it from its pickled class), and the callbacks added to
+    ``model`` run the warm-up.
+
+    Args:
+        model (ultralytics.YOLO): The model to be trained.
+        protocol (FineTuneProtocol): The protocol.
+
+    Returns:
+        (type): A subclass of the model's task trainer (`trainer_class`).
+    """
+    for event, callback in callbacks(protocol).items():
+        model.add_callback(event, callback)
+    return trainer_class(model.task_map[model.task]["trainer"], protocol)
+
+
+def trainer_class(base: type, protocol: FineTuneProtocol) -> type:
+    """Return a subclass of an Ultralytics trainer class whose ``build_optimizer`` applies the protocol.
+
+    Args:
+        base (type): An Ultralytics trainer class, e.g. ``DetectionTrainer``.
+        protocol (FineTuneProtocol): The protocol.
+
+    Returns:
+        (type): The subclass; its ``attn_protocol`` attribute is ``protocol``.
+    """
+
+    def build_optimizer(self: Any, model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return build_with_protocol(self, lambda: base.build_optimizer(self, model, *args, **kwargs), model, protocol)
+
+    return type(
+        f"{base.__name__}WithAttnProtocol", (base,), {"build_optimizer": build_optimizer, "attn_protocol": protocol}
+    )
+
+
+def install_default(protocol: FineTuneProtocol) -> None:
+    """Add the protocol's callbacks to Ultralytics' default callbacks (every model built afterwards in this process).
+
+    Used by the ``yolo-attn train`` command, which hands its arguments to Ultralytics' own entry point: there the
+    optimiser is built with the protocol by wrapping the trainer's ``build_optimizer`` at ``on_pretrain_routine_start``
+    (single process; a multi-GPU run keeps Ultralytics' groups, with a warning; the warm-up applies on every rank).
+
+    Args:
+        protocol (FineTuneProtocol): The protocol.
+    """
+    from ultralytics.utils.callbacks import base
+
+    for event, callback in callbacks(protocol, wrap=True).items():
+        base.default_callbacks.setdefault(event, []).append(callback)
+
+
+def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module, protocol: FineTuneProtocol) -> Any:
+    """Build the optimiser of ``model`` with ``build`` (Ultralytics' own), after the new mixes got their start value.
+
+    Args:
+        trainer (Any): The Ultralytics trainer (``resume`` keeps a resumed run's mixes as they are).
+        build (Callable[[], Any]): Ultralytics' ``build_optimizer`` bound to its arguments.
+        model (nn.Module): The model being trained.
+        protocol (FineTuneProtocol): The protocol.
+
+    Returns:
+        (torch.optim.Optimizer): The optimiser, regrouped (`regroup`).
+    """
+    blocks = new_block_modules(model)
+    mixes = [b.identity_mix for b in blocks.values() if getattr(b, "identity_mix", None) is not None]
+    if protocol.mix_init and not getattr(trainer, "resume", False):
+        for mix in mixes:
+            if float(mix.detach()) == 0.0:  # just started as the identity (a resumed or re-tuned mix is kept)
+                mix.data.fill_(protocol.mix_init)
+    optimizer = build()
+    regroup(optimizer, [p for b in blocks.values() for p in b.parameters()], mixes, protocol)
+    if blocks:
+        from ultralytics.utils import LOGGER
+
+        LOGGER.info(f"{PREFIX}{len(blocks)} new attention block(s): {protocol.describe()}")
+    return optimizer
+
+
+def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Callable[[Any], None]]:
+    """Return the trainer callbacks that apply ``protocol``, by Ultralytics event name.
+
+    Args:
+        protocol (FineTuneProtocol): The protocol.
+        wrap (bool): Also wrap the trainer's ``build_optimizer`` at ``on_pretrain_routine_start`` (for trainers that
+            are not a `trainer_class`).
+
+    Returns:
+        (dict[str, Callable[[Any], None]]): Event -> callback.
+    """
+
+    def on_pretrain_routine_start(trainer: Any) -> None:
+        if getattr(trainer, "attn_protocol", None) is not None:
+            return
+        if getattr(trainer, "world_size", 0) > 1:  # this callback runs on rank 0 only: the ranks would differ
+            from ultralytics.utils import LOGGER
+
+            LOGGER.warning(
+                f"{PREFIX}multi-GPU yolo-attn train keeps Ultralytics' own param groups (attn_mix_decay, attn_lr_mult, "
+                "attn_mix_init not applied); for them use yolo-attn compare, or in Python "
+                "YOLO(...).train(trainer=yolo_attn.protocol.attach(model, protocol), ...)"
+            )
+            return
+        original = trainer.build_optimizer
+
+        def build_optimizer(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+            return build_with_protocol(trainer, lambda: original(model, *args, **kwargs), model, protocol)
+
+        trainer.build_optimizer = build_optimizer
+
+    def on_pretrain_routine_end(trainer: Any) -> None:
+        if not protocol.warmup_epochs:
+            return
+        model = getattr(trainer.model, "module", trainer.model)
+        if not (getattr(model, "transfer_report", None) or {}).get("transferred"):
+            from ultralytics.utils import LOGGER
+
+            LOGGER.warning(f"{PREFIX}no pretrained weights: attn_warmup_epochs={protocol.warmup_epochs} ignored")
+            return
+        if protocol.warmup_epochs >= trainer.epochs:
+            raise ValueError(f"attn_warmup_epochs={protocol.warmup_epochs} leaves none of {trainer.epochs} epochs")
+        blocks = new_block_modules(model)
+        new = {id(p) for b in blocks.values() for p in b.parameters()}
+        frozen = [p for p in model.parameters() if id(p) not in new and p.requires_grad]
+        inside = tuple(f"{path}." for path in blocks)
+        bn = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and not n.startswith(inside)]
+        state = {"frozen": frozen, "trainable": bool(new), "bn": bn, "warming": False}
+        state["ultralytics_freeze"] = list(trainer.freeze_layer_names)
+        trainer.__dict__[STATE] = state
+
+        def drop_frozen_grads(optimizer: Any, args: Any, kwargs: Any) -> None:
+            if state["warming"]:
+                for p in frozen:
+                    p.grad = None
+
+        trainer.optimizer.register_step_pre_hook(drop_frozen_grads)
+
+    def on_train_epoch_start(trainer: Any) -> None:
+        state = trainer.__dict__.get(STATE)
+        if not state:
+            return
+        warming = trainer.epoch < protocol.warmup_epochs
+        if warming == state["warming"]:
+            return
+        state["warming"] = warming
+        for p in state["frozen"]:  # the baseline keeps its gradients (it has nothing to train): the hook drops them
+            p.requires_grad_(not (warming and state["trainable"]))
+            p.grad = None  # nor may gradients accumulated after the warm-up's last step reach the first step after it
+        # Ultralytics keeps the BatchNorm layers it names here in eval mode (``_model_train``, after this callback)
+        trainer.freeze_layer_names = state["ultralytics_freeze"] + (state["bn"] if warming else [])
+
+    events = {"on_pretrain_routine_end": on_pretrain_routine_end, "on_train_epoch_start": on_train_epoch_start}
+    return {"on_pretrain_routine_start": on_pretrain_routine_start, **events} if wrap else events
+
+
+def _boolean(key: str, value: Any) -> bool:
+    """Parse a boolean setting (``True``/``False`` as Ultralytics types them, or the words)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off"}:
+        return False
+    raise ValueError(f"{key} must be True or False, got {value!r}")
+
+
+def _integer(key: str, value: Any) -> int:
+    """Parse a whole-number setting."""
+    if isinstance(value, bool) or float(value) != int(float(value)):
+        raise ValueError(f"{key} must be a whole number, got {value!r}")
+    return int(float(value))
