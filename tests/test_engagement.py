@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from block_helpers import randomize_
 from test_identity_start import BLOCK_ARGS, C, X, make
 from torch import nn
 
@@ -14,6 +13,7 @@ import yolo_attn
 from yolo_attn.engagement import NEAR_IDENTITY, block_mixes, measure_engagement, relative_change, sample_images
 from yolo_attn.experiments.report import engagement_notes, engagement_stats, markdown_table
 from yolo_attn.modules import AttentionBlock
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.visualize.overlay import capture_attention_maps
 
 
