@@ -43,7 +43,7 @@ from torch import nn
 from yolo_attn import blocks
 from yolo_attn.modules.fusion import fuse_blocks
 from yolo_attn.modules.identity_start import start_as_identity
-from yolo_attn.profiling.blocks import _randomized
+from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.rows import YAMLRowError
 from yolo_attn.testing.report import FAIL, PASS, SKIP, CheckReport, PropertyResult
 
@@ -312,7 +312,7 @@ def _check_shape(ctx: _Context) -> str:
     wrong = []
     for shape in shapes:
         x = torch.randn(shape)
-        block = _randomized(ctx.make(shape[1]), torch.Generator().manual_seed(0))
+        block = randomize_(ctx.make(shape[1]), 0)
         with torch.no_grad():
             expected = x.shape if ctx.spec.parent is None else ctx.parent(shape[1]).eval()(x).shape
             for mode in (True, False):
@@ -394,7 +394,7 @@ def _start(block: nn.Module, spec: blocks.BlockSpec, mix: float | None = None) -
 
 def _check_identity(ctx: _Context) -> str:
     x = torch.randn(2, C, 10, 12, generator=torch.Generator().manual_seed(1))
-    block = _randomized(ctx.make(), torch.Generator().manual_seed(0)).eval()
+    block = randomize_(ctx.make(), 0).eval()
     with torch.no_grad():
         if ctx.spec.parent is None:
             expected = x
@@ -447,7 +447,7 @@ def _first_gradients(block: nn.Module, x: torch.Tensor, passes: int) -> dict[str
 
 def _check_round_trip(ctx: _Context) -> str:
     x = torch.randn(2, C, 9, 11, generator=torch.Generator().manual_seed(2))
-    block = _start(_randomized(ctx.make(), torch.Generator().manual_seed(0)), ctx.spec, mix=0.3).eval()
+    block = _start(randomize_(ctx.make(), 0), ctx.spec, mix=0.3).eval()
     twin = _start(ctx.make(), ctx.spec).eval()
     twin.load_state_dict(block.state_dict(), strict=True)
     buffer = io.BytesIO()
@@ -468,7 +468,7 @@ def _check_safe_load(ctx: _Context) -> str:
 
     model = ctx.model()
     for block in _ours(model, ctx.spec):
-        _start(_randomized(block, torch.Generator().manual_seed(0)), ctx.spec, mix=0.3)
+        _start(randomize_(block, 0), ctx.spec, mix=0.3)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "block.pt"
         torch.save({"model": model, "epoch": -1}, path)
@@ -482,7 +482,7 @@ def _check_safe_load(ctx: _Context) -> str:
 
 def _check_fuse(ctx: _Context) -> str:
     x = torch.randn(2, C, 10, 12, generator=torch.Generator().manual_seed(3))
-    block = _randomized(ctx.make(), torch.Generator().manual_seed(0)).eval()
+    block = randomize_(ctx.make(), 0).eval()
     with torch.no_grad():
         expected = block(x)
         fused = copy.deepcopy(block)
@@ -498,7 +498,7 @@ def _check_fuse(ctx: _Context) -> str:
     handles = [b.register_forward_hook(lambda m, a, o: shapes.append(a[0].shape)) for b in inside]
     for b in inside:  # its attention, not an extended parent's convolutions (they would explode)
         for part in _attention_parts(b, ctx.spec):
-            _randomized(part, torch.Generator().manual_seed(0))
+            randomize_(part, 0)
     with torch.no_grad():
         before = _outputs(model, ctx.image)
         for handle in handles:
@@ -520,7 +520,7 @@ def _check_compile(ctx: _Context) -> str:
     if not ctx.compile:
         raise _Skip("opt-in (compile=True / --compile): an inductor build takes tens of seconds on a CPU")
     x = torch.randn(2, C, 10, 12, generator=torch.Generator().manual_seed(4))
-    block = _randomized(ctx.make(), torch.Generator().manual_seed(0)).eval()
+    block = randomize_(ctx.make(), 0).eval()
     with torch.no_grad():
         expected = block(x)
         diff = _max_diff(torch.compile(block)(x), expected)
@@ -537,7 +537,7 @@ def _check_onnx(ctx: _Context) -> str:
 
     from yolo_attn.profiling.blocks import deployed_block
 
-    block = _randomized(ctx.make(32), torch.Generator().manual_seed(0)).eval()
+    block = randomize_(ctx.make(32), 0).eval()
     x = torch.randn(2, 32, 12, 7, generator=torch.Generator().manual_seed(5))
     diffs = []
     for form, module in (("unfused", block), ("fused", deployed_block(block))):
