@@ -98,3 +98,16 @@ def test_without_the_identity_start_the_transfer_row_fails(monkeypatch):
     result = check_block("SE", only=["transfer"]).result("transfer")
     assert result.status == "FAIL"
     assert re.search(r"step-0 outputs differ from the baseline's by 0\.\d+ \(relative\)", result.reason), result.reason
+
+
+def test_cli_check_block_names_an_unknown_target():
+    proc = subprocess.run(
+        [*yolo_attn_command(), "check-block", "NoSuchBlock"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "yolo-attn check-block: 'NoSuchBlock' is neither module:Class nor a registered block (" in proc.stderr
+    assert "Traceback" not in proc.stderr

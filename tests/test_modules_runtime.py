@@ -8,8 +8,6 @@ from block_helpers import default_block, shipped
 from torch import nn
 
 from yolo_attn import (
-    CBAM,
-    SE,
     CA_C2f,
     CA_C3k2,
     SpatialAttention,
@@ -19,9 +17,7 @@ from yolo_attn.modules.random_weights import randomize_
 C = 32
 #: Every shipped block with its default arguments, then variants.
 BLOCKS = {s.name: (lambda s=s: default_block(s, C)) for s in shipped()} | {
-    "SE-r8": lambda: SE(C, 8),
     "SpatialAttention-seed": lambda: SpatialAttention(C, (3, 1), "mean", False),
-    "CBAM-r8": lambda: CBAM(C, 8, 7),
     "CA_C2f-n2": lambda: CA_C2f(C, C, 2, True),
     "CA_C3k2-c3k": lambda: CA_C3k2(C, C, 1, True),
 }

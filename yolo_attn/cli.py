@@ -438,9 +438,13 @@ def _run_demo(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_check_block(args: argparse.Namespace, overrides: dict) -> None:
-    from yolo_attn.testing import check_block
+    from yolo_attn.testing import check_block, resolve
 
-    report = check_block(args.block, compile=args.compile, onnx=not args.no_onnx, imgsz=args.imgsz, **overrides)
+    try:
+        block = resolve(args.block)
+    except ValueError as e:
+        raise SystemExit(f"yolo-attn check-block: {e}") from None
+    report = check_block(block, compile=args.compile, onnx=not args.no_onnx, imgsz=args.imgsz, **overrides)
     print(report.table())
     if not report.ok:
         raise SystemExit(1)

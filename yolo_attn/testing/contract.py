@@ -97,8 +97,9 @@ def check_block(
 ) -> CheckReport:
     """Check the contract of a block (see the module docstring for the properties).
 
-    A class that is not registered yet is registered for the duration of the check (under its class name) and
-    unregistered afterwards.
+    A class that is not registered yet is registered for the duration of the check (under its class name) as a
+    channel-preserving block, and unregistered afterwards; register a block that extends an Ultralytics block first
+    (``register_block(cls, parent=C2f)``) to check it as one.
 
     Args:
         cls (type[nn.Module] | str): The block class, ``module:Class`` or a registered YAML name.
@@ -125,8 +126,9 @@ def check_block(
     started = time.perf_counter()
     try:
         if spec is None:
-            temporary = blocks.register_block(cls, name=_free_name(cls), origin="check_block") and _free_name(cls)
-            spec = blocks.get(temporary)
+            name = _free_name(cls)
+            blocks.register_block(cls, name=name, origin="check_block")
+            temporary, spec = name, blocks.get(name)
         kind = "extends " + spec.parent.__name__ if spec.parent is not None else "channel-preserving"
         report.results.append(
             PropertyResult("registers", PASS, f"{kind}; identity start: {spec.identity}", time.perf_counter() - started)
