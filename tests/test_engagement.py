@@ -102,6 +102,7 @@ def test_report_summarises_engagement_over_blocks_and_seeds_and_says_when_blocks
         record("flat", 1, [0.002, 0.0], [0.002, 0.0]),
         record("used", 0, [0.002, 0.3], [0.01, 0.4]),
         record("scratch", 0, [0.001, 0.002], [None, None], new=False),
+        record("resumed", 0, [0.001, 0.002], [0.001, 0.003], new=False),  # its report lost the new blocks
     ]
     flat, used, scratch, base = (engagement_stats(runs, s) for s in ("flat", "used", "scratch", "base"))
     assert flat["engagement_mean"] == pytest.approx(0.00175) and flat["engagement_n"] == 4
@@ -110,6 +111,7 @@ def test_report_summarises_engagement_over_blocks_and_seeds_and_says_when_blocks
     assert flat["near_identity"] is True and used["near_identity"] is False
     assert scratch["near_identity"] is None and scratch["mix_min"] is None  # not fine-tuned: no such verdict
     assert base["engagement_mean"] is None
+    assert engagement_stats(runs, "resumed")["near_identity"] is True  # a mix means it started as the identity
     rows = [{"stem": s, **engagement_stats(runs, s)} for s in ("flat", "used", "scratch")]
     notes = engagement_notes(rows)
     assert notes.count("stayed within 1% of the identity") == 1 and "**flat**" in notes

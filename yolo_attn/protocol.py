@@ -257,13 +257,35 @@ def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module
         for mix in mixes:
             if float(mix.detach()) == 0.0:  # just started as the identity (a resumed or re-tuned mix is kept)
                 mix.data.fill_(protocol.mix_init)
+    from ultralytics.utils import LOGGER
+
     optimizer = build()
     regroup(optimizer, [p for b in blocks.values() for p in b.parameters()], mixes, protocol)
+    saved = saved_group_count(trainer) if getattr(trainer, "resume", False) else None
+    if saved is not None and saved != len(optimizer.param_groups):  # the run was trained with other groups
+        LOGGER.warning(
+            f"{PREFIX}{trainer.args.resume} was trained with {saved} param groups, not this protocol's "
+            f"{len(optimizer.param_groups)}: it resumes with Ultralytics' own groups, as it was trained"
+        )
+        return build()
     if blocks:
-        from ultralytics.utils import LOGGER
-
         LOGGER.info(f"{PREFIX}{len(blocks)} new attention block(s): {protocol.describe()}")
     return optimizer
+
+
+def saved_group_count(trainer: Any) -> int | None:
+    """Return how many param groups the optimizer state of the checkpoint a trainer resumes from has (None: unknown).
+
+    A run keeps the groups it was trained with (its saved optimizer state holds them, with their learning rates): one
+    started without the protocol (``YOLO(...).train()`` in Python) resumes without it.
+    """
+    import torch
+
+    try:
+        ckpt = torch.load(str(trainer.args.resume), map_location="cpu", weights_only=False)
+        return len(ckpt["optimizer"]["param_groups"])
+    except Exception:  # no readable optimizer state: Ultralytics' own resume reports the problem
+        return None
 
 
 def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Callable[[Any], None]]:

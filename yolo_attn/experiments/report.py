@@ -157,9 +157,9 @@ def engagement_stats(runs: Sequence[dict[str, Any]], stem: str) -> dict[str, Any
     Returns:
         (dict[str, Any]): ``engagement_mean``, ``engagement_min``, ``engagement_max`` (over every block of every
             seed), ``engagement_n`` (block x seed values), ``mix_min``, ``mix_max`` (None without mixes),
-            ``fine_tuned_blocks`` (True when the blocks are new to pretrained weights, per the runs' transfer
-            reports) and ``near_identity`` (True when such blocks all stayed below ``NEAR_IDENTITY``; None when not
-            fine-tuned or not measured).
+            ``fine_tuned_blocks`` (True when the blocks are new to pretrained weights: the runs' transfer reports
+            list them, or they have an identity mix) and ``near_identity`` (True when such blocks all stayed below
+            ``NEAR_IDENTITY``; None when not fine-tuned or not measured).
     """
     values, mixes, fine_tuned = [], [], False
     for run in runs:
@@ -168,7 +168,11 @@ def engagement_stats(runs: Sequence[dict[str, Any]], stem: str) -> dict[str, Any
         blocks = run["engagement"].get("blocks") or {}
         values += [b["engagement"] for b in blocks.values() if b.get("engagement") is not None]
         mixes += [b["identity_mix"] for b in blocks.values() if b.get("identity_mix") is not None]
-        fine_tuned |= bool((run.get("transfer") or {}).get("new_blocks"))
+        # new to pretrained weights: listed by the transfer report, or started as the identity (only such blocks have a
+        # mix; a resumed run's report, made by loading its own last.pt, lists no new block)
+        fine_tuned |= bool((run.get("transfer") or {}).get("new_blocks")) or any(
+            b.get("identity_mix") is not None for b in blocks.values()
+        )
     stats: dict[str, Any] = {
         "engagement_mean": sum(values) / len(values) if values else None,
         "engagement_min": min(values, default=None),
