@@ -249,11 +249,16 @@ class _Context:
         from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
         base = base or self.home()
-        key = f"{base}:{'block' if block else 'baseline'}"
-        if key not in self.models:
-            d = self.cfg(base) if block else yaml_model_load(base)
-            self.models[key] = DetectionModel(d, verbose=False).eval()
-        return copy.deepcopy(self.models[key])
+        if not block:  # the plain baseline does not depend on the block: built once per process
+            if base not in _BASELINES:
+                _BASELINES[base] = DetectionModel(yaml_model_load(base), verbose=False).eval()
+            return copy.deepcopy(_BASELINES[base])
+        if base not in self.models:
+            self.models[base] = DetectionModel(self.cfg(base), verbose=False).eval()
+        return copy.deepcopy(self.models[base])
+
+
+_BASELINES: dict[str, nn.Module] = {}  # plain baseline detectors by base YAML, shared by every check of a process
 
 
 def _scale(y: torch.Tensor) -> float:
