@@ -124,5 +124,7 @@ def parse_values(tokens: Sequence[str]) -> list[Any]:
 
 def _label(path: Path) -> str:
     """A base file's name as the header shows it: ``ultralytics/cfg/models/...`` for Ultralytics' own."""
-    parts = path.resolve().parts
-    return "/".join(parts[parts.index("ultralytics") :]) if "ultralytics" in parts else str(path)
+    from ultralytics.utils import ROOT
+
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT.parent)) if resolved.is_relative_to(ROOT) else str(path)
