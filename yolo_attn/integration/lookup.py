@@ -81,7 +81,7 @@ def yaml_model_load(path: str | Path) -> dict:
     except FileNotFoundError:
         shipped = find_shipped_yaml(path)
         if shipped is None:
-            made = _generated(path)
+            made, why = _generated(path)
             if made is not None:
                 made["scale"] = tasks.guess_model_scale(path)
                 made["yaml_file"] = str(path)
@@ -91,7 +91,7 @@ def yaml_model_load(path: str | Path) -> dict:
                 raise FileNotFoundError(
                     f"Model YAML '{path}' not found in the working folder, in Ultralytics' configs or among "
                     f"yolo_attn's shipped YAMLs ({MODEL_YAMLS_DIR}: {names}; add a scale letter, e.g. "
-                    "yolo26n-cbam.yaml)"
+                    f"yolo26n-cbam.yaml), and it cannot be generated: {why}"
                 ) from None
             raise
         return _load_scaled(shipped, path)
@@ -144,18 +144,16 @@ def package_yaml_text(name: str | Path) -> str | None:
     return generated.to_text(cfg, generated.header_for(spec, str(base.relative_to(ROOT.parent)), sites, True))
 
 
-def _generated(path: Path) -> dict | None:
-    """The generated model dict of a bare name, or None; an unknown block part raises FileNotFoundError."""
+def _generated(path: Path) -> tuple[dict | None, str]:
+    """The generated model dict of a bare name, or (None, why it cannot be generated)."""
+    grammar = "{" + "|".join(generated.FAMILIES) + "}{scale}[-{task}]-{block}.yaml"
     if path.name != str(path):
-        return None
+        return None, "only a bare name is generated"
     try:
         made = generated.generate_for_name(path)
     except generated.UnknownBlockError as e:
-        raise FileNotFoundError(
-            f"Model YAML '{path}' not found (working folder, Ultralytics' configs, yolo_attn's shipped YAMLs), and it "
-            f"cannot be generated: {e}"
-        ) from None
-    return None if made is None else made[0]
+        return None, str(e)
+    return (None, f"the name is not {grammar}") if made is None else (made[0], "")
 
 
 def _unified(path: Path) -> Path:
