@@ -5,6 +5,7 @@
 - `lookup`: the ``yaml_model_load`` wrapper (scale-like folders, shipped YAMLs by bare name) and Ultralytics' names.
 - `loading`: the ``BaseModel.load`` wrapper (transfer by YAML alignment, identity start).
 - `fusing`: the ``BaseModel.fuse`` wrapper (registered blocks' ``fuse()`` first).
+- `run_yaml`: a default training callback that keeps a generated (or shipped) model YAML in the run folder.
 - `workers`: the DDP callback and the ``ULTRALYTICS_SAFE_LOAD`` allow-list.
 
 Pure logic stays outside: the block table (`yolo_attn.blocks`), row checks (`yolo_attn.rows`) and the transfer plan
@@ -20,6 +21,8 @@ Every Ultralytics internal the project relies on (`internals.CHECKS` tests each 
 - ultralytics.nn.tasks.BaseModel.load(self, weights, verbose) and BaseModel.fuse(self, verbose)
 - ultralytics.nn.tasks.load_checkpoint(weight) and torch_safe_load(weight, safe_only)
 - ultralytics.utils.callbacks.base.default_callbacks['on_pretrain_routine_start']
+- ultralytics/cfg/models/{v8,11,26}/{family}[-{task}].yaml, the bases of generated YAMLs (`yolo_attn.generated`)
+- BaseTrainer.save_dir and its args.yaml, written before the on_pretrain_routine_start callbacks (`run_yaml`)
 - C2f / C3k2 attributes cv1, cv2, m, c and args; Bottleneck cv1, cv2, add; Conv.conv (`CA_C2f`, `CA_C3k2` read them)
 - checkpoint keys epoch, model, ema, optimizer (BaseTrainer.save_model) (`experiments.cell` reads ``last.pt``)
 - ULTRALYTICS_SAFE_LOAD (ultralytics.utils.SAFE_LOAD) and torch.serialization safe globals

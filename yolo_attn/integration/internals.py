@@ -133,6 +133,22 @@ def _safe_load() -> str | None:
     return _attrs(torch.serialization, ("add_safe_globals", "get_safe_globals", "clear_safe_globals"))
 
 
+def _base_yamls() -> str | None:
+    from yolo_attn.generated import FAMILIES, TASKS, base_yaml
+
+    missing = [base_yaml(f, t).name for f in FAMILIES for t in (None, *TASKS) if not base_yaml(f, t).is_file()]
+    return f"no packaged {', '.join(missing)}" if missing else None
+
+
+def _trainer_args_yaml() -> str | None:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    source = inspect.getsource(BaseTrainer.__init__)
+    saved, called = source.find('"args.yaml"'), source.find('"on_pretrain_routine_start"')
+    ok = "self.save_dir" in source and -1 < saved < called
+    return None if ok else "BaseTrainer.__init__ no longer saves args.yaml before on_pretrain_routine_start"
+
+
 #: Internal -> check. The keys are the names listed in `yolo_attn.integration`'s docstring.
 CHECKS: dict[str, Callable[[], str | None]] = {
     "ultralytics.nn.tasks.parse_model(d, ch, verbose)": _parse_model,
@@ -148,6 +164,10 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "C2f / C3k2 attributes cv1, cv2, m, c and args; Bottleneck cv1, cv2, add; Conv.conv": _c2f_attributes,
     "checkpoint keys epoch, model, ema, optimizer (BaseTrainer.save_model)": _checkpoint_keys,
     "ULTRALYTICS_SAFE_LOAD (ultralytics.utils.SAFE_LOAD) and torch.serialization safe globals": _safe_load,
+    "ultralytics/cfg/models/{v8,11,26}/{family}[-{task}].yaml, the bases of generated YAMLs": _base_yamls,
+    "BaseTrainer.save_dir and its args.yaml, written before the on_pretrain_routine_start callbacks": (
+        _trainer_args_yaml
+    ),
 }
 
 

@@ -4,7 +4,10 @@ Ultralytics finds ``yolov8-cbam.yaml`` for ``yolov8n-cbam.yaml`` by deleting the
 n/s/m/l/x" anywhere in the whole path, so a folder such as ``exp5s/`` or ``tmp.S5ngd/`` gets mangled and the file is not
 found. The wrapper applies that rule to the file name only, and only when Ultralytics' own lookup would fail. It also
 finds the YAMLs shipped in the package (``yolo_attn/model_yamls``) by bare name, as Ultralytics finds its own
-``yolov8n.yaml``: ``model=yolo26n-cbam.yaml`` works from any folder; a local file of that name still wins.
+``yolov8n.yaml``: ``model=yolo26n-cbam.yaml`` works from any folder; a local file of that name still wins. Last, a
+bare name in the grammar of `yolo_attn.generated` (``yolo11n-ema.yaml``, ``yolov8s-seg-simam.yaml``) is generated from
+the family's own Ultralytics YAML with the block at the standard sites (`package_yaml_text` gives the text that the
+run folder keeps, so a run reproduces without the generator).
 
 It also answers which module names a model YAML row may use in Ultralytics (`ultralytics_names`), for the
 unknown-name error and the name checks of block registration.
@@ -19,7 +22,9 @@ import torch
 from ultralytics.nn import tasks
 from ultralytics.utils import YAML
 
+from yolo_attn import generated
 from yolo_attn.integration.patches import original
+from yolo_attn.sites import standard_sites
 
 SCALE_IN_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-cbam -> yolov8-cbam, Ultralytics' naming rule
 MODEL_YAMLS_DIR = Path(__file__).resolve().parents[1] / "model_yamls"  # shipped variants, found by bare name
@@ -51,7 +56,8 @@ def yaml_model_load(path: str | Path) -> dict:
     """Load a model YAML like Ultralytics' ``yaml_model_load``, also from scale-like folders and shipped bare names.
 
     Lookup order: the path as given (a local file wins), its file-name-unified twin next to it, Ultralytics' own lookup
-    (its packaged configs), then, for a bare name only, :data:`MODEL_YAMLS_DIR` with the same scale-letter rule.
+    (its packaged configs), then, for a bare name only, :data:`MODEL_YAMLS_DIR` with the same scale-letter rule, then
+    generation by name (`yolo_attn.generated`: ``yolo11n-ema.yaml`` for any registered block).
 
     Args:
         path (str | Path): Model YAML path, e.g. ``model_yamls/yolov8n-cbam.yaml``, or a bare name such as
@@ -62,7 +68,8 @@ def yaml_model_load(path: str | Path) -> dict:
             Ultralytics does.
 
     Raises:
-        FileNotFoundError: When no step finds the file; the message lists the shipped variants for a bare name.
+        FileNotFoundError: When no step finds the file; the message lists the shipped variants for a bare name, or
+            names the unknown block of a name in the generated grammar.
     """
     ultralytics_load = original("yaml_model_load", tasks.yaml_model_load)
     path = Path(path)
@@ -74,12 +81,17 @@ def yaml_model_load(path: str | Path) -> dict:
     except FileNotFoundError:
         shipped = find_shipped_yaml(path)
         if shipped is None:
+            made, why = _generated(path)
+            if made is not None:
+                made["scale"] = tasks.guess_model_scale(path)
+                made["yaml_file"] = str(path)
+                return made
             if path.name == str(path) and path.suffix in {".yaml", ".yml"}:
                 names = ", ".join(p.name for p in sorted(MODEL_YAMLS_DIR.glob("*.yaml"))) or "none there"
                 raise FileNotFoundError(
                     f"Model YAML '{path}' not found in the working folder, in Ultralytics' configs or among "
                     f"yolo_attn's shipped YAMLs ({MODEL_YAMLS_DIR}: {names}; add a scale letter, e.g. "
-                    "yolo26n-cbam.yaml)"
+                    f"yolo26n-cbam.yaml), and it cannot be generated: {why}"
                 ) from None
             raise
         return _load_scaled(shipped, path)
@@ -101,6 +113,47 @@ def find_shipped_yaml(name: str | Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def package_yaml_text(name: str | Path) -> str | None:
+    """Return the text of the YAML the package provides for a bare name (shipped or generated), else None.
+
+    None when the name is a file here (its twin included) or one of Ultralytics' own configs: those need no copy.
+
+    Args:
+        name (str | Path): A model name as given to Ultralytics, e.g. ``yolo11n-ema.yaml``.
+
+    Returns:
+        (str | None): The shipped file's text, or the generated YAML with a header saying what it was made from.
+    """
+    from ultralytics.utils import ROOT
+
+    path = Path(name)
+    if path.name != str(path) or path.exists() or _unified(path).exists():
+        return None
+    if next((ROOT / "cfg").rglob(path.name), None) or next((ROOT / "cfg").rglob(_unified(path).name), None):
+        return None
+    shipped = find_shipped_yaml(path)
+    if shipped is not None:
+        return shipped.read_text()
+    made = generated.generate_for_name(path)
+    if made is None:
+        return None
+    cfg, base, spec = made
+    sites = standard_sites(generated.load_base(base), spec)
+    return generated.to_text(cfg, generated.header_for(spec, str(base.relative_to(ROOT.parent)), sites, True))
+
+
+def _generated(path: Path) -> tuple[dict | None, str]:
+    """The generated model dict of a bare name, or (None, why it cannot be generated)."""
+    grammar = "{" + "|".join(generated.FAMILIES) + "}{scale}[-{task}]-{block}.yaml"
+    if path.name != str(path):
+        return None, "only a bare name is generated"
+    try:
+        made = generated.generate_for_name(path)
+    except generated.UnknownBlockError as e:
+        return None, str(e)
+    return (None, f"the name is not {grammar}") if made is None else (made[0], "")
 
 
 def _unified(path: Path) -> Path:

@@ -10,7 +10,7 @@ from ultralytics.engine import model as engine_model
 from ultralytics.nn import tasks
 
 from yolo_attn import blocks
-from yolo_attn.integration import fusing, loading, lookup, parse, workers
+from yolo_attn.integration import fusing, loading, lookup, parse, run_yaml, workers
 from yolo_attn.integration.patches import ORIGINALS, Hook, Patch
 
 PATCHES: tuple[Patch | Hook, ...] = (
@@ -21,6 +21,7 @@ PATCHES: tuple[Patch | Hook, ...] = (
     Hook("safe_globals", workers.add_safe_globals, workers.remove_safe_globals),
     Hook("ddp_callback", workers.add_ddp_callback, workers.remove_ddp_callback),
     Patch("fuse", tasks.BaseModel, "fuse", fusing.fuse),
+    Hook("run_yaml", run_yaml.add_callback, run_yaml.remove_callback),
 )
 
 # a block may not take a name that a model YAML already resolves to an Ultralytics module (unless override=True)

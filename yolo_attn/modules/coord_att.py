@@ -56,6 +56,8 @@ class CoordAtt(AttentionBlock):
         torch.Size([2, 64, 20, 24])
     """
 
+    standard_sites = "positional"  # yolo_attn.sites: a positional gate: before SPPF, whose max-pools blur where
+
     def __init__(self, c1: int, r: int = 32) -> None:
         """Initialize coordinate attention.
 

@@ -38,6 +38,8 @@ class SAM(AttentionBlock):
         torch.Size([2, 64, 20, 20])
     """
 
+    standard_sites = "positional"  # yolo_attn.sites: gated before SPPF, whose max-pools carry the gated responses
+
     def __init__(self, c1: int) -> None:
         """Initialize SAM.
 

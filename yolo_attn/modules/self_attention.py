@@ -50,6 +50,8 @@ class MHSA(AttentionBlock):
         torch.Size([2, 64, 10, 12])
     """
 
+    standard_sites = "global"  # yolo_attn.sites: O((HW)^2) over all positions: none at the highest-resolution level
+
     zero_output = "proj"
 
     def __init__(self, c1: int, heads: int = 4) -> None:

@@ -1,0 +1,130 @@
+"""``yolo-attn yaml BASE BLOCK [ARG ...] [key=value ...] [--task T] [--at I,J] [-o OUT]``: a model YAML to edit.
+
+- ``BASE``: a family with optional scale and task (``yolo11n``, ``yolov8s-seg``, ``yolo26``), any other Ultralytics
+  model YAML by name (``yolov8-p2``, ``yolo26-p6.yaml``), or a model YAML file of yours (``my/model.yaml``).
+- ``BLOCK``: a registered block's YAML name or alias, case-insensitive (``cbam``, ``CoordAtt``).
+- ``ARG ...`` and ``key=value``: the block's YAML args (each read as a YAML value: ``8``, ``null``, ``[3,1]``,
+  ``mean``); keywords are placed at their position in the block's signature, with the defaults before them, so the
+  row is plain positional YAML: ``CBAM k=3`` writes ``[-1, 1, CBAM, [16, 3]]``.
+- ``--task``: ``seg``, ``pose``, ``obb`` or ``cls`` for a family base (same as writing ``yolo11n-seg``).
+- ``--at``: layer indices of the base (after which a block goes; an extends block replaces them) instead of the
+  standard sites of `yolo_attn.sites`.
+- ``-o``: the output file; default ``{BASE}[-{task}]-{block}.yaml`` in the working folder (``yolo11n-seg-cbam.yaml``),
+  which is then the file that name loads (a local file wins over generation).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yolo_attn.generated import (
+    FAMILIES,
+    TASKS,
+    base_yaml,
+    find_block,
+    generate,
+    header_for,
+    load_base,
+    to_text,
+    yaml_args_for,
+)
+from yolo_attn.sites import standard_sites
+
+FAMILY_BASE = re.compile(r"^(?P<family>" + "|".join(FAMILIES) + r")(?P<scale>[nslmx]?)(?:-(?P<task>[a-z]+))?$")
+
+
+def resolve_base(base: str, task: str | None = None) -> tuple[Path, str]:
+    """Return the base model YAML file and the stem of the names derived from it (scale and task included).
+
+    Args:
+        base (str): ``yolo11n``, ``yolov8s-seg``, an Ultralytics model YAML name, or a YAML file.
+        task (str | None): ``seg``/``pose``/``obb``/``cls`` for a family base; None for detection or the base's own.
+
+    Returns:
+        (tuple[Path, str]): The file, and the stem such as ``yolo11n-seg``.
+
+    Raises:
+        ValueError: For a task that is unknown or contradicts the base's.
+        FileNotFoundError: When no base of that name exists.
+    """
+    if task is not None and task not in TASKS:
+        raise ValueError(f"--task {task!r}: one of {', '.join(TASKS)} (detection is the default, no task part)")
+    path = Path(base)
+    if path.suffix in {".yaml", ".yml"} and path.is_file():
+        if task is not None:
+            raise ValueError(f"--task {task} applies to a family base (yolo11n, yolov8s, ...), not to the file {base}")
+        return path, path.stem
+    stem = path.name.removesuffix(path.suffix) if path.suffix in {".yaml", ".yml"} else path.name
+    m = FAMILY_BASE.match(stem)
+    if m and (m["task"] is None or m["task"] in TASKS):
+        if task and m["task"] and task != m["task"]:
+            raise ValueError(f"base {base} is a {m['task']} model; --task {task} contradicts it")
+        task = task or m["task"]
+        stem = f"{m['family']}{m['scale']}{'-' + task if task else ''}"
+        return base_yaml(m["family"], task), stem
+    if task is not None:
+        raise ValueError(f"--task applies to a family base ({', '.join(FAMILIES)}); put the task in {base}'s name")
+    from ultralytics.nn.tasks import guess_model_scale
+    from ultralytics.utils.checks import check_yaml
+
+    scale = guess_model_scale(f"{stem}.yaml")
+    unscaled = re.sub(rf"(\d+){scale}(.*)$", r"\1\2", stem) if scale else stem
+    return Path(check_yaml(f"{unscaled}.yaml")), stem
+
+
+def write_yaml(
+    base: str,
+    block: str,
+    args: Sequence[Any] = (),
+    keywords: dict[str, Any] | None = None,
+    task: str | None = None,
+    at: Sequence[int] | None = None,
+    out: str | Path | None = None,
+) -> Path:
+    """Write a model YAML: ``base`` with ``block`` (and its args) at the standard sites or at ``at``.
+
+    Args:
+        base (str): See `resolve_base`.
+        block (str): A registered YAML name or alias, case-insensitive.
+        args (Sequence[Any]): Positional YAML args of the block.
+        keywords (dict[str, Any] | None): Keyword args, placed at their position in the block's signature.
+        task (str | None): Task of a family base.
+        at (Sequence[int] | None): Layer indices of the base; None for the standard sites.
+        out (str | Path | None): Output file; default ``{stem}-{block}.yaml`` in the working folder.
+
+    Returns:
+        (Path): The file written.
+
+    Raises:
+        ValueError: For args that do not fit the block, or sites that do not fit the base.
+    """
+    spec = find_block(block)
+    try:
+        row_args = yaml_args_for(spec, args, keywords) if args or keywords else []
+    except TypeError as e:
+        raise ValueError(f"{block} {list(args)} {keywords or ''}: {e}. Expected {spec.expected()}") from None
+    path, stem = resolve_base(base, task)
+    cfg = load_base(path)
+    sites = standard_sites(cfg, spec) if at is None else sorted(set(at))
+    made = generate(cfg, spec, row_args, sites)
+    out = Path(out) if out is not None else Path(f"{stem}-{spec.name.lower()}.yaml")
+    out.write_text(to_text(made, header_for(spec, _label(path), sites, at is None, row_args)))
+    return out
+
+
+def parse_values(tokens: Sequence[str]) -> list[Any]:
+    """Read each command-line token as a YAML value (``8`` -> 8, ``null`` -> None, ``[3,1]`` -> [3, 1])."""
+    return [yaml.safe_load(t) for t in tokens]
+
+
+def _label(path: Path) -> str:
+    """A base file's name as the header shows it: ``ultralytics/cfg/models/...`` for Ultralytics' own."""
+    from ultralytics.utils import ROOT
+
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT.parent)) if resolved.is_relative_to(ROOT) else str(path)
