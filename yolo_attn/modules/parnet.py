@@ -21,6 +21,21 @@ class _ConvBN(nn.Sequential):
         self.bn = nn.BatchNorm2d(c)
 
 
+class _Affine(nn.Module):
+    """Per-channel ``x * weight + bias``: an eval-mode BatchNorm, folded (keys ``weight`` and ``bias``, as its own)."""
+
+    def __init__(self, bn: nn.BatchNorm2d) -> None:
+        super().__init__()
+        with torch.no_grad():
+            scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+            self.weight = nn.Parameter(scale.detach().clone())
+            self.bias = nn.Parameter((bn.bias - bn.running_mean * scale).detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
 class _ConvSig(nn.Module):
     """The SSE excitation: 1x1 convolution without bias, then sigmoid (the reference's ``ConvSig``)."""
 
@@ -73,14 +88,15 @@ class ParNetAttention(AttentionBlock):
     0.5 GFLOPs on the 20 x 20 map at 640 px; four times that at P4: a full convolution block, not a light gate.
 
     Inference: `fuse` folds the two BatchNorms into their convolutions and the 1x1 kernel into the 3x3 one, as the
-    reference's ``fuse_repvgg_block`` does (RepVGG re-parameterisation); the SSE branch is kept.
+    reference's ``fuse_repvgg_block`` does (RepVGG re-parameterisation), and the skip BatchNorm into a per-channel
+    affine map (same keys); no BatchNorm is left.
 
     Departure from the reference: none in the formula. A fresh block is not a gate (it convolves), so inserted into a
     pretrained network it starts as the identity through the identity mix.
 
     Attributes:
-        rbr_identity (nn.BatchNorm2d): BatchNorm of the skip branch.
-        rbr_dense (nn.Module): 3x3 conv + BN (a biased 3x3 conv after `fuse`).
+        rbr_identity (nn.Module): BatchNorm of the skip branch (a per-channel affine map after `fuse`).
+        rbr_dense (nn.Module): 3x3 conv + BN (a biased 3x3 conv and an identity after `fuse`).
         rbr_1x1 (nn.Module | None): 1x1 conv + BN (None after `fuse`).
         se (nn.Module): The SSE gate.
 
@@ -124,7 +140,9 @@ class ParNetAttention(AttentionBlock):
             with torch.no_grad():
                 dense.weight += F.pad(point.weight, [1, 1, 1, 1])
                 dense.bias += point.bias
-            self.rbr_dense, self.rbr_1x1 = dense, None
+            self.rbr_dense.conv, self.rbr_dense.bn, self.rbr_1x1 = dense, nn.Identity(), None
+        if isinstance(self.rbr_identity, nn.BatchNorm2d):
+            self.rbr_identity = _Affine(self.rbr_identity)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ class SpatialGroupEnhance(AttentionBlock):
     ``a_i = sigmoid(weight_g * n_i + bias_g)``, and ``out_g = x_g * a`` (every channel of the group, same gate).
 
     Shapes: (B, C, H, W) -> (B, C, H, W); the gate is (B, G, H, W). Pooling is a plain mean over H and W; groups are
-    an ``unflatten`` of the channel axis, so the block exports to ONNX with dynamic batch, H and W.
+    a reshape of the channel axis (opset 12 and up), so the block exports to ONNX with dynamic batch, H and W.
 
     YAML: ``[-1, 1, SpatialGroupEnhance, [groups]]`` (alias ``SGE``), all args optional; input channels are inferred.
     ``groups`` must divide the layer's channels: checked when the model is built (`BlockArgumentError`, reported as a
@@ -82,7 +82,8 @@ class SpatialGroupEnhance(AttentionBlock):
         Returns:
             (torch.Tensor): Gate in (0, 1) of shape (B, G, H, W).
         """
-        xg = x.unflatten(1, (self.groups, -1))  # (B, G, C/G, H, W)
+        b, c, h, w = x.shape
+        xg = x.reshape(b, self.groups, c // self.groups, h, w)  # (B, G, C/G, H, W)
         similarity = (xg * xg.mean((3, 4), keepdim=True)).sum(2)  # (B, G, H, W)
         centred = similarity - similarity.mean((2, 3), keepdim=True)
         std = similarity.std((2, 3), keepdim=True).nan_to_num(0.0)  # NaN only for a single position
@@ -90,7 +91,7 @@ class SpatialGroupEnhance(AttentionBlock):
 
     def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
         """Plain formulation (benchmarks): the same computation as `forward` without the identity mix."""
-        return (x.unflatten(1, (self.groups, -1)) * self.gate(x).unsqueeze(2)).flatten(1, 2)
+        return self._apply(x, self.gate(x))
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the spatial gate averaged over the groups (B, H, W), and what it is."""
@@ -105,7 +106,12 @@ class SpatialGroupEnhance(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.blend(x, (x.unflatten(1, (self.groups, -1)) * self.gate(x).unsqueeze(2)).flatten(1, 2))
+        return self.blend(x, self._apply(x, self.gate(x)))
+
+    def _apply(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """Multiply every channel of group g by the gate ``gate[:, g]``; (B, C, H, W), (B, G, H, W) -> (B, C, H, W)."""
+        b, c, h, w = x.shape
+        return (x.reshape(b, self.groups, c // self.groups, h, w) * gate.unsqueeze(2)).reshape(b, c, h, w)
 
 
 def _largest_divisor(c: int, limit: int) -> int:
