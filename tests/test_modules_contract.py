@@ -36,6 +36,9 @@ FRESH_SCALE = {
     MHSA: 1.0,
     SeparableSelfAttention: 1.0,
 }
+# blocks that are no gates (a fresh one convolves its input, through a nonlinearity): they start as the identity
+# through the identity mix when inserted into a pretrained network, and keep their paper's initialisation from scratch
+NOT_GATES = {"CPCA", "ParNetAttention"}
 BLOCKS = [s.cls for s in shipped("channel")]
 VARIANTS = [
     pytest.param(lambda c: SpatialAttention(c, (3, 1), "mean", True), id="SpatialAttention-rect-mean-bn"),
@@ -67,6 +70,8 @@ def test_output_has_input_shape(make, shape):
 @pytest.mark.parametrize("cls", BLOCKS, ids=lambda c: c.__name__)
 def test_fresh_block_scales_its_input_uniformly(cls):
     # a pretrained signal keeps every feature's relative size; a following BatchNorm cancels the constant in training
+    if cls.__name__ in NOT_GATES:
+        pytest.skip(f"{cls.__name__} is no gate: a fresh one convolves its input")
     x = torch.randn(4, 64, 10, 12)
     block = cls(64).train()
     with torch.no_grad():

@@ -62,4 +62,7 @@ def test_onnx_export_follows_the_input_size(name, opset, fused):
     (y,) = session.run(None, {"x": x.numpy()})
     with torch.no_grad():
         expected = block(x)
-    torch.testing.assert_close(torch.from_numpy(y), expected, atol=1e-4, rtol=1e-4)
+    # float32 rounding grows with the output's size (random weights drive CPCA's outputs to ~1e3): scale the tolerance
+    # by it, as check_block does
+    scale = max(1.0, float(expected.abs().max()))
+    torch.testing.assert_close(torch.from_numpy(y), expected, atol=1e-4 * scale, rtol=1e-4)

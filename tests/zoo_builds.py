@@ -1,0 +1,77 @@
+"""Helpers shared by the zoo block tests (tests/test_zoo_*.py): a block in a real YOLO YAML, and a small detector."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+from yolo_attn.yaml_edit import insert_after
+
+FAMILIES = ("yolov8", "yolo11", "yolo26")
+SPPF = 9  # the P5 SPPF layer in all three families
+
+#: (family, scale) for the build tests: scale n in the fast suite, scale x marked slow
+BUILD_CASES = [
+    pytest.param(
+        fam, scale, marks=[pytest.mark.seam] + ([pytest.mark.slow] if scale == "x" else []), id=f"{fam}{scale}"
+    )
+    for fam in FAMILIES
+    for scale in ("n", "x")
+]
+
+
+def p5_width(fam: str, scale: str) -> int:
+    """Channels of SPPF (nominal 1024) at a scale, from Ultralytics' own scale table."""
+    _, width, max_channels = yaml_model_load(f"{fam}.yaml")["scales"][scale]
+    return int(-(-min(1024, max_channels) * width // 8) * 8)
+
+
+def build_after_sppf(fam: str, scale: str, name: str, args: list) -> tuple[DetectionModel, torch.nn.Module]:
+    """Build ``{fam}{scale}`` with ``[-1, 1, name, args]`` after SPPF; return the detector and the block."""
+    cfg = insert_after(yaml_model_load(f"{fam}{scale}.yaml"), SPPF, name, args)
+    model = DetectionModel(copy.deepcopy(cfg), verbose=False).eval()
+    return model, model.model[SPPF + 1]
+
+
+def small_detector(rows: list) -> dict:
+    """A small detector at scale n: stem, P3, P4 (128 channels: layer 5 reads 128), the given rows, Detect."""
+    backbone = [
+        [-1, 1, "Conv", [64, 3, 2]],
+        [-1, 1, "Conv", [128, 3, 2]],
+        [-1, 1, "Conv", [256, 3, 2]],
+        [-1, 1, "C2f", [256, True]],
+        [-1, 1, "Conv", [512, 3, 2]],  # 4: 128 channels at scale n
+    ]
+    scales = {"n": [0.33, 0.25, 1024]}
+    return {
+        "nc": 2,
+        "scales": scales,
+        "scale": "n",
+        "backbone": backbone,
+        "head": [*rows, [[3, -1], 1, "Detect", ["nc"]]],
+    }
+
+
+def build_small(rows: list) -> DetectionModel:
+    """Build `small_detector` with ``rows`` as layers 5...; raises the package's row errors."""
+    return DetectionModel(small_detector(rows), ch=3, verbose=False)
+
+
+def assert_builds(fam: str, scale: str, name: str, cls: type, args: list | None = None) -> None:
+    """A YAML row of ``name`` after SPPF builds at ``fam`` ``scale`` with inferred channels, and the detector runs."""
+    model, block = build_after_sppf(fam, scale, name, args or [])
+    assert type(block) is cls
+    c = p5_width(fam, scale)
+    reference = cls(c, *(args or []))
+    assert [(k, v.shape) for k, v in block.state_dict().items()] == [
+        (k, v.shape) for k, v in reference.state_dict().items()
+    ]
+    seen = {}
+    handle = block.register_forward_hook(lambda m, i, o: seen.update(x=i[0].shape, y=o.shape))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 96))
+    handle.remove()
+    assert seen["x"][1] == c and seen["y"] == seen["x"]
