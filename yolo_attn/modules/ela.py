@@ -52,6 +52,8 @@ class ELA(AttentionBlock):
     Initialisation is the listing's (PyTorch's defaults); in a pretrained network the block starts as the identity
     instead (`AttentionBlock.start_as_identity`).
 
+    Cost, one row after yolov8n's SPPF (C=256, 20 x 20 at 640 px), phi=B: 2,304 parameters, +0.0045 GFLOPs.
+
     Attributes:
         phi (str): The variant.
         con1 (nn.Conv1d): The shared 1-D conv.
