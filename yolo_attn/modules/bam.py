@@ -32,7 +32,13 @@ class BAMChannelGate(nn.Module):
         hidden = c1 // reduction
         self.gate_c = nn.Sequential()
         self.gate_c.add_module("flatten", nn.Flatten())
-        self.gate_c.add_module("gate_c_fc_0", nn.Linear(c1, hidden))
+        first = nn.Linear(c1, hidden)
+        # its bias feeds BatchNorm1d, which cancels it in training (batch statistics) and absorbs it in its running
+        # mean, so it never gets a gradient: kept as a buffer under the same key, so the reference state dict loads
+        bias = first.bias.detach().clone()
+        del first.bias
+        first.register_buffer("bias", bias)
+        self.gate_c.add_module("gate_c_fc_0", first)
         self.gate_c.add_module("gate_c_bn_1", nn.BatchNorm1d(hidden))
         self.gate_c.add_module("gate_c_relu_1", nn.ReLU())
         self.gate_c.add_module("gate_c_fc_final", nn.Linear(hidden, c1))
@@ -87,6 +93,8 @@ class BAMSpatialGate(nn.Module):
             self.gate_s.add_module(f"gate_s_bn_di_{i}", nn.BatchNorm2d(hidden))
             self.gate_s.add_module(f"gate_s_relu_di_{i}", nn.ReLU())
         self.gate_s.add_module("gate_s_conv_final", nn.Conv2d(hidden, 1, 1))
+        nn.init.zeros_(self.gate_s.gate_s_conv_final.weight)  # M_s = 0: a fresh BAM scales x by exactly 1.5
+        nn.init.zeros_(self.gate_s.gate_s_conv_final.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the spatial attention logits (B, 1, H, W) for ``x`` (B, C, H, W)."""
@@ -142,14 +150,20 @@ class BAM(AttentionBlock):
       feature maps are often not square (rectangular inference, 640 x 384 video frames).
     - The reference ``ChannelGate`` sets ``self.gate_activation = gate_activation``, an undefined name (it raises
       ``NameError``); the attribute is unused and dropped.
+    - ``channel_att.gate_c.gate_c_fc_0.bias`` is a buffer, not a parameter: it feeds ``BatchNorm1d``, which cancels
+      it in training and absorbs it into its running mean, so its gradient is always zero (the contract requires every
+      parameter to learn). Its key and shape are the reference's, so state dicts load both ways; the block has
+      C/r fewer trainable parameters than the reference.
     - In training with a batch of one, ``BatchNorm1d`` has one value per channel and PyTorch refuses it; the channel
       branch then normalises by the running statistics (leaving them unchanged) instead of failing.
 
-    Initialisation is the reference module's (PyTorch's defaults); a fresh gate scales ``x`` by 1 to 2. In a
-    pretrained network the block starts as the identity instead (`AttentionBlock.start_as_identity`).
+    Initialisation: ``gate_s_conv_final`` starts at zero (weight and bias), so ``M_s = 0`` and a fresh block scales
+    ``x`` uniformly by exactly ``1 + sigmoid(0) = 1.5`` (the formula's gate lies in (1, 2), so no init gives the
+    package's usual 0.5; a uniform scale keeps every feature's relative size). Every parameter gets a gradient from
+    the second step. The other layers keep PyTorch's defaults, as the reference module.
 
-    Cost, one row after yolov8n's SPPF (C=256, 20 x 20 at 640 px), defaults: 17,361 parameters (plus BatchNorm
-    statistics), +0.007 GFLOPs.
+    Cost, one row after yolov8n's SPPF (C=256, 20 x 20 at 640 px), defaults: 17,345 parameters (plus the C/r
+    bias buffer and BatchNorm statistics), +0.007 GFLOPs.
 
     Inference: `fuse` folds every BatchNorm into the layer before it (Ultralytics' ``model.fuse()`` calls it).
 

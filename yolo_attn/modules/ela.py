@@ -49,8 +49,9 @@ class ELA(AttentionBlock):
     `start_as_identity`).
 
     Departures from the reference: none in the formula. ``view`` reshapes become means without ``keepdim``.
-    Initialisation is the listing's (PyTorch's defaults); in a pretrained network the block starts as the identity
-    instead (`AttentionBlock.start_as_identity`).
+    Initialisation: the GroupNorm weight starts at 0 (bias 0, as PyTorch's default), so both gates start at exactly
+    0.5 and a fresh block scales ``x`` uniformly by 0.25, as `CoordAtt` does; ``con1`` gets a gradient from the second
+    step.
 
     Cost, one row after yolov8n's SPPF (C=256, 20 x 20 at 640 px), phi=B: 2,304 parameters, +0.0045 GFLOPs.
 
@@ -95,6 +96,7 @@ class ELA(AttentionBlock):
         self.phi = phi
         self.con1 = nn.Conv1d(c1, c1, k, padding=k // 2, groups=conv_groups, bias=False)
         self.GN = nn.GroupNorm(num_groups, c1)
+        nn.init.zeros_(self.GN.weight)  # a fresh block scales x by exactly 0.5 * 0.5 (see the class docstring)
 
     def directional_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Compute the height gate and the width gate.

@@ -34,9 +34,10 @@ class LSKBlock(AttentionBlock):
     ``identity_mix`` after `start_as_identity`).
 
     Departures from the reference: LSKNet wraps ``LSKblock`` in an ``Attention`` unit (1x1 proj, GELU, LSKblock, 1x1
-    proj, residual); like the forks' zoos, this block is ``LSKblock`` alone, ``x * attn``. Initialisation is the
-    reference module's (PyTorch's defaults); in a pretrained network the block starts as the identity instead
-    (`AttentionBlock.start_as_identity`).
+    proj, residual); like the forks' zoos, this block is ``LSKblock`` alone, ``x * attn``. Initialisation: the last
+    1x1 ``conv`` starts with weight 0 and bias 0.5, so a fresh block scales ``x`` uniformly by exactly 0.5, as the
+    package's gates do (the reference's random init multiplies ``x`` by a random signed map); every parameter gets a
+    gradient from the second step. The other convs keep PyTorch's defaults, as the reference.
 
     Cost, one row after yolov8n's SPPF (C=256, 20 x 20 at 640 px): 118,470 parameters (+3.8% of yolov8n), +0.094
     GFLOPs (Ultralytics ``get_flops``), mostly the three 1x1 convs.
@@ -72,6 +73,8 @@ class LSKBlock(AttentionBlock):
         self.conv2 = nn.Conv2d(c1, half, 1)
         self.conv_squeeze = nn.Conv2d(2, 2, 7, padding=3)
         self.conv = nn.Conv2d(half, c1, 1)
+        nn.init.zeros_(self.conv.weight)  # a fresh block scales x by exactly 0.5 (see the class docstring)
+        nn.init.constant_(self.conv.bias, 0.5)
 
     def select(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Compute the two branches and their spatial selection masks.

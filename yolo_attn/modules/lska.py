@@ -19,6 +19,8 @@ LSKA_KERNELS: dict[int, tuple[int, int, int]] = {
     53: (5, 17, 3),
 }
 
+FRESH_SCALE = 0.5  # conv1's initial bias (weight 0): a fresh LSKA is x * 0.5
+
 
 @register_block
 class LSKA(AttentionBlock):
@@ -48,9 +50,10 @@ class LSKA(AttentionBlock):
 
     Departures from the reference: the reference uses ``LSKA`` inside VAN's ``Attention`` (1x1 proj, GELU, LSKA, 1x1
     proj, residual); like the forks' zoos, this block is the ``LSKA`` unit alone, ``x * attn``. The reference's
-    ``u = x.clone()`` is dropped (no in-place op follows, so it changes nothing). Initialisation is the reference
-    module's (PyTorch's defaults); a fresh block multiplies ``x`` by a random map, so in a pretrained network it starts
-    as the identity instead (`AttentionBlock.start_as_identity`).
+    ``u = x.clone()`` is dropped (no in-place op follows, so it changes nothing). Initialisation: ``conv1`` starts with
+    weight 0 and bias 0.5, so a fresh block scales ``x`` uniformly by exactly 0.5, as the package's gates do (the
+    reference's random init multiplies ``x`` by a random signed map, scrambling a pretrained signal); every parameter
+    gets a gradient from the second step. The other convs keep PyTorch's defaults, as the reference.
 
     Cost, one row after yolov8n's SPPF (C=256, 20 x 20 at 640 px), k_size=7: 4 * (3C + C) + C^2 + C = 69,888
     parameters (+2.2% of yolov8n), +0.055 GFLOPs (Ultralytics ``get_flops``); the 1x1 ``conv1`` is 94% of both.
@@ -91,6 +94,8 @@ class LSKA(AttentionBlock):
         self.conv_spatial_h = nn.Conv2d(c1, c1, (1, kd), padding=(0, dpad), groups=c1, dilation=d)
         self.conv_spatial_v = nn.Conv2d(c1, c1, (kd, 1), padding=(dpad, 0), groups=c1, dilation=d)
         self.conv1 = nn.Conv2d(c1, c1, 1)
+        nn.init.zeros_(self.conv1.weight)  # a fresh block scales x by exactly 0.5 (see the class docstring)
+        nn.init.constant_(self.conv1.bias, FRESH_SCALE)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Compute the attention multiplier.

@@ -6,7 +6,6 @@ import math
 import numbers
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from yolo_attn.blocks import register_block
@@ -93,9 +92,10 @@ class MLCA(AttentionBlock):
     remapping (plus ``identity_mix`` after `start_as_identity`).
 
     Departures from the reference: the pooling operators (above), computing the same numbers. The reference's unused
-    attributes and its debug prints (in older versions of the file) are dropped. Initialisation is the reference's
-    (PyTorch's defaults); in a pretrained network the block starts as the identity instead
-    (`AttentionBlock.start_as_identity`).
+    attributes and its debug prints (in older versions of the file) are dropped. Initialisation: both 1-D convs start
+    at zero, so both attentions are exactly 0.5 and a fresh block scales ``x`` uniformly by 0.5, as ECA does (both
+    convs get a gradient at the first step). There is no ``forward_plain``: the export-friendly pooling products cost
+    more operations than the reference's two adaptive pools, which export only at the tracing size.
 
     Cost, one row after yolov8n's SPPF (C=256, 20 x 20 at 640 px), defaults: 10 parameters (two 5-tap convs), +0.007
     GFLOPs by Ultralytics ``get_flops``; the pooling products add about 2.6 MFLOPs.
@@ -139,6 +139,8 @@ class MLCA(AttentionBlock):
         k = mlca_kernel_size(c1, gamma, b)
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
         self.conv_local = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
+        nn.init.zeros_(self.conv.weight)  # both attentions start at 0.5: a fresh block scales x by exactly 0.5
+        nn.init.zeros_(self.conv_local.weight)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Compute the attention map.
@@ -152,31 +154,23 @@ class MLCA(AttentionBlock):
         s = self.local_size
         b, c = x.shape[0], x.shape[1]
         h_pos, w_pos = x[0, 0, :, 0], x[0, 0, 0, :]
-        rows_h = torch.ones_like(h_pos).cumsum(0) - 1  # arange(H), derived from x so a traced graph keeps H dynamic
-        cols_w = torch.ones_like(w_pos).cumsum(0) - 1
-        grid = torch.arange(s, dtype=x.dtype, device=x.device)
+        # arange(H) and arange(W) derived from x, so a traced graph keeps H and W dynamic; float32 whatever x's dtype,
+        # so the index comparisons stay exact (float16 holds integers exactly only up to 2048)
+        rows_h = torch.ones_like(h_pos, dtype=torch.float32).cumsum(0) - 1
+        cols_w = torch.ones_like(w_pos, dtype=torch.float32).cumsum(0) - 1
+        grid = torch.arange(s, dtype=torch.float32, device=x.device)
         height, width = rows_h[-1:] + 1, cols_w[-1:] + 1  # H and W as (1,) tensors
-        pool_h = adaptive_pool_matrix(grid[:, None], rows_h[None], height, s)  # (s, H)
-        pool_w = adaptive_pool_matrix(grid[:, None], cols_w[None], width, s)  # (s, W)
+        pool_h = adaptive_pool_matrix(grid[:, None], rows_h[None], height, s).to(x.dtype)  # (s, H)
+        pool_w = adaptive_pool_matrix(grid[:, None], cols_w[None], width, s).to(x.dtype)  # (s, W)
         local = pool_h @ x @ pool_w.T  # (B, C, s, s)
         pooled = local.mean((2, 3))  # (B, C)
         sequence = local.flatten(2).transpose(1, 2).reshape(b, 1, -1)  # (B, 1, s*s*C), channels innermost
         y_local = self.conv_local(sequence).reshape(b, s * s, c).transpose(1, 2).reshape(b, c, s, s)
         y_global = self.conv(pooled[:, None]).reshape(b, c, 1, 1)
         mixed = y_global.sigmoid() * (1 - self.local_weight) + y_local.sigmoid() * self.local_weight  # (B, C, s, s)
-        unpool_h = adaptive_pool_matrix(rows_h[:, None], grid[None], s, height)  # (H, s)
-        unpool_w = adaptive_pool_matrix(cols_w[:, None], grid[None], s, width)  # (W, s)
+        unpool_h = adaptive_pool_matrix(rows_h[:, None], grid[None], s, height).to(x.dtype)  # (H, s)
+        unpool_w = adaptive_pool_matrix(cols_w[:, None], grid[None], s, width).to(x.dtype)  # (W, s)
         return unpool_h @ mixed @ unpool_w.T
-
-    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain formulation (benchmarks): the reference's adaptive pooling; (B, C, H, W) -> same, static sizes only."""
-        s, (b, c, h, w) = self.local_size, x.shape
-        local = F.adaptive_avg_pool2d(x, s)
-        y_local = self.conv_local(local.flatten(2).transpose(1, 2).reshape(b, 1, -1))
-        y_local = y_local.reshape(b, s * s, c).transpose(1, 2).reshape(b, c, s, s)
-        y_global = self.conv(local.mean((2, 3))[:, None]).reshape(b, c, 1, 1)
-        mixed = y_global.sigmoid() * (1 - self.local_weight) + y_local.sigmoid() * self.local_weight
-        return x * F.adaptive_avg_pool2d(mixed, (h, w))
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the attention map averaged over channels (B, H, W), and what it is."""
