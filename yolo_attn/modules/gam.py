@@ -30,8 +30,7 @@ class GAM(AttentionBlock):
     Cost: the two dense 7x7 convolutions dominate, ``2 * 49 * C^2 / rate`` weights. At yolov8n's P5 (C=256, rate=4,
     one row after SPPF) the block adds 1.64 M parameters (yolov8n has 3.16 M) and 1.31 GFLOPs at 640 px (20 x 20;
     yolov8n is 8.9 GFLOPs, unfused, as Ultralytics counts); at P3 (C=64, 80 x 80) 0.10 M parameters and 1.31 GFLOPs
-    as well. The reference's 7x7
-    convolutions are not grouped, and neither are these.
+    as well. The reference's 7x7 convolutions are not grouped, and neither are these.
 
     YAML: ``[-1, 1, GAM, [rate]]`` (aliases ``GAM_Attention``, ``GAMAttention``), all args optional; input channels
     are inferred. ``rate`` is the reduction ratio of both the channel MLP and the spatial convolutions' hidden width
