@@ -1,4 +1,4 @@
-"""EMA (YOLOOnMe/EMA-attention-module): math against a restated reference module, state dicts, group checks, builds."""
+"""EMA (YOLOonMe/EMA-attention-module): math against a restated reference module, state dicts, group checks, builds."""
 
 from __future__ import annotations
 
