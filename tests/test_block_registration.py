@@ -19,19 +19,19 @@ from yolo_attn.modules.identity_start import add_identity_mix
 
 @pytest.fixture
 def simam():
-    """SimAM registered as a user would, with an alias; unregistered afterwards."""
-    cls = type("SimAM", (user_blocks.SimAM,), {"__module__": user_blocks.__name__})
+    """A user's SimAM (yolo_attn ships one) registered as MySimAM, with an alias; unregistered afterwards."""
+    cls = type("MySimAM", (user_blocks.SimAM,), {"__module__": user_blocks.__name__})
     user_blocks.RegisteredSimAM = cls  # importable by reference, as a user's class is: pickling needs it
     cls.__qualname__ = "RegisteredSimAM"
-    yolo_attn.register_block(cls, aliases=["simam"])
+    yolo_attn.register_block(cls, aliases=["mysimam"])
     yield cls
-    yolo_attn.unregister_block("SimAM")
+    yolo_attn.unregister_block("MySimAM")
 
 
 def test_decorator_registers_name_and_aliases_and_yaml_builds_by_both(simam):
-    assert blocks.get("SimAM").cls is simam and blocks.get("simam").cls is simam
-    assert "SimAM" in yolo_attn.BLOCKS
-    model = build(small_yaml([[-1, 1, "SimAM", []], [-1, 1, "simam", [{"e_lambda": 1e-3}]]]))
+    assert blocks.get("MySimAM").cls is simam and blocks.get("mysimam").cls is simam
+    assert "MySimAM" in yolo_attn.BLOCKS
+    model = build(small_yaml([[-1, 1, "MySimAM", []], [-1, 1, "mysimam", [{"e_lambda": 1e-3}]]]))
     assert isinstance(model.model[5], simam) and isinstance(model.model[6], simam)
     assert model.model[6].e_lambda == 1e-3
     assert model.model[5].type.endswith("RegisteredSimAM")
@@ -52,14 +52,14 @@ def test_decorator_form_with_arguments():
 
 def test_unregistered_name_is_unknown_again(simam):
     yolo_attn.unregister_block(simam)
-    with pytest.raises(yolo_attn.YAMLRowError, match="unknown module 'SimAM'"):
-        build(small_yaml([[-1, 1, "SimAM", []]]))
-    yolo_attn.register_block(simam, aliases=["simam"])  # for the fixture's teardown
+    with pytest.raises(yolo_attn.YAMLRowError, match="unknown module 'MySimAM'"):
+        build(small_yaml([[-1, 1, "MySimAM", []]]))
+    yolo_attn.register_block(simam, aliases=["mysimam"])  # for the fixture's teardown
 
 
 def test_bad_yaml_args_of_a_users_block_name_the_block(simam):
-    with pytest.raises(yolo_attn.YAMLRowError, match=r"layer 5 .*SimAM.*bad args.*Expected SimAM \[e_lambda=0.0001\]"):
-        build(small_yaml([[-1, 1, "SimAM", [1e-4, 3]]]))
+    with pytest.raises(yolo_attn.YAMLRowError, match=r"layer 5 .*bad args.*Expected MySimAM \[e_lambda=0.0001\]"):
+        build(small_yaml([[-1, 1, "MySimAM", [1e-4, 3]]]))
 
 
 def test_a_name_ultralytics_resolves_is_refused_unless_overridden():
@@ -148,7 +148,7 @@ def test_generic_identity_mix_is_exact_pickles_and_loads_weights_only(tmp_path, 
     buffer.seek(0)
     torch.testing.assert_close(torch.load(buffer, weights_only=False)(x), expected)
     torch.testing.assert_close(copy.deepcopy(block)(x), expected)
-    model = build(small_yaml([[-1, 1, "SimAM", []]])).eval()
+    model = build(small_yaml([[-1, 1, "MySimAM", []]])).eval()
     add_identity_mix(model.model[5])
     path = tmp_path / "simam.pt"
     torch.save({"model": model}, path)
@@ -158,12 +158,12 @@ def test_generic_identity_mix_is_exact_pickles_and_loads_weights_only(tmp_path, 
         torch.testing.assert_close(ckpt["model"].eval()(image)[0], model(image)[0])
 
 
-@pytest.mark.parametrize("name", ["SimAM", "simam"])
+@pytest.mark.parametrize("name", ["MySimAM", "mysimam"])
 def test_a_users_block_starts_as_the_identity_in_a_pretrained_network(simam, name):
     baseline = build(small_yaml([])).eval()
     target = DetectionModel(small_yaml([[-1, 1, name, []]]), verbose=False)
     report = yolo_attn.load_pretrained(target, baseline, verbose=False)
-    assert report.identity_start and report.new_blocks == {"model.5": "SimAM"}
+    assert report.identity_start and report.new_blocks == {"model.5": "MySimAM"}
     assert report.transferred == report.source_tensors
     image = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -172,7 +172,7 @@ def test_a_users_block_starts_as_the_identity_in_a_pretrained_network(simam, nam
 
 @pytest.mark.parametrize(
     ("name", "closest"),
-    [("EMA", None), ("CBAMM", "CBAM"), ("cbam", "CBAM"), ("C2F", "C2f"), ("Eca", "ECA")],
+    [("NotABlock", None), ("CBAMM", "CBAM"), ("cbam", "CBAM"), ("C2F", "C2f"), ("Eca", "ECA")],
 )
 def test_unknown_names_raise_a_row_error_with_closest_names_and_how_to_register(name, closest):
     with pytest.raises(yolo_attn.YAMLRowError) as info:
@@ -186,8 +186,8 @@ def test_unknown_names_raise_a_row_error_with_closest_names_and_how_to_register(
 
 
 def test_registering_a_class_again_replaces_its_declaration(simam):
-    yolo_attn.register_block(simam, aliases=["simam"])  # the same declaration: no-op
+    yolo_attn.register_block(simam, aliases=["mysimam"])  # the same declaration: no-op
     assert [s.cls for s in blocks.specs()].count(simam) == 1
     yolo_attn.register_block(simam, aliases=["SiMAM2"])  # other aliases: the declaration is replaced
-    assert blocks.get("SiMAM2").cls is simam and blocks.get("simam") is None
+    assert blocks.get("SiMAM2").cls is simam and blocks.get("mysimam") is None
     assert [s.cls for s in blocks.specs()].count(simam) == 1

@@ -86,11 +86,11 @@ def test_the_readme_example_registers_and_keeps_its_promises(repo):
     namespace: dict = {"__name__": "readme_example"}
     exec(compile(code, "README.md", "exec"), namespace)
     try:
-        assert blocks.get("simam").cls is namespace["SimAM"]
-        report = check_block("SimAM", only=["shape kept", "identity start", "transfer"])
+        assert blocks.get("mysimam").cls is namespace["MySimAM"]
+        report = check_block("MySimAM", only=["shape kept", "identity start", "transfer"])
         assert report.ok, report.table()
     finally:
-        blocks.unregister_block("SimAM")
+        blocks.unregister_block("MySimAM")
 
 
 def test_without_the_identity_start_the_transfer_row_fails(monkeypatch):

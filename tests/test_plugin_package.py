@@ -34,7 +34,7 @@ PLUGIN = {
         version = "0.1.0"
 
         [project.entry-points."yolo_attn.blocks"]
-        SimAM = "simam_plugin:SimAM"
+        MySimAM = "simam_plugin:SimAM"
     """,
     "simam_plugin.py": '''
         """SimAM (Yang et al., ICML 2021) as a yolo_attn plugin: parameter-free, x * sigmoid(energy)."""
@@ -69,7 +69,7 @@ def build_wheel(folder: Path) -> Path:
         "simam_plugin.py": textwrap.dedent(PLUGIN["simam_plugin.py"]).lstrip(),
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: yolo-attn-simam\nVersion: {version}\n",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        f"{info}/entry_points.txt": "[yolo_attn.blocks]\nSimAM = simam_plugin:SimAM\n",
+        f"{info}/entry_points.txt": "[yolo_attn.blocks]\nMySimAM = simam_plugin:SimAM\n",
     }
     record = "".join(f"{name},sha256={_digest(text)},{len(text.encode())}\n" for name, text in files.items())
     files[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
@@ -102,7 +102,7 @@ def test_plugin_block_trains_fine_tunes_as_identity_reloads_and_exports(tmp_path
 
     from yolo_attn.yaml_edit import insert_after
 
-    cfg = insert_after(yaml_model_load("yolov8n.yaml"), 9, "SimAM")  # by name, only the plugin knows it
+    cfg = insert_after(yaml_model_load("yolov8n.yaml"), 9, "MySimAM")  # by name, only the plugin knows it
     cfg.update(nc=2)
     (tmp_path / "yolov8-simam.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     model = tmp_path / "yolov8n-simam.yaml"
@@ -113,7 +113,7 @@ def test_plugin_block_trains_fine_tunes_as_identity_reloads_and_exports(tmp_path
         from ultralytics import YOLO
         import yolo_attn
 
-        assert yolo_attn.blocks.get("SimAM").origin == "yolo-attn-simam"
+        assert yolo_attn.blocks.get("MySimAM").origin == "yolo-attn-simam"
         base = torch.load({str(baseline_pt)!r}, weights_only=False)["model"].float().eval()
         tuned = YOLO({str(model)!r}).load({str(baseline_pt)!r}).model.eval()
         x = torch.rand(1, 3, 64, 64)
@@ -126,7 +126,8 @@ def test_plugin_block_trains_fine_tunes_as_identity_reloads_and_exports(tmp_path
     train = ["train", f"model={model}", f"pretrained={baseline_pt}", f"data={tiny_data}", "epochs=1", *TRAIN_ARGS]
     out = run([python, "-m", "yolo_attn", *train, f"project={tmp_path}", "name=ft"], tmp_path, env)
     summary = [line for line in out.splitlines() if line.startswith("yolo_attn: ")]
-    assert any("355/355 tensors of yolov8n.pt transferred (layers 10-22 -> 11-23); new: 1 SimAM" in s for s in summary)
+    transferred = "355/355 tensors of yolov8n.pt transferred (layers 10-22 -> 11-23); new: 1 MySimAM"
+    assert any(transferred in s for s in summary)
     assert summary[-1].endswith("started as identity"), summary
     best = tmp_path / "ft" / "weights" / "best.pt"
     assert best.exists()
