@@ -36,6 +36,12 @@ FRESH_SCALE = {
     MHSA: 1.0,
     SeparableSelfAttention: 1.0,
 }
+#: blocks whose paper's formula or reference init cannot start as one uniform scale, with the reason; their own tests
+#: check what a fresh block computes instead
+FRESH_NOT_UNIFORM = {
+    "ShuffleAttention": "its channel shuffle permutes the channels (tests/test_zoo_shuffle_attention.py)",
+    "NAMAttention": "its reference-init gate is sigmoid(BN(x) / C), near 0.5 but not uniform (tests/test_zoo_nam.py)",
+}
 BLOCKS = [s.cls for s in shipped("channel")]
 VARIANTS = [
     pytest.param(lambda c: SpatialAttention(c, (3, 1), "mean", True), id="SpatialAttention-rect-mean-bn"),
@@ -67,6 +73,8 @@ def test_output_has_input_shape(make, shape):
 @pytest.mark.parametrize("cls", BLOCKS, ids=lambda c: c.__name__)
 def test_fresh_block_scales_its_input_uniformly(cls):
     # a pretrained signal keeps every feature's relative size; a following BatchNorm cancels the constant in training
+    if cls.__name__ in FRESH_NOT_UNIFORM:
+        pytest.skip(FRESH_NOT_UNIFORM[cls.__name__])
     x = torch.randn(4, 64, 10, 12)
     block = cls(64).train()
     with torch.no_grad():
