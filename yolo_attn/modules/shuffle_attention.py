@@ -54,9 +54,10 @@ class ShuffleAttention(AttentionBlock):
         - Global average pooling is ``mean`` over H and W (the reference: ``AdaptiveAvgPool2d(1)``), the same numbers,
           exported as ReduceMean at any input size.
         - The divisibility of C by 2G is checked at build time (the fork copies crash in ``reshape``).
-        Initialisation is the reference's (``cweight = sweight = 0``, ``cbias = sbias = 1``): a fresh block scales
-        every element by ``sigmoid(1)``, then shuffles the channels. Because of that shuffle a fresh block is not a
-        uniform scale of its input; in a pretrained network use the identity start (``identity_mix``).
+
+    Initialisation: the reference's (``cweight = sweight = 0``, ``cbias = sbias = 1``): a fresh block scales every
+    element by ``sigmoid(1)``, then shuffles the channels. Because of that shuffle a fresh block is not a uniform scale
+    of its input; in a pretrained network use the identity start (``identity_mix``).
 
     State dict: the reference's keys and shapes (``cweight``, ``cbias``, ``sweight``, ``sbias``, ``gn.weight``,
     ``gn.bias``), so ``block.load_state_dict(sa_layer(C, G).state_dict())`` works as is.
