@@ -37,6 +37,8 @@ FRESH_SCALE = {
     MHSA: 1.0,
     SeparableSelfAttention: 1.0,
 }
+#: blocks whose paper's formula or reference init cannot start as one uniform scale, with the reason; their own tests
+#: check what a fresh block computes instead
 BLOCKS = [s.cls for s in shipped("channel")]
 VARIANTS = [
     pytest.param(lambda c: SpatialAttention(c, (3, 1), "mean", True), id="SpatialAttention-rect-mean-bn"),
