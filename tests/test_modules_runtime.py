@@ -56,10 +56,24 @@ def test_cpu_autocast(name, dtype):
 
 @pytest.mark.slow
 def test_torch_compile_all_blocks():
-    # One graph holding every block keeps the compile cost to a single inductor build on 2 CPU cores.
-    model = randomised(nn.Sequential(*(make() for make in BLOCKS.values())))
+    # One graph holding every block keeps the compile cost to a single inductor build on 2 CPU cores. The blocks run
+    # side by side on the same input, not chained: a chain of random-weight blocks amplifies rounding into nonsense.
+    model = randomised(Parallel([make() for make in BLOCKS.values()]))
     compiled = torch.compile(model, fullgraph=True)
     for shape in ((1, C, 16, 12), (2, C, 16, 12)):
         x = torch.randn(shape)
         with torch.no_grad():
-            torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+            for name, got, want in zip(BLOCKS, compiled(x), model(x), strict=True):
+                scale = max(1.0, float(want.abs().max()))
+                torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * scale, msg=lambda m, n=name: f"{n}: {m}")
+
+
+class Parallel(nn.Module):
+    """Every block applied to the same input; returns their outputs in order."""
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(block(x) for block in self.blocks)

@@ -34,7 +34,7 @@ PLUGIN = {
         version = "0.1.0"
 
         [project.entry-points."yolo_attn.blocks"]
-        MySimAM = "simam_plugin:SimAM"
+        MySimAM = "simam_plugin:MySimAM"
     """,
     "simam_plugin.py": '''
         """SimAM (Yang et al., ICML 2021) as a yolo_attn plugin: parameter-free, x * sigmoid(energy)."""
@@ -43,7 +43,7 @@ PLUGIN = {
         from torch import nn
 
 
-        class SimAM(nn.Module):
+        class MySimAM(nn.Module):
             def __init__(self, c1: int, e_lambda: float = 1e-4) -> None:
                 super().__init__()
                 self.e_lambda = e_lambda
@@ -69,7 +69,7 @@ def build_wheel(folder: Path) -> Path:
         "simam_plugin.py": textwrap.dedent(PLUGIN["simam_plugin.py"]).lstrip(),
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: yolo-attn-simam\nVersion: {version}\n",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        f"{info}/entry_points.txt": "[yolo_attn.blocks]\nMySimAM = simam_plugin:SimAM\n",
+        f"{info}/entry_points.txt": "[yolo_attn.blocks]\nMySimAM = simam_plugin:MySimAM\n",
     }
     record = "".join(f"{name},sha256={_digest(text)},{len(text.encode())}\n" for name, text in files.items())
     files[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
@@ -127,7 +127,7 @@ def test_plugin_block_trains_fine_tunes_as_identity_reloads_and_exports(tmp_path
     out = run([python, "-m", "yolo_attn", *train, f"project={tmp_path}", "name=ft"], tmp_path, env)
     summary = [line for line in out.splitlines() if line.startswith("yolo_attn: ")]
     transferred = "355/355 tensors of yolov8n.pt transferred (layers 10-22 -> 11-23); new: 1 MySimAM"
-    assert any(transferred in s for s in summary)
+    assert any(transferred in s for s in summary), summary
     assert summary[-1].endswith("started as identity"), summary
     best = tmp_path / "ft" / "weights" / "best.pt"
     assert best.exists()

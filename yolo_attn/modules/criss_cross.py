@@ -45,7 +45,8 @@ class CrissCrossAttention(AttentionBlock):
           ``view(B*W, -1, H)`` copies, and the diagonal mask is built from ``arange`` on the input's device (the
           reference's ``INF`` calls ``.cuda()``, so it does not run on a CPU); the same numbers, and it exports to ONNX
           with dynamic H and W.
-        - Under autocast (AMP) the query-key products and the softmax run in fp32: in fp16 or bf16 the logits lose
+        - Under autocast (AMP) the query and key projections, their products and the softmax run in fp32: in fp16 or
+          bf16 the logits lose
           about 0.4% of their size, which a softmax turns into weights off by tens of percent (and fp16 logits can
           overflow). Outside autocast nothing changes.
 
@@ -94,9 +95,8 @@ class CrissCrossAttention(AttentionBlock):
             a_w (torch.Tensor): Weights along the row, (B, H, W, W'): query (h, w) to key (h, w').
         """
         h = x.shape[2]
-        q, k = self.query_conv(x), self.key_conv(x)
         with torch.autocast(x.device.type, enabled=False):  # logits and softmax in fp32 under AMP (see the docstring)
-            q, k = q.float(), k.float()
+            q, k = self.query_conv(x.float()), self.key_conv(x.float())  # their projections too: bf16 q, k drift
             e_h = q.permute(0, 3, 2, 1) @ k.permute(0, 3, 1, 2)  # (B, W, H, H')
             rows = torch.arange(h, device=x.device)
             e_h = e_h.masked_fill(rows[:, None] == rows[None, :], float("-inf")).transpose(1, 2)  # (B, H, W, H')
