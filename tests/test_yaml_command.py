@@ -1,4 +1,4 @@
-"""``yolo-attn yaml BASE BLOCK [ARG ...] [key=value ...] [--task T] [--at I,J] [-o OUT]``."""
+"""``yolo-attn yaml BASE [--block] BLOCK [ARG ...] [key=value ...] [--task T] [--at SITE ...] [-o OUT]``."""
 
 from __future__ import annotations
 
@@ -55,11 +55,15 @@ def test_a_users_file_as_base(tmp_path: Path) -> None:
         (["yaml", "yolo11n-seg", "CBAM", "--task", "pose"], "contradicts"),
         (["yaml", "yolov8n", "CA_C3k2"], "extends C3k2"),
         (["yaml", "yolov8n", "SE", "--at", "99"], "a site is a layer index"),
+        (["yaml", "yolo12n", "--block", "SE", "--at", "p4", "sppf"], "'sppf': this model has no such site"),
+        (["yaml", "yolo11n", "--block", "SE", "--at", "p9"], "its sites are p2 (2), p3 (4), p4 (6), p5 (10)"),
+        (["yaml", "yolo11n", "--at", "p4"], "no block given"),
     ],
 )
-def test_errors_exit_with_the_reason(argv: list[str], message: str, tmp_path: Path, monkeypatch) -> None:
+def test_errors_exit_2_with_the_reason(argv: list[str], message: str, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
-    assert message in str(e.value.code)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

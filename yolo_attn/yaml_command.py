@@ -1,14 +1,19 @@
-"""``yolo-attn yaml BASE BLOCK [ARG ...] [key=value ...] [--task T] [--at I,J] [-o OUT]``: a model YAML to edit.
+"""``yolo-attn yaml BASE [--block] BLOCK [ARG ...] [key=value ...] [--task T] [--at SITE ...] [-o OUT]``.
+
+Writes a model YAML to edit.
 
 - ``BASE``: a family with optional scale and task (``yolo11n``, ``yolov8s-seg``, ``yolo26``), any other Ultralytics
-  model YAML by name (``yolov8-p2``, ``yolo26-p6.yaml``), or a model YAML file of yours (``my/model.yaml``).
-- ``BLOCK``: a registered block's YAML name or alias, case-insensitive (``cbam``, ``CoordAtt``).
+  model YAML by name (``yolov8-p2``, ``yolov9t``, ``yolo12n-pose``), or a model YAML file of yours (``my/model.yaml``).
+- ``BLOCK`` (``--block NAME``, or the first word after ``BASE``): a registered block's YAML name or alias,
+  case-insensitive (``cbam``, ``CoordAtt``).
 - ``ARG ...`` and ``key=value``: the block's YAML args (each read as a YAML value: ``8``, ``null``, ``[3,1]``,
   ``mean``); keywords are placed at their position in the block's signature, with the defaults before them, so the
   row is plain positional YAML: ``CBAM k=3`` writes ``[-1, 1, CBAM, [16, 3]]``.
 - ``--task``: ``seg``, ``pose``, ``obb`` or ``cls`` for a family base (same as writing ``yolo11n-seg``).
-- ``--at``: layer indices of the base (after which a block goes; an extends block replaces them) instead of the
-  standard sites of `yolo_attn.sites`.
+- ``--at``: named sites of the base (`yolo_attn.sites`: ``p3``, ``p4``, ``p5``, ``sppf``, ``neck``, ``all``) and/or
+  layer indices, as separate words and/or joined by ``,`` or ``+`` (``--at p4 p5``, ``--at 4,6``), instead of the
+  standard sites. A block goes after each; an extends block replaces the row. A site the base lacks is refused with the
+  sites it has.
 - ``-o``: the output file; default ``{BASE}[-{task}]-{block}.yaml`` in the working folder (``yolo11n-seg-cbam.yaml``),
   which is then the file that name loads (a local file wins over generation).
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +33,12 @@ from yolo_attn.generated import (
     TASKS,
     base_yaml,
     find_block,
-    generate,
     header_for,
     load_base,
     to_text,
     yaml_args_for,
 )
-from yolo_attn.sites import standard_sites
+from yolo_attn.sites import insert_block, resolve_sites, site_label, standard_sites
 
 FAMILY_BASE = re.compile(r"^(?P<family>" + "|".join(FAMILIES) + r")(?P<scale>[nslmx]?)(?:-(?P<task>[a-z]+))?$")
 
@@ -77,13 +82,28 @@ def resolve_base(base: str, task: str | None = None) -> tuple[Path, str]:
     return Path(check_yaml(f"{unscaled}.yaml")), stem
 
 
+@dataclass(frozen=True)
+class Written:
+    """What `write_yaml` wrote.
+
+    Attributes:
+        path (Path): The file.
+        rows (list[tuple[int, list]]): The block rows added (or replaced): layer index in the file, and the row.
+        sites (list[int]): The layer indices of the base they follow (or replace).
+    """
+
+    path: Path
+    rows: list[tuple[int, list]]
+    sites: list[int]
+
+
 def write_yaml(
     base: str,
     block: str,
     args: Sequence[Any] = (),
     keywords: dict[str, Any] | None = None,
     task: str | None = None,
-    at: Sequence[int] | None = None,
+    at: str | Sequence[str | int] | None = None,
     out: str | Path | None = None,
 ) -> Path:
     """Write a model YAML: ``base`` with ``block`` (and its args) at the standard sites or at ``at``.
@@ -94,27 +114,40 @@ def write_yaml(
         args (Sequence[Any]): Positional YAML args of the block.
         keywords (dict[str, Any] | None): Keyword args, placed at their position in the block's signature.
         task (str | None): Task of a family base.
-        at (Sequence[int] | None): Layer indices of the base; None for the standard sites.
+        at (str | Sequence[str | int] | None): Site names and/or layer indices of the base
+            (`yolo_attn.sites.resolve_sites`); None for the standard sites.
         out (str | Path | None): Output file; default ``{stem}-{block}.yaml`` in the working folder.
 
     Returns:
-        (Path): The file written.
+        (Path): The file written (`write_yaml_rows` also returns the rows added).
 
     Raises:
-        ValueError: For args that do not fit the block, or sites that do not fit the base.
+        ValueError: For args that do not fit the block, or sites that do not fit the base (`SiteError`).
     """
+    return write_yaml_rows(base, block, args, keywords, task, at, out).path
+
+
+def write_yaml_rows(
+    base: str,
+    block: str,
+    args: Sequence[Any] = (),
+    keywords: dict[str, Any] | None = None,
+    task: str | None = None,
+    at: str | Sequence[str | int] | None = None,
+    out: str | Path | None = None,
+) -> Written:
+    """`write_yaml`, returning what it wrote: the file, the block rows added and the base's sites."""
     spec = find_block(block)
-    try:
-        row_args = yaml_args_for(spec, args, keywords) if args or keywords else []
-    except TypeError as e:
-        raise ValueError(f"{block} {list(args)} {keywords or ''}: {e}. Expected {spec.expected()}") from None
     path, stem = resolve_base(base, task)
     cfg = load_base(path)
-    sites = standard_sites(cfg, spec) if at is None else sorted(set(at))
-    made = generate(cfg, spec, row_args, sites)
+    made, added = insert_block(cfg, spec, args, at, keywords)
+    row_args = yaml_args_for(spec, args, keywords) if args or keywords else []
+    sites = standard_sites(cfg, spec) if at is None else resolve_sites(cfg, at)
+    named = None if at is None else site_label(at)
     out = Path(out) if out is not None else Path(f"{stem}-{spec.name.lower()}.yaml")
-    out.write_text(to_text(made, header_for(spec, _label(path), sites, at is None, row_args)))
-    return out
+    out.write_text(to_text(made, header_for(spec, _label(path), sites, at is None, row_args, named)))
+    rows = made["backbone"] + made["head"]
+    return Written(out, [(i, rows[i]) for i in added], sites)
 
 
 def parse_values(tokens: Sequence[str]) -> list[Any]:
