@@ -522,8 +522,10 @@ def _run_yaml(args: argparse.Namespace, overrides: dict) -> None:
         written = write_yaml_rows(args.base, block, parse_values(tokens), overrides, args.task, args.at, args.out)
     except (UnknownBlockError, SiteError, ValueError, FileNotFoundError, IndexError) as e:
         _yaml_error(str(e))
+    import yaml
+
     for i, row in written.rows:
-        print(f"  layer {i}: {row}")
+        print(f"  layer {i}: {yaml.safe_dump(row, default_flow_style=True, width=10**6).strip()}")
     out = written.path
     scaled = out.name if re.search(r"\d[nslmx]", out.name) else re.sub(r"^(yolo\w*?\d+)", r"\1n", out.name)
     print(f"Wrote {out}: edit it, then train with model={out.parent / scaled if out.parent != Path() else scaled}")

@@ -79,7 +79,8 @@ def resolve_base(base: str, task: str | None = None) -> tuple[Path, str]:
 
     scale = guess_model_scale(f"{stem}.yaml")
     unscaled = re.sub(rf"(\d+){scale}(.*)$", r"\1\2", stem) if scale else stem
-    return Path(check_yaml(f"{unscaled}.yaml")), stem
+    found = check_yaml(f"{unscaled}.yaml", hard=False) if unscaled != stem else None  # yolov8s -> yolov8.yaml
+    return Path(found or check_yaml(f"{stem}.yaml")), stem  # or a file per scale: yolov10n.yaml
 
 
 @dataclass(frozen=True)
