@@ -1,4 +1,4 @@
-"""Statistics of a comparison over seeds: mean ± sample std, paired deltas with a Student t 95% interval.
+"""Statistics of a comparison over seeds: mean ± sample std, paired deltas with a Student t 95% interval, Holm.
 
 Per model over its finished seeds:
 
@@ -13,6 +13,10 @@ Per model over its finished seeds:
 - seeds to resolve: the smallest ``n >= 2`` with ``t(0.975, n - 1) * sd / sqrt(n) < |m|``, i.e. how many seeds would
   make an interval of the observed spread exclude 0 for a delta of the observed size. A rough planning figure: ``sd``
   is itself estimated from few seeds.
+
+- p-values: each variant's two-sided paired-t p-value (``t = m / (sd / sqrt(n))``, ``n - 1`` degrees of freedom), and
+  with k variants against one baseline on one metric, its Holm-Bonferroni adjusted p-value over those k comparisons
+  (`holm`, `holm_verdicts`): a variant is resolved only when its adjusted p-value is below 0.05.
 
 The t quantile is computed here, exactly, without scipy (not a dependency of this package or of Ultralytics): the
 Student t distribution function for an integer number of degrees of freedom has a closed form as a finite sum
@@ -179,4 +183,72 @@ def paired_delta(values: dict[int, float], baseline: dict[int, float]) -> dict[s
         "noise": is_noise(interval),
         "seeds_needed": seeds_to_resolve(mean, std),
         "per_seed": per_seed,
+    }
+
+
+def paired_t_pvalue(deltas: Sequence[float]) -> float | None:
+    """Return the two-sided paired-t p-value of paired differences against a mean of 0.
+
+    ``t = mean / (sd / sqrt(n))`` with ``n - 1`` degrees of freedom, ``p = P(|T| >= |t|)`` (`t_two_sided_probability`,
+    no scipy). Differences that are all equal give ``p = 0`` when nonzero and ``p = 1`` when zero.
+
+    Args:
+        deltas (Sequence[float]): One paired difference per seed (model minus baseline).
+
+    Returns:
+        (float | None): The p-value; None for fewer than two differences.
+    """
+    mean, std = mean_std(deltas)
+    if mean is None or std is None:
+        return None
+    if std == 0:
+        return 1.0 if mean == 0 else 0.0
+    t = abs(mean) / (std / math.sqrt(len(deltas)))
+    return max(0.0, 1.0 - t_two_sided_probability(t, len(deltas) - 1))
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Return Holm-Bonferroni adjusted p-values, in the order given.
+
+    With the ``m`` p-values that are not None sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted value of
+    the ``i``-th is ``max over j <= i of min(1, (m - j + 1) * p_(j))``: a step-down procedure that controls the
+    family-wise error rate at the level of the test (reject where adjusted < alpha). None (no p-value: fewer than two
+    seeds) stays None and does not count in ``m``.
+
+    Args:
+        pvalues (Sequence[float | None]): Unadjusted p-values of the comparisons of one family (k variants against
+            one baseline on one metric).
+
+    Returns:
+        (list[float | None]): Adjusted p-values, each >= its unadjusted value and <= 1.
+    """
+    known = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m = len(known)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def holm_verdicts(deltas: dict[str, dict[str, Any]], alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+    """Add the paired-t p-value, its Holm adjustment over the family and the resolved verdict to each variant.
+
+    Args:
+        deltas (dict[str, dict[str, Any]]): Variant -> its `paired_delta` against the one baseline, for one metric
+            (only ``per_seed`` is read).
+        alpha (float): Family-wise level.
+
+    Returns:
+        (dict[str, dict[str, Any]]): Variant -> ``p`` (paired t, None under two seeds), ``p_holm`` (adjusted),
+            ``m`` (how many comparisons were corrected for) and ``resolved`` (``p_holm < alpha``).
+    """
+    names = list(deltas)
+    p = [paired_t_pvalue(list(deltas[n]["per_seed"].values())) for n in names]
+    adjusted = holm(p)
+    m = sum(v is not None for v in p)
+    return {
+        n: {"p": pv, "p_holm": pa, "m": m, "resolved": pa is not None and pa < alpha}
+        for n, pv, pa in zip(names, p, adjusted, strict=True)
     }
