@@ -10,7 +10,7 @@ from yolo_attn.experiments.stats import holm, holm_verdicts, paired_t_pvalue
 
 
 def _p_df2(mean: float) -> float:
-    """Two-sided p of three paired deltas ``mean - 1, mean, mean + 1`` (sd 1): df 2 has P(|T| < t) = t / sqrt(t^2 + 2)."""
+    """Two-sided p of three deltas ``mean - 1, mean, mean + 1`` (sd 1): df 2 has P(|T| < t) = t / sqrt(t^2 + 2)."""
     t = mean * math.sqrt(3)
     return 1 - t / math.sqrt(t * t + 2)
 
