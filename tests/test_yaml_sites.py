@@ -166,6 +166,7 @@ def test_labels_name_the_base_block_args_and_sites() -> None:
     spec = find_block("CBAM")
     assert variant_label("yolo11n", "EMA", "p4") == "yolo11n+EMA@p4"
     assert variant_label("yolo11n", "EMA", ["p4", "p5"]) == "yolo11n+EMA@p4+p5"
+    assert variant_label("yolo11n", "EMA", "P4,p5") == "yolo11n+EMA@p4+p5"
     assert variant_label("yolo11n-seg", "CBAM", "p5", args_label(spec, [8, 3])) == "yolo11n-seg+CBAM-r8-k3@p5"
 
 

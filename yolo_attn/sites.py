@@ -255,8 +255,8 @@ def insert_block(
 
 
 def site_label(sites: str | Sequence[str | int]) -> str:
-    """Return site tokens as a label part: ``["p4", "p5"]`` and ``"p4,p5"`` give ``p4+p5``."""
-    return "+".join(split_site_specs(sites))
+    """Return site tokens as a label part: ``["p4", "p5"]``, ``"p4,p5"`` and ``"P4+p5"`` give ``p4+p5``."""
+    return "+".join(t.lower() for t in split_site_specs(sites))
 
 
 def variant_label(stem: str, block: str, sites: str | Sequence[str | int], args_label: str = "") -> str:
