@@ -6,12 +6,11 @@ import pytest
 import torch
 from test_registry import build, small_yaml
 from torch import nn
-from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+from zoo_builds import BUILD_CASES, blocks_at_p3_and_p5
 
 import yolo_attn
 from yolo_attn.modules import BlockArgumentError, CrissCrossAttention
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.yaml_edit import insert_after
 
 ATOL = 1e-5
 
@@ -127,20 +126,9 @@ def test_row_errors_name_the_layer():
     assert build(small_yaml([[-1, 1, "CrissCrossAttention", [2]]])).model[5].recurrence == 2
 
 
-@pytest.mark.seam
-@pytest.mark.parametrize("scale", ["n", pytest.param("x", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("base", ["yolov8", "yolo11", "yolo26"])
+@pytest.mark.parametrize(("base", "scale"), BUILD_CASES)
 def test_builds_from_yaml_rows_at_p3_and_p5(base, scale):
-    d = yaml_model_load(f"{base}{scale}.yaml")
-    d = insert_after(insert_after(d, 9, "CrissCrossAttention", [2]), 4, "CrissCrossAttention", [])
-    model = DetectionModel(d, verbose=False).eval()
-    found = [m for m in model.modules() if isinstance(m, CrissCrossAttention)]
-    seen: list[int] = []
-    handles = [m.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[1]) or None) for m in found]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 64, 64))
-    for handle in handles:
-        handle.remove()
-    assert len(found) == len(seen) == 2  # at P3 and at P5
-    assert [m.query_conv.out_channels for m in found] == [c // 8 for c in seen]
-    assert [m.recurrence for m in found] == [1, 2]
+    rows = ("CrissCrossAttention", []), ("CrissCrossAttention", [2])
+    built = blocks_at_p3_and_p5(base, scale, *rows, CrissCrossAttention)
+    assert [m.query_conv.out_channels for m, _ in built] == [c // 8 for _, c in built]
+    assert [m.recurrence for m, _ in built] == [1, 2]

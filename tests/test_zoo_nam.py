@@ -9,12 +9,11 @@ import torch
 import torch.nn.functional as F
 from test_registry import build, small_yaml
 from torch import nn
-from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+from zoo_builds import BUILD_CASES, blocks_at_p3_and_p5
 
 import yolo_attn
 from yolo_attn.modules import BlockArgumentError, NAMAttention
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.yaml_edit import insert_after
 
 ATOL = 1e-5
 
@@ -101,18 +100,7 @@ def test_rows_and_row_errors():
         build(small_yaml([[-1, 1, "NAM", [16]]]))  # a channel count or a fork's t=16: NAM takes no args
 
 
-@pytest.mark.seam
-@pytest.mark.parametrize("scale", ["n", pytest.param("x", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("base", ["yolov8", "yolo11", "yolo26"])
+@pytest.mark.parametrize(("base", "scale"), BUILD_CASES)
 def test_builds_from_yaml_rows_at_p3_and_p5(base, scale):
-    d = insert_after(insert_after(yaml_model_load(f"{base}{scale}.yaml"), 9, "NAM", []), 4, "NAMAttention", [])
-    model = DetectionModel(d, verbose=False).eval()
-    found = [m for m in model.modules() if isinstance(m, NAMAttention)]
-    seen: list[int] = []
-    handles = [m.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[1]) or None) for m in found]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 64, 64))
-    for handle in handles:
-        handle.remove()
-    assert len(found) == len(seen) == 2  # at P3 and at P5
-    assert [m.Channel_Att.bn2.num_features for m in found] == seen
+    built = blocks_at_p3_and_p5(base, scale, ("NAMAttention", []), ("NAM", []), NAMAttention)
+    assert [m.Channel_Att.bn2.num_features for m, _ in built] == [c for _, c in built]

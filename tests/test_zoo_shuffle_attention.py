@@ -6,12 +6,11 @@ import pytest
 import torch
 from test_registry import build, small_yaml
 from torch import nn
-from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+from zoo_builds import BUILD_CASES, blocks_at_p3_and_p5
 
 import yolo_attn
 from yolo_attn.modules import BlockArgumentError, ShuffleAttention
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.yaml_edit import insert_after
 
 ATOL = 1e-5
 
@@ -129,20 +128,7 @@ def test_attention_map_is_the_spatial_half_gate():
     torch.testing.assert_close(derived, gate.reshape(2, 16, 6, 5).mean(1))
 
 
-@pytest.mark.seam
-@pytest.mark.parametrize("scale", ["n", pytest.param("x", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("base", ["yolov8", "yolo11", "yolo26"])
+@pytest.mark.parametrize(("base", "scale"), BUILD_CASES)
 def test_builds_from_yaml_rows_at_p3_and_p5(base, scale):
-    d = insert_after(
-        insert_after(yaml_model_load(f"{base}{scale}.yaml"), 9, "ShuffleAttention", []), 4, "ShuffleAttention", []
-    )
-    model = DetectionModel(d, verbose=False).eval()
-    found = [m for m in model.modules() if isinstance(m, ShuffleAttention)]
-    seen: list[int] = []
-    handles = [m.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[1]) or None) for m in found]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 64, 64))
-    for handle in handles:
-        handle.remove()
-    assert len(found) == len(seen) == 2  # at P3 and at P5
-    assert [m.cweight.shape[1] for m in found] == [c // 16 for c in seen]
+    built = blocks_at_p3_and_p5(base, scale, ("ShuffleAttention", []), ("ShuffleAttention", []), ShuffleAttention)
+    assert [m.cweight.shape[1] for m, _ in built] == [c // 16 for _, c in built]

@@ -8,12 +8,11 @@ import pytest
 import torch
 from test_registry import build, small_yaml
 from torch import nn
-from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+from zoo_builds import BUILD_CASES, blocks_at_p3_and_p5
 
 import yolo_attn
 from yolo_attn.modules import BlockArgumentError, TripletAttention
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.yaml_edit import insert_after
 
 ATOL = 1e-5
 
@@ -133,19 +132,7 @@ def test_rows_and_row_errors():
         build(small_yaml([[-1, 1, "TripletAttention", [7]]]))
 
 
-@pytest.mark.seam
-@pytest.mark.parametrize("scale", ["n", pytest.param("x", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("base", ["yolov8", "yolo11", "yolo26"])
+@pytest.mark.parametrize(("base", "scale"), BUILD_CASES)
 def test_builds_from_yaml_rows_at_p3_and_p5(base, scale):
-    d = yaml_model_load(f"{base}{scale}.yaml")
-    d = insert_after(insert_after(d, 9, "TripletAttention", []), 4, "TripletAttention", [True])
-    model = DetectionModel(d, verbose=False).eval()
-    found = [m for m in model.modules() if isinstance(m, TripletAttention)]
-    seen: list[int] = []
-    handles = [m.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[1]) or None) for m in found]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 64, 64))
-    for handle in handles:
-        handle.remove()
-    assert len(found) == len(seen) == 2  # at P3 and at P5
-    assert [m.no_spatial for m in found] == [True, False]
+    built = blocks_at_p3_and_p5(base, scale, ("TripletAttention", [True]), ("TripletAttention", []), TripletAttention)
+    assert [m.no_spatial for m, _ in built] == [True, False]

@@ -75,3 +75,38 @@ def assert_builds(fam: str, scale: str, name: str, cls: type, args: list | None 
         model(torch.zeros(1, 3, 64, 96))
     handle.remove()
     assert seen["x"][1] == c and seen["y"] == seen["x"]
+
+
+def blocks_at_p3_and_p5(
+    fam: str, scale: str, p3_row: tuple[str, list], p5_row: tuple[str, list], cls: type[torch.nn.Module]
+) -> list[tuple[torch.nn.Module, int]]:
+    """Build ``{fam}{scale}`` with one block row after P3's last layer (4) and one after SPPF (9), run a 64 px image.
+
+    Args:
+        fam (str): Model family (``yolov8``, ``yolo11``, ``yolo26``).
+        scale (str): Model scale (``n``, ``x``).
+        p3_row (tuple[str, list]): YAML name (or alias) and args of the block after layer 4.
+        p5_row (tuple[str, list]): YAML name (or alias) and args of the block after SPPF.
+        cls (type[torch.nn.Module]): The block class both rows must build.
+
+    Returns:
+        (list[tuple[torch.nn.Module, int]]): Each built ``cls`` instance in model order (P3 first) with the channel
+            count of the input it received in the forward pass.
+    """
+    cfg = insert_after(insert_after(yaml_model_load(f"{fam}{scale}.yaml"), SPPF, *p5_row), 4, *p3_row)
+    model = DetectionModel(cfg, verbose=False).eval()
+    found = [m for m in model.modules() if isinstance(m, cls)]
+    seen: dict[int, int] = {}
+
+    def record(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+        seen.setdefault(id(module), args[0].shape[1])
+
+    handles = [m.register_forward_hook(record) for m in found]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 64, 64))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(found) == len(seen) == 2, "expected one block at P3 and one at P5"
+    return [(m, seen[id(m)]) for m in found]
