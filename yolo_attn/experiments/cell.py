@@ -31,6 +31,7 @@ from typing import Any
 from yolo_attn.experiments.claims import CellClaim, describe
 from yolo_attn.experiments.files import DONE, ELSEWHERE, FAILED, read_json, run_path, train_dir, write_json_atomic
 from yolo_attn.experiments.plan import Cell, Plan, load_plan
+from yolo_attn.experiments.tasks import get_task
 
 ELSEWHERE_EXIT = 75  # exit status of a cell process that found its cell claimed by another runner (EX_TEMPFAIL)
 
@@ -236,26 +237,12 @@ def evaluate_weights(weights: Path, settings: dict[str, Any], device: str | None
         folder (Path): Where a detection evaluation writes its detections and metrics (``out/eval/<key>``).
 
     Returns:
-        (dict[str, Any]): Detection: ``yolo_attn.evaluation.coco_eval.evaluate``'s result (``coco``, ``ultralytics``
-            ...). Classification: ``evaluate_classifier``'s (``top1``, ``top5``, ``nc`` ...).
+        (dict[str, Any]): The evaluator's result of the task (`yolo_attn.experiments.tasks.Task.evaluate`).
+            Detection: ``yolo_attn.evaluation.coco_eval.evaluate``'s (``coco``, ``ultralytics`` ...); classification:
+            ``evaluate_classifier``'s (``top1``, ``top5``, ``nc`` ...); segment, pose, obb:
+            ``evaluate_with_validator``'s (``ultralytics``: the validator's ``results_dict``).
     """
-    if settings.get("task", "detect") == "classify":
-        from yolo_attn.evaluation.classify_eval import evaluate_classifier
-
-        return evaluate_classifier(
-            weights, settings["data"], imgsz=settings["imgsz"], batch=settings["batch"], device=device
-        )
-    from yolo_attn.evaluation.coco_eval import evaluate
-
-    return evaluate(
-        str(weights),
-        settings["data"],
-        imgsz=settings["imgsz"],
-        batch=settings["batch"],
-        device=device,
-        backend=settings["backend"],
-        out=folder,
-    )
+    return get_task(settings.get("task")).evaluate(Path(weights), settings, device, folder)
 
 
 def _trained_weights(best: str | Path, last: str | Path) -> Path:

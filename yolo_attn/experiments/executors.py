@@ -23,6 +23,7 @@ from yolo_attn.experiments.cell import ELSEWHERE_EXIT, run_cell
 from yolo_attn.experiments.claims import CellQueue, is_free
 from yolo_attn.experiments.files import DONE, ELSEWHERE, log_path, read_json, run_key, run_path, train_dir
 from yolo_attn.experiments.plan import Cell, Plan
+from yolo_attn.experiments.tasks import get_task
 
 OnDone = Callable[[dict[str, Any]], None]
 
@@ -259,9 +260,13 @@ def _key(record: dict[str, Any]) -> str:
 
 def _outcome(record: dict[str, Any]) -> str:
     if record.get("status", DONE) == DONE:
-        ap = (record.get("metrics") or {}).get("coco", {}).get("AP")
+        label, value = get_task((record.get("settings") or {}).get("task")).headline(record.get("metrics"))
         resumed = f", resumed at epoch {record['resumed_at_epoch']}" if record.get("resumed_at_epoch") else ""
-        return f"done in {record.get('duration_s', 0):.0f} s, mAP50-95 {ap:.4f}{resumed}" if ap is not None else "done"
+        return (
+            f"done in {record.get('duration_s', 0):.0f} s, {label} {value:.4f}{resumed}"
+            if value is not None
+            else "done"
+        )
     return f"FAILED: {record.get('error')}"
 
 

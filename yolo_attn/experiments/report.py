@@ -3,83 +3,28 @@
 ``write_report(out)`` reads ``plan.json``, ``runs/*.json``, ``costs/*.json``, ``latency.json`` and the runs' own
 ``train/<key>/results.csv`` and writes ``compare.csv``, ``compare.md`` and ``compare.png`` (and, for a task with
 per-epoch curves such as classification, ``accuracy.png``). What differs between tasks (which metrics, their labels,
-where they come from) is one entry of ``TASKS``; the code below is the same for all. It measures and trains nothing,
-so it can run at any time, on a
-partial grid too (e.g. while Slurm jobs still run), as often as wanted: the same files give the same output, byte for
-byte. The statistics are in ``yolo_attn.experiments.stats``.
+where they come from) is the task's description in ``yolo_attn.experiments.tasks``; the code below is the same for
+all. It measures and trains nothing, so it can run at any time, on a partial grid too (e.g. while Slurm jobs still
+run), as often as wanted: the same files give the same output, byte for byte. The statistics are in
+``yolo_attn.experiments.stats``.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from yolo_attn.engagement import NEAR_IDENTITY, SAMPLE_IMAGES
-from yolo_attn.evaluation.classify_eval import ACCURACY_COLUMN, plot_accuracy_curves
+from yolo_attn.evaluation.classify_eval import plot_accuracy_curves
 from yolo_attn.experiments.files import FAILED, load_records, read_json, run_key, train_dir
 from yolo_attn.experiments.plan import Plan, load_plan
 from yolo_attn.experiments.stats import mean_std, paired_delta
+from yolo_attn.experiments.tasks import get_task
 from yolo_attn.protocol import LEGACY, FineTuneProtocol
 
-# Metrics in the tables: column prefix -> (path in evaluate()'s result, label). pycocotools / faster-coco-eval numbers.
-METRICS: dict[str, tuple[tuple[str, str], str]] = {
-    "map50_95": (("coco", "AP"), "mAP50-95"),
-    "map50": (("coco", "AP50"), "mAP50"),
-}
-# Also in the CSV: Ultralytics' own val mAP of the same checkpoints, for readers who compare with `yolo val`.
-CSV_METRICS: dict[str, tuple[tuple[str, str], str]] = {
-    "ultralytics_map50_95": (("ultralytics", "mAP50-95"), "Ultralytics mAP50-95"),
-    "ultralytics_map50": (("ultralytics", "mAP50"), "Ultralytics mAP50"),
-}
-CLS_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
-    "top1": (("top1",), "top-1"),
-    "top5": (("top5",), "top-5"),
-}
-
-
-def _top5_note(runs: Sequence[dict[str, Any]]) -> str:
-    few = sorted({int(r["metrics"]["nc"]) for r in runs if r["metrics"].get("nc", 6) <= 5})
-    return f" Top-5 is 1 by definition with {' or '.join(map(str, few))} classes." if few else ""
-
-
-@dataclass(frozen=True)
-class TaskReport:
-    """What a task's report shows; everything else of the report is shared by all tasks.
-
-    Attributes:
-        metrics (dict[str, tuple[tuple[str, ...], str]]): Table columns: prefix -> (path in the cell's ``metrics``,
-            label). The first one is plotted in ``compare.png``.
-        csv_metrics (dict[str, tuple[tuple[str, ...], str]]): More metrics, in ``compare.csv`` only.
-        source (str): Header sentence naming where the metrics come from (``{backend}`` is filled in).
-        plot_label (str): Y label of ``compare.png``.
-        curve (tuple[str, str, str] | None): ``results.csv`` column, y label and file name of the per-epoch curves of
-            all runs (``plot_accuracy_curves``), or None for no curve figure.
-        note (Callable[[Sequence[dict[str, Any]]], str]): Extra header text from the finished runs.
-    """
-
-    metrics: dict[str, tuple[tuple[str, ...], str]]
-    csv_metrics: dict[str, tuple[tuple[str, ...], str]]
-    source: str
-    plot_label: str
-    curve: tuple[str, str, str] | None = None
-    note: Callable[[Sequence[dict[str, Any]]], str] = field(default=lambda runs: "")
-
-
-TASKS: dict[str, TaskReport] = {
-    "detect": TaskReport(METRICS, CSV_METRICS, "COCO metrics by {backend} on the val split.", "COCO mAP50-95"),
-    "classify": TaskReport(
-        CLS_METRICS,
-        {},
-        "Top-1 and top-5 accuracy by Ultralytics' classification validator on the val split (test/ if no val/).",
-        "top-1 accuracy",
-        curve=(ACCURACY_COLUMN, "val top-1 accuracy", "accuracy.png"),
-        note=_top5_note,
-    ),
-}
 COST_KEYS = ("params", "gflops", "gflops_torch", "latency_ms", "latency_p10_ms", "latency_p90_ms", "device", "threads")
 DELTA_KEYS = ("mean", "std", "n", "low", "high", "noise", "seeds_needed")
 
@@ -119,7 +64,7 @@ def summarize(
             "top5": ...}`` for classification).
         stems (Sequence[str]): Model stems in table order, baseline first.
         costs (dict[str, dict[str, Any]] | None): Cost per stem (params, GFLOPs, latency; missing ones are left empty).
-        task (str): Key of ``TASKS``: which metrics to aggregate.
+        task (str): Key of `yolo_attn.experiments.tasks.TASKS`: which metrics to aggregate.
 
     Returns:
         (list[dict[str, Any]]): Rows with ``stem``, ``baseline``, ``seeds``, the cost keys and, per metric prefix
@@ -128,7 +73,7 @@ def summarize(
             ``stats.paired_delta``); and the `engagement_stats` keys.
     """
     costs = costs or {}
-    spec = TASKS[task]
+    spec = get_task(task)
     rows = []
     for i, stem in enumerate(stems):
         seeds = sorted(int(r["seed"]) for r in runs if r["stem"] == stem)
@@ -269,7 +214,7 @@ def write_report(out: str | Path) -> Path:
         raise FileNotFoundError(f"no finished cell of {plan.stems} with seeds {plan.seeds} in {out / 'runs'}{detail}")
     settings = plan.settings
     task = settings.get("task", "detect")
-    spec = TASKS[task]
+    spec = get_task(task)
     done_stems = [s for s in plan.stems if any(r["stem"] == s for r in runs)]
     costs = read_costs(out, done_stems, settings["imgsz"])
     summary = summarize(runs, plan.stems, costs, task)
@@ -302,8 +247,7 @@ def write_report(out: str | Path) -> Path:
         )
         body += f"\n\n![{ylabel} per epoch]({name})"
     (out / "compare.md").write_text(header + "\n\n" + body + "\n" + runtime_section(out, done_stems))
-    name = Path(settings["data"]).name if task == "classify" else Path(settings["data"]).parent.name
-    title = f"{name}: {settings['epochs']} epochs, imgsz {settings['imgsz']}"
+    title = f"{spec.data_name(settings['data'])}: {settings['epochs']} epochs, imgsz {settings['imgsz']}"
     plot(rows, out / "compare.png", title=title, task=task)
     return out / "compare.md"
 
@@ -383,7 +327,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
 
     Args:
         rows (Sequence[dict[str, Any]]): Rows from ``summarize``, baseline first.
-        task (str): Key of ``TASKS``: which metric columns.
+        task (str): Key of `yolo_attn.experiments.tasks.TASKS`: which metric columns.
 
     Returns:
         (str): Markdown text.
@@ -393,7 +337,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
     device = "not measured yet" if measured is None else measured["device"]
     if measured is not None and measured["device"] == "cpu" and measured.get("threads"):
         device += f", {measured['threads']} threads"
-    metrics = TASKS[task].metrics
+    metrics = get_task(task).metrics
     labels = [label for _, label in metrics.values()]
     head = [
         "Model",
@@ -473,11 +417,11 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str = "", task: str 
         rows (Sequence[dict[str, Any]]): Rows from ``summarize``, baseline first.
         path (Path): Output PNG.
         title (str): Plot title.
-        task (str): Key of ``TASKS``.
+        task (str): Key of `yolo_attn.experiments.tasks.TASKS`.
     """
     from matplotlib.figure import Figure
 
-    spec = TASKS[task]
+    spec = get_task(task)
     metric = next(iter(spec.metrics))
     plotted = [r for r in rows if r[f"{metric}_mean"] is not None]
     use_latency = bool(plotted) and all(r["latency_ms"] is not None for r in plotted)
