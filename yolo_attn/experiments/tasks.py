@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 MetricColumns = dict[str, tuple[tuple[str, ...], str]]  # column prefix -> (path in the cell's metrics, label)
-Evaluator = Callable[[Path, dict[str, Any], "str | None", Path], dict[str, Any]]
+Evaluator = Callable[[Path, dict[str, Any], "str | None", "Path | None"], dict[str, Any]]
 
 
 def _keep(data: str | Path) -> str | Path:
@@ -54,6 +54,7 @@ def _evaluate_coco(weights: Path, settings: dict[str, Any], device: str | None, 
         device=device,
         backend=settings["backend"],
         out=folder,
+        **_thresholds(settings),
     )
 
 
@@ -75,7 +76,31 @@ def _evaluate_validator(weights: Path, settings: dict[str, Any], device: str | N
         imgsz=settings["imgsz"],
         batch=settings["batch"],
         device=device,
+        **_thresholds(settings),
     )
+
+
+def _thresholds(settings: dict[str, Any]) -> dict[str, float]:
+    """Return the ``conf`` / ``iou`` that ``yolo-attn eval`` passes in ``settings`` (compare keeps the defaults)."""
+    return {k: settings[k] for k in ("conf", "iou") if settings.get(k) is not None}
+
+
+def _format_coco(metrics: dict[str, Any]) -> str:
+    from yolo_attn.evaluation.coco_eval import format_metrics
+
+    return format_metrics(metrics)
+
+
+def _format_classify(metrics: dict[str, Any]) -> str:
+    from yolo_attn.evaluation.classify_eval import format_classify_metrics
+
+    return format_classify_metrics(metrics)
+
+
+def _format_validator(metrics: dict[str, Any]) -> str:
+    from yolo_attn.evaluation.validator_eval import format_validator_metrics
+
+    return format_validator_metrics(metrics)
 
 
 def _validator_columns(suffix: str, kind: str) -> MetricColumns:
@@ -99,8 +124,12 @@ class Task:
         source (str): Header sentence naming where the metrics come from (``{backend}`` is filled in).
         plot_label (str): Y label of ``compare.png``.
         default_imgsz (int): Ultralytics' default image size of the task, used when the caller gives none.
-        evaluate (Evaluator): ``(weights, settings, device, folder) -> metrics`` of one trained checkpoint.
-        uses_backend (bool): Whether the COCO ``backend`` setting applies (recorded as None otherwise).
+        evaluate (Evaluator): ``(weights, settings, device, folder) -> metrics`` of one trained checkpoint
+            (``settings``: ``task``, ``data``, ``imgsz``, ``batch``, ``backend``, optionally ``conf`` and ``iou``;
+            ``folder``: where an evaluator that writes files puts them, or None).
+        format (Callable[[dict[str, Any]], str]): The evaluator's result as text (``yolo-attn eval``).
+        uses_backend (bool): Whether the COCO ``backend`` setting applies (recorded as None otherwise); such an
+            evaluator writes its own files (detections, metrics JSON) into its folder.
         data_is_folder (bool): Whether the data argument is an ImageFolder root (True) or a data YAML.
         resolve_data (Callable[[str | Path], str | Path]): Checks the data argument and returns what Ultralytics gets.
         curve (tuple[str, str, str] | None): ``results.csv`` column, y label and file name of the per-epoch curves of
@@ -115,6 +144,7 @@ class Task:
     plot_label: str
     default_imgsz: int
     evaluate: Evaluator
+    format: Callable[[dict[str, Any]], str]
     uses_backend: bool = False
     data_is_folder: bool = False
     resolve_data: Callable[[str | Path], str | Path] = field(default=_keep)
@@ -148,6 +178,7 @@ TASKS: dict[str, Task] = {
         plot_label="COCO mAP50-95",
         default_imgsz=640,
         evaluate=_evaluate_coco,
+        format=_format_coco,
         uses_backend=True,
     ),
     "classify": Task(
@@ -158,6 +189,7 @@ TASKS: dict[str, Task] = {
         plot_label="top-1 accuracy",
         default_imgsz=224,
         evaluate=_evaluate_classify,
+        format=_format_classify,
         data_is_folder=True,
         resolve_data=_resolve_cls_data,
         curve=("metrics/accuracy_top1", "val top-1 accuracy", "accuracy.png"),
@@ -171,6 +203,7 @@ TASKS: dict[str, Task] = {
         plot_label="mask mAP50-95",
         default_imgsz=640,
         evaluate=_evaluate_validator,
+        format=_format_validator,
     ),
     "pose": Task(
         name="pose",
@@ -180,6 +213,7 @@ TASKS: dict[str, Task] = {
         plot_label="pose mAP50-95",
         default_imgsz=640,
         evaluate=_evaluate_validator,
+        format=_format_validator,
     ),
     "obb": Task(
         name="obb",
@@ -189,6 +223,7 @@ TASKS: dict[str, Task] = {
         plot_label="OBB mAP50-95",
         default_imgsz=640,
         evaluate=_evaluate_validator,
+        format=_format_validator,
     ),
 }
 
