@@ -92,9 +92,10 @@ def test_compare_and_eval_end_to_end(task, tmp_path):
 
 def test_a_grid_that_mixes_tasks_is_refused(tmp_path):
     data = make_synthetic_yolo(tmp_path / "data", "segment", n_train=1, n_val=1, imgsz=32)
+    where = ["--data", str(data), "--out", str(tmp_path / "x")]
     assert grid_task(["yolov8n-seg.yaml", "yolov8n-seg-cbam.yaml"]) == "segment"
     with pytest.raises(SystemExit, match=r"mixes tasks \(yolov8n-seg.yaml is segment, yolov8n-pose.yaml is pose\)"):
-        main(["compare", "--data", str(data), "--models", "yolov8n-seg.yaml", "yolov8n-pose.yaml", "--out", str(tmp_path / "x")])
+        main(["compare", *where, "--models", "yolov8n-seg.yaml", "yolov8n-pose.yaml"])
     with pytest.raises(SystemExit, match="--task obb, but the grid mixes tasks"):
-        main(["compare", "--data", str(data), "--models", "yolov8n-seg.yaml", "--task", "obb", "--out", str(tmp_path / "x")])
+        main(["compare", *where, "--models", "yolov8n-seg.yaml", "--task", "obb"])
     assert not (tmp_path / "x").exists()
