@@ -99,3 +99,29 @@ def test_a_grid_that_mixes_tasks_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="--task obb, but the grid mixes tasks"):
         main(["compare", *where, "--models", "yolov8n-seg.yaml", "--task", "obb"])
     assert not (tmp_path / "x").exists()
+
+
+def test_task_demo_compares_the_task_models_on_its_synthetic_set(tmp_path, monkeypatch):
+    from yolo_attn.demos import tasks as demo
+    from yolo_attn.experiments import compare as compare_module
+
+    seen = {}
+
+    def fake_compare(data, models, seeds, epochs, **kwargs):
+        seen.update(data=data, models=models, seeds=seeds, epochs=epochs, **kwargs)
+        return kwargs["out"]
+
+    monkeypatch.setattr(compare_module, "compare", fake_compare)
+    out = demo.run_task_demo("pose", tmp_path / "demo", n_train=2, n_val=1)
+    assert seen["task"] == "pose" and seen["out"] == out / "compare" and seen["seeds"] == list(demo.SEEDS)
+    assert seen["models"] == ["yolov8n-pose.yaml", "yolov8n-pose-cbam.yaml", "yolov8n-pose-eca.yaml"]
+    assert grid_task(seen["models"]) == "pose"  # every demo model builds, all of the task
+    assert yaml_keys(seen["data"]) >= {"kpt_shape", "flip_idx"} and seen["imgsz"] == demo.IMGSZ
+    with pytest.raises(ValueError, match="task must be one of segment, pose, obb"):
+        demo.demo_models("classify")
+
+
+def yaml_keys(path) -> set[str]:
+    import yaml
+
+    return set(yaml.safe_load(path.read_text()))
