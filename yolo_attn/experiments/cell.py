@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from yolo_attn.devices import parse_device
 from yolo_attn.experiments.claims import CellClaim, describe
 from yolo_attn.experiments.files import DONE, ELSEWHERE, FAILED, read_json, run_path, train_dir, write_json_atomic
 from yolo_attn.experiments.plan import Cell, Plan, load_plan
@@ -252,17 +253,12 @@ def _trained_weights(best: str | Path, last: str | Path) -> Path:
 
 def is_gpu(device: str | int | None) -> bool:
     """Return True when an Ultralytics device string names CUDA device(s) explicitly (None counts as unknown)."""
-    if device is None:
-        return False
-    text = str(device).strip().lower()
-    return text not in {"", "cpu", "mps"}
+    return parse_device(device).is_gpu
 
 
 def first_device(device: str | int | None) -> str | None:
-    """Return the first device of an Ultralytics device list (``"0,1"`` -> ``"0"``), or the device itself."""
-    if device is None:
-        return None
-    return str(device).replace("[", "").replace("]", "").split(",")[0].strip()
+    """Return the first device of an Ultralytics device list (``"0,1"`` -> ``"0"``), None for None."""
+    return None if device is None else parse_device(device).first
 
 
 def versions() -> dict[str, str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from yolo_attn.devices import parse_device
 from yolo_attn.experiments.cell import ELSEWHERE_EXIT, run_cell
 from yolo_attn.experiments.claims import CellQueue, is_free
 from yolo_attn.experiments.files import DONE, ELSEWHERE, log_path, read_json, run_key, run_path, train_dir
@@ -104,18 +105,17 @@ def device_slots(device: str | int | None, per_device: int = 1) -> list[Slot]:
 
     if per_device < 1:
         raise ValueError(f"--per-device must be at least 1, got {per_device}")
-    text = "" if device is None else str(device).replace("[", "").replace("]", "").replace(" ", "").lower()
-    text = text.removeprefix("cuda:")
-    if text in {"cpu", "mps"}:
-        return [Slot(text) for _ in range(per_device)]
+    spec = parse_device(device)
+    if spec.kind in {"cpu", "mps"}:
+        return [Slot(spec.kind) for _ in range(per_device)]
     count = torch.cuda.device_count()
-    if text in {"", "cuda"}:
+    if not spec.indices:  # automatic, or a bare "cuda": every GPU of the machine
         if count == 0:
             return [Slot("cpu") for _ in range(per_device)]
         gpus = [str(i) for i in range(count)]
     else:
-        gpus = text.split(",")
-        bad = [g for g in gpus if not g.isdigit() or int(g) >= count]
+        gpus = list(spec.indices)
+        bad = [g for g in gpus if int(g) >= count]
         if bad or len(set(gpus)) != len(gpus):
             raise ValueError(
                 f"--parallel --device {device}: expected distinct GPU indices below {count} (this machine has {count} "
