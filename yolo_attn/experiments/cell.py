@@ -30,7 +30,16 @@ from typing import Any
 
 from yolo_attn.devices import parse_device
 from yolo_attn.experiments.claims import CellClaim, describe
-from yolo_attn.experiments.files import DONE, ELSEWHERE, FAILED, read_json, run_path, train_dir, write_json_atomic
+from yolo_attn.experiments.files import (
+    DONE,
+    ELSEWHERE,
+    FAILED,
+    CellRecord,
+    read_json,
+    run_path,
+    train_dir,
+    write_json_atomic,
+)
 from yolo_attn.experiments.plan import Cell, Plan, load_plan
 from yolo_attn.experiments.tasks import get_task
 
@@ -50,7 +59,7 @@ def pending_cells(plan: Plan, out: Path) -> list[Cell]:
     return [cell for cell in plan.cells if cell_status(out, cell) != DONE]
 
 
-def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None) -> dict[str, Any]:
+def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None) -> CellRecord:
     """Train and evaluate one cell, and write its record to ``runs/<key>.json``.
 
     Args:
@@ -60,7 +69,7 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
         device (str | int | None): Ultralytics device for this cell; None uses the plan's device.
 
     Returns:
-        (dict[str, Any]): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
+        (CellRecord): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
             ``resumed_at_epoch``, ``restarted`` (why an unreadable ``last.pt`` made the training start over, or None),
             ``transfer``, ``engagement``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the
             model, seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
@@ -82,10 +91,10 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
         return record
 
 
-def _run_claimed(plan: Plan, cell: Cell, out: Path, device: str | int | None) -> dict[str, Any]:
+def _run_claimed(plan: Plan, cell: Cell, out: Path, device: str | int | None) -> CellRecord:
     """Train and evaluate a cell this process has claimed; return its record (see ``run_cell``)."""
     device = plan.device if device is None else device
-    record: dict[str, Any] = {
+    record: CellRecord = {
         "model": cell.model,
         "stem": cell.stem,
         "seed": cell.seed,

@@ -22,16 +22,25 @@ from typing import IO, Any
 from yolo_attn.devices import parse_device
 from yolo_attn.experiments.cell import ELSEWHERE_EXIT, run_cell
 from yolo_attn.experiments.claims import CellQueue, is_free
-from yolo_attn.experiments.files import DONE, ELSEWHERE, log_path, read_json, run_key, run_path, train_dir
+from yolo_attn.experiments.files import (
+    DONE,
+    ELSEWHERE,
+    CellRecord,
+    log_path,
+    read_json,
+    run_key,
+    run_path,
+    train_dir,
+)
 from yolo_attn.experiments.plan import Cell, Plan
 from yolo_attn.experiments.tasks import get_task
 
-OnDone = Callable[[dict[str, Any]], None]
+OnDone = Callable[[CellRecord], None]
 
 
 def run_sequential(
     plan: Plan, cells: Sequence[Cell], out: Path, on_done: OnDone | None = None, wait: bool = True
-) -> list[dict]:
+) -> list[CellRecord]:
     """Run ``cells`` one after another in this process, on the plan's device.
 
     Cells that another runner holds are left to it; with ``wait`` they are looked at again every few seconds until
@@ -45,7 +54,7 @@ def run_sequential(
         wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
 
     Returns:
-        (list[dict]): The records, in the order the cells ended.
+        (list[CellRecord]): The records, in the order the cells ended.
     """
     from ultralytics.utils import LOGGER
 
@@ -162,7 +171,7 @@ def run_parallel(
     poll_s: float = 1.0,
     stream: IO[str] | None = None,
     wait: bool = True,
-) -> list[dict]:
+) -> list[CellRecord]:
     """Run ``cells`` side by side, one per slot at a time, each in its own process with its own log file.
 
     Cells held by another runner are handled as in ``run_sequential``.
@@ -179,7 +188,7 @@ def run_parallel(
         wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
 
     Returns:
-        (list[dict]): The records of the cells, in the order they ended.
+        (list[CellRecord]): The records of the cells, in the order they ended.
     """
     stream = stream or sys.stdout
     out = Path(out)
