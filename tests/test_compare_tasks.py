@@ -96,8 +96,10 @@ def test_a_grid_that_mixes_tasks_is_refused(tmp_path):
     assert grid_task(["yolov8n-seg.yaml", "yolov8n-seg-cbam.yaml"]) == "segment"
     with pytest.raises(SystemExit, match=r"mixes tasks \(yolov8n-seg.yaml is segment, yolov8n-pose.yaml is pose\)"):
         main(["compare", *where, "--models", "yolov8n-seg.yaml", "yolov8n-pose.yaml"])
-    with pytest.raises(SystemExit, match="--task obb, but the grid mixes tasks"):
-        main(["compare", *where, "--models", "yolov8n-seg.yaml", "--task", "obb"])
+    with pytest.raises(SystemExit, match="mixes tasks"):
+        main(["compare", *where, "--models", "yolov8n-seg.yaml", "yolov8n-obb.yaml", "--task", "obb"])
+    with pytest.raises(ValueError, match="--task obb, but the grid mixes tasks"):
+        grid_task(["yolov8n-seg.yaml"], "obb")
     assert not (tmp_path / "x").exists()
 
 

@@ -392,8 +392,10 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         return
     if args.data is None or not args.models:
         raise SystemExit("compare needs --data and --models (or --out DIR --report to report a comparison folder)")
-    try:  # one task for the whole grid: --task, else the first model's; a grid mixing tasks is refused here
-        task = grid_task(args.models, args.task)
+    try:  # a grid mixing tasks is refused here; an explicit --task that the models lack, by the resume guard or cells
+        task = args.task or grid_task(args.models)
+        if args.task:
+            grid_task(args.models)
     except ValueError as error:
         raise SystemExit(f"compare: {error}") from None
     executor = args.executor or ("parallel" if args.parallel else "sequential")
