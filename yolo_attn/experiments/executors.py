@@ -1,4 +1,8 @@
-"""Executors decide only where cells run; every one runs the same ``run_cell``.
+"""Executors decide only where cells run; every one runs the same ``run_cell`` through the same slot loop.
+
+``run_slots(cells, out, slots, launch)`` is the one loop: it takes the next pending cell that no other runner holds,
+starts it in a free slot with the executor's launcher (a `Launcher`, returning a `Launched` cell: ``finished()``,
+``result()``, ``stop()``), collects the records and calls ``on_done``. The executors are launchers:
 
 - ``run_sequential``: one cell after another in this process (each cell may itself be one Ultralytics DDP job over
   several GPUs when the device is a list).
