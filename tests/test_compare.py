@@ -506,8 +506,8 @@ def test_classify_report_against_hand_computed_numbers(tmp_path, fakes, image_fo
         compare(image_folder, models, [0, 1, 2], 2, imgsz=32, out=out, latency_runs=0, task="detect")
     with pytest.raises(FileNotFoundError, match="no train/ folder"):
         compare(image_folder / "val", models, [0], 1, out=tmp_path / "other", task="classify")
-    with pytest.raises(ValueError, match="task must be one of detect, classify, got 'segment'"):
-        compare(image_folder, models, [0], 1, out=tmp_path / "other", task="segment")
+    with pytest.raises(ValueError, match="task must be one of detect, classify, segment, pose, obb, got 'depth'"):
+        compare(image_folder, models, [0], 1, out=tmp_path / "other", task="depth")
 
 
 def test_plans_written_before_the_task_setting_resume_as_detection(tmp_path, fakes, image_folder):

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ultralytics YOLO with attention blocks. Every `yolo` command works here "
         "(yolo-attn train|val|predict|export|settings key=value ...), plus these verbs:",
     )
+    from yolo_attn.experiments.tasks import TASKS
+
     verbs = parser.add_subparsers(dest="verb", metavar="{" + ",".join(VERBS) + "}")
 
     p = verbs.add_parser("subset", help="build a YOLO data set + COCO ground truth from a COCO subset")
@@ -110,13 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     _runs(p, _run_subset)
 
     p = verbs.add_parser(
-        "eval", help="COCO mAP (pycocotools) of a detector, or top-1/top-5 of a classifier (task read from --weights)"
+        "eval",
+        help="COCO mAP (pycocotools) of a detector, top-1/top-5 of a classifier, Ultralytics' validator mAP of a "
+        "segment / pose / obb model (task read from --weights)",
     )
     p.add_argument("--weights", required=True)
     p.add_argument(
         "--data",
         required=True,
-        help="detect: any YOLO-label data.yaml (COCO GT built when it has no coco_gt); classify: ImageFolder root",
+        help="detect: any YOLO-label data.yaml (COCO GT built when it has no coco_gt); classify: ImageFolder root; "
+        "segment / pose / obb: the task's data.yaml",
     )
     _add_run_options(p)
     p.set_defaults(imgsz=None)  # the task's own default: 640 for detection, 224 for classification
@@ -141,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(imgsz=None)  # the task's own default: 640 for detection, 224 for classification
     p.add_argument(
         "--task",
-        choices=("detect", "classify"),
+        choices=tuple(TASKS),
         default=None,
-        help="detect (COCO mAP) or classify (top-1/top-5); default: the first model's task",
+        help="detect (COCO mAP), classify (top-1/top-5), segment (mask + box mAP), pose (pose + box mAP) or obb "
+        "(rotated-box mAP); default: the first model's task. Every model must be of it",
     )
     p.add_argument(
         "--out",
@@ -238,9 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("demo", help="the whole pipeline on embedded synthetic data, CPU, no downloads")
     p.add_argument(
         "--task",
-        choices=("detect", "classify"),
+        choices=tuple(TASKS),
         default="detect",
-        help="detect: YOLOv8n vs CBAM vs ECA on synthetic COCO; classify: yolov8n-cls vs SE vs CBAM",
+        help="detect: YOLOv8n vs CBAM vs ECA on synthetic COCO; classify: yolov8n-cls vs SE vs CBAM; segment, pose, "
+        "obb: yolov8n-{seg,pose,obb} vs CBAM vs ECA on synthetic polygons, keypoints, rotated boxes",
     )
     p.add_argument(
         "--out",
@@ -366,36 +373,29 @@ def _run_subset(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_eval(args: argparse.Namespace, overrides: dict) -> None:
-    from yolo_attn.evaluation.classify_eval import checkpoint_task, evaluate_classifier, format_classify_metrics
+    from yolo_attn.evaluation.classify_eval import checkpoint_task
+    from yolo_attn.experiments.tasks import get_task
 
-    if checkpoint_task(args.weights) == "classify":
-        metrics = evaluate_classifier(
-            args.weights, args.data, imgsz=args.imgsz or 224, batch=args.batch, device=args.device
-        )
-        print(format_classify_metrics(metrics))
-        if args.out is not None:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        return
-    from yolo_attn.evaluation.coco_eval import evaluate, format_metrics
-
-    metrics = evaluate(
-        args.weights,
-        args.data,
-        imgsz=args.imgsz or 640,
-        batch=args.batch,
-        device=args.device,
-        conf=args.conf,
-        iou=args.iou,
-        backend=args.backend,
-        out=args.out,
-    )
-    print(format_metrics(metrics))
+    spec = get_task(checkpoint_task(args.weights))  # the evaluator of the checkpoint's own task
+    settings = {
+        "task": spec.name,
+        "data": spec.resolve_data(args.data),
+        "imgsz": args.imgsz or spec.default_imgsz,
+        "batch": args.batch,
+        "backend": args.backend,
+        "conf": args.conf,
+        "iou": args.iou,
+    }
+    metrics = spec.evaluate(Path(args.weights), settings, args.device, args.out)
+    print(spec.format(metrics))
+    if args.out is not None and not spec.uses_backend:  # the COCO evaluator writes its own files there
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
-    from yolo_attn.evaluation.classify_eval import checkpoint_task
     from yolo_attn.experiments.compare import compare, failed_cells, refresh_report
+    from yolo_attn.experiments.tasks import grid_task
 
     if args.report:
         if args.out is None or overrides:
@@ -406,6 +406,12 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         return
     if args.data is None or not args.models:
         raise SystemExit("compare needs --data and --models (or --out DIR --report to report a comparison folder)")
+    try:  # a grid mixing tasks is refused here; an explicit --task that the models lack, by the resume guard or cells
+        task = args.task or grid_task(args.models)
+        if args.task:
+            grid_task(args.models)
+    except ValueError as error:
+        raise SystemExit(f"compare: {error}") from None
     executor = args.executor or ("parallel" if args.parallel else "sequential")
     if args.parallel and executor != "parallel":
         raise SystemExit(f"--parallel and --executor {executor} contradict each other: choose one")
@@ -432,7 +438,7 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         slurm=slurm,
         array_parallelism=args.array_parallelism,
         runtime=args.runtime,
-        task=args.task or checkpoint_task(args.models[0]),
+        task=task,
         wait=args.wait,
     )
     if executor == "slurm":  # submitted (the job ids were printed): the report comes with --report
@@ -483,6 +489,11 @@ def _run_visualize(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_demo(args: argparse.Namespace, overrides: dict) -> None:
+    if args.task in {"segment", "pose", "obb"}:
+        from yolo_attn.demos.tasks import run_task_demo
+
+        run_task_demo(args.task, args.out)
+        return
     if args.task == "classify":
         from yolo_attn.demos.classify import run_classify_demo
 

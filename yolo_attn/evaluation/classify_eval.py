@@ -1,4 +1,4 @@
-"""Classification: top-1 / top-5 from Ultralytics' own validator, the data layouts it reads, and accuracy curves.
+"""Classification: top-1 / top-5 from Ultralytics' own validator, and the data layouts it reads.
 
 Ultralytics' classify task reads an ImageFolder-style directory: ``root/train/<class>/*.jpg`` plus ``root/val/`` (or
 ``validation/``, ``valid/``) and/or ``root/test/``; the class names come from ``train/``'s subfolders. Given a folder
@@ -9,13 +9,10 @@ error instead. Its classify task does not read a data YAML; for convenience `res
 
 from __future__ import annotations
 
-import csv
-import statistics
 from pathlib import Path
 from typing import Any
 
 VAL_FOLDERS = ("val", "validation", "valid", "test")  # what Ultralytics' check_cls_dataset looks for, in order
-ACCURACY_COLUMN = "metrics/accuracy_top1"  # Ultralytics' results.csv column of the val top-1 accuracy
 
 
 def resolve_cls_data(data: str | Path) -> str:
@@ -131,71 +128,14 @@ def format_classify_metrics(metrics: dict[str, Any]) -> str:
     )
 
 
-def read_accuracy(results_csv: str | Path, column: str = ACCURACY_COLUMN) -> tuple[list[int], list[float]]:
-    """Read one run's per-epoch val accuracy from Ultralytics' ``results.csv``.
+def __getattr__(name: str) -> Any:
+    """Keep ``read_accuracy``, ``plot_accuracy_curves`` and ``ACCURACY_COLUMN`` importable from here.
 
-    Args:
-        results_csv (str | Path): The run's ``results.csv``.
-        column (str): Column to read (header names are stripped of padding).
-
-    Returns:
-        (tuple[list[int], list[float]]): Epochs and values.
-
-    Raises:
-        KeyError: If the CSV has no such column (e.g. a detection run).
+    They moved to `yolo_attn.experiments.plots`, the report's figures; imported on first use, so that this module
+    does not import the experiments package.
     """
-    with Path(results_csv).open(newline="") as f:
-        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
-    if rows and column not in rows[0]:
-        raise KeyError(f"{results_csv} has no column {column!r}; columns: {', '.join(rows[0])}")
-    rows = [r for r in rows if r[column].strip() not in {"", "nan"}]
-    return [int(float(r["epoch"])) for r in rows], [float(r[column]) for r in rows]
+    if name in {"read_accuracy", "plot_accuracy_curves", "ACCURACY_COLUMN"}:
+        from yolo_attn.experiments import plots
 
-
-def plot_accuracy_curves(
-    results_csvs: dict[str, list[Path]], path: str | Path, column: str = ACCURACY_COLUMN, ylabel: str = "val top-1"
-) -> Path:
-    """Plot the val accuracy per epoch of every run in one figure: each seed a thin line, each model's mean thick.
-
-    The mean is taken per epoch over the seeds that reached it.
-
-    Args:
-        results_csvs (dict[str, list[Path]]): Model name -> the ``results.csv`` of each of its seeds.
-        path (str | Path): PNG file to write.
-        column (str): ``results.csv`` column to plot.
-        ylabel (str): Y-axis label.
-
-    Returns:
-        (Path): ``path``.
-
-    Raises:
-        ValueError: If no run is given.
-    """
-    from matplotlib.figure import Figure
-
-    if not any(results_csvs.values()):
-        raise ValueError("plot_accuracy_curves: expected at least one results.csv")
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    colors = [f"C{k}" for k in range(10)]
-    for k, (name, csvs) in enumerate(results_csvs.items()):
-        color = colors[k % len(colors)]
-        per_epoch: dict[int, list[float]] = {}
-        for file in csvs:
-            epochs, values = read_accuracy(file, column)
-            ax.plot(epochs, values, color=color, lw=0.8, alpha=0.45)
-            for e, v in zip(epochs, values, strict=True):
-                per_epoch.setdefault(e, []).append(v)
-        if per_epoch:
-            epochs = sorted(per_epoch)
-            means = [statistics.fmean(per_epoch[e]) for e in epochs]
-            ax.plot(epochs, means, color=color, lw=2.5, label=f"{name} (mean of {len(csvs)})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Validation accuracy per epoch (thin: seeds, thick: mean)", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

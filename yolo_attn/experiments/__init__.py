@@ -2,14 +2,18 @@
 
 Modules, in the order data flows (each imports only from those before it):
 
-- ``files``: the comparison folder's layout, atomic JSON writes, loading records back;
+- ``tasks``: one description per Ultralytics task (metric columns, labels, default imgsz, evaluator, data check),
+  read by every stage below, so no stage branches on the task;
+- ``files``: the comparison folder's layout, atomic JSON writes, the typed cell record, loading records back;
 - ``plan``: the grid of cells (models x seeds) and the settings they share, ``plan.json``, the resume guard;
 - ``cell``: train and evaluate one cell, write its JSON (also ``python -m yolo_attn.experiments.cell``);
-- ``executors``: where cells run: in this process, or side by side in processes pinned to one GPU each;
-  ``submitit_executor``: Slurm job arrays and submitit's local executor (optional ``submitit``);
+- ``executors``: where cells run, one slot loop (``run_slots``) for all: in this process, or side by side in
+  processes pinned to one GPU each; ``submitit_executor``: Slurm job arrays and submitit's local executor (optional
+  ``submitit``); devices are parsed by ``yolo_attn.devices``;
 - ``costs``: params, FLOPs and latency, measured once at report time into files;
-- ``stats`` and ``report``: the tables and the plot, a pure function of the files;
-- ``compare``: the ``yolo-attn compare`` command tying them together.
+- ``stats``, ``aggregate`` (records -> rows), ``render`` (rows -> markdown, CSV), ``plots`` (figures) and ``report``
+  (the files -> all of them): a pure function of the files;
+- ``compare``: the ``yolo-attn compare`` command tying them together (``CompareSettings``, ``run_comparison``).
 
 The entry point ``yolo_attn.experiments.compare.compare`` is not re-exported here, so that
 ``yolo_attn.experiments.compare`` stays the module.

@@ -28,9 +28,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from yolo_attn.devices import parse_device
 from yolo_attn.experiments.claims import CellClaim, describe
-from yolo_attn.experiments.files import DONE, ELSEWHERE, FAILED, read_json, run_path, train_dir, write_json_atomic
+from yolo_attn.experiments.files import (
+    DONE,
+    ELSEWHERE,
+    FAILED,
+    CellRecord,
+    read_json,
+    run_path,
+    train_dir,
+    write_json_atomic,
+)
 from yolo_attn.experiments.plan import Cell, Plan, load_plan
+from yolo_attn.experiments.tasks import get_task
 
 ELSEWHERE_EXIT = 75  # exit status of a cell process that found its cell claimed by another runner (EX_TEMPFAIL)
 
@@ -48,7 +59,7 @@ def pending_cells(plan: Plan, out: Path) -> list[Cell]:
     return [cell for cell in plan.cells if cell_status(out, cell) != DONE]
 
 
-def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None) -> dict[str, Any]:
+def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None) -> CellRecord:
     """Train and evaluate one cell, and write its record to ``runs/<key>.json``.
 
     Args:
@@ -58,7 +69,7 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
         device (str | int | None): Ultralytics device for this cell; None uses the plan's device.
 
     Returns:
-        (dict[str, Any]): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
+        (CellRecord): The record written: ``status`` "done" with ``metrics``, ``weights``, ``train_dir``,
             ``resumed_at_epoch``, ``restarted`` (why an unreadable ``last.pt`` made the training start over, or None),
             ``transfer``, ``engagement``; or ``status`` "failed" with ``error`` and ``traceback``. Both carry the
             model, seed, settings, ``pretrained`` (source weights or None), device, pid, host, start and end times
@@ -80,10 +91,10 @@ def run_cell(plan: Plan, cell: Cell, out: Path, device: str | int | None = None)
         return record
 
 
-def _run_claimed(plan: Plan, cell: Cell, out: Path, device: str | int | None) -> dict[str, Any]:
+def _run_claimed(plan: Plan, cell: Cell, out: Path, device: str | int | None) -> CellRecord:
     """Train and evaluate a cell this process has claimed; return its record (see ``run_cell``)."""
     device = plan.device if device is None else device
-    record: dict[str, Any] = {
+    record: CellRecord = {
         "model": cell.model,
         "stem": cell.stem,
         "seed": cell.seed,
@@ -236,26 +247,12 @@ def evaluate_weights(weights: Path, settings: dict[str, Any], device: str | None
         folder (Path): Where a detection evaluation writes its detections and metrics (``out/eval/<key>``).
 
     Returns:
-        (dict[str, Any]): Detection: ``yolo_attn.evaluation.coco_eval.evaluate``'s result (``coco``, ``ultralytics``
-            ...). Classification: ``evaluate_classifier``'s (``top1``, ``top5``, ``nc`` ...).
+        (dict[str, Any]): The evaluator's result of the task (`yolo_attn.experiments.tasks.Task.evaluate`).
+            Detection: ``yolo_attn.evaluation.coco_eval.evaluate``'s (``coco``, ``ultralytics`` ...); classification:
+            ``evaluate_classifier``'s (``top1``, ``top5``, ``nc`` ...); segment, pose, obb:
+            ``evaluate_with_validator``'s (``ultralytics``: the validator's ``results_dict``).
     """
-    if settings.get("task", "detect") == "classify":
-        from yolo_attn.evaluation.classify_eval import evaluate_classifier
-
-        return evaluate_classifier(
-            weights, settings["data"], imgsz=settings["imgsz"], batch=settings["batch"], device=device
-        )
-    from yolo_attn.evaluation.coco_eval import evaluate
-
-    return evaluate(
-        str(weights),
-        settings["data"],
-        imgsz=settings["imgsz"],
-        batch=settings["batch"],
-        device=device,
-        backend=settings["backend"],
-        out=folder,
-    )
+    return get_task(settings.get("task")).evaluate(Path(weights), settings, device, folder)
 
 
 def _trained_weights(best: str | Path, last: str | Path) -> Path:
@@ -265,17 +262,12 @@ def _trained_weights(best: str | Path, last: str | Path) -> Path:
 
 def is_gpu(device: str | int | None) -> bool:
     """Return True when an Ultralytics device string names CUDA device(s) explicitly (None counts as unknown)."""
-    if device is None:
-        return False
-    text = str(device).strip().lower()
-    return text not in {"", "cpu", "mps"}
+    return parse_device(device).is_gpu
 
 
 def first_device(device: str | int | None) -> str | None:
-    """Return the first device of an Ultralytics device list (``"0,1"`` -> ``"0"``), or the device itself."""
-    if device is None:
-        return None
-    return str(device).replace("[", "").replace("]", "").split(",")[0].strip()
+    """Return the first device of an Ultralytics device list (``"0,1"`` -> ``"0"``), None for None."""
+    return None if device is None else parse_device(device).first
 
 
 def versions() -> dict[str, str]:

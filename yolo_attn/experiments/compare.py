@@ -10,6 +10,7 @@ from its ``last.pt``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,85 @@ from yolo_attn.experiments.cell import pending_cells
 from yolo_attn.experiments.claims import is_free, report_lock
 from yolo_attn.experiments.costs import LATENCY_THREADS, measure_costs, measure_runtime
 from yolo_attn.experiments.executors import device_slots, run_parallel, run_sequential
-from yolo_attn.experiments.files import FAILED, default_out, load_records, load_runs
+from yolo_attn.experiments.files import FAILED, CellRecord, default_out, load_records, load_runs
 from yolo_attn.experiments.plan import Plan, load_plan, make_plan, save_plan
 from yolo_attn.experiments.report import write_report
 
 PREFIX = colorstr("compare: ")
 EXECUTORS = ("sequential", "parallel", "local", "slurm")
 
-__all__ = ("EXECUTORS", "compare", "failed_cells", "load_runs", "refresh_report")
+__all__ = ("EXECUTORS", "CompareSettings", "compare", "failed_cells", "load_runs", "refresh_report", "run_comparison")
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """Every setting of one ``compare`` call (see `compare` for what each does).
+
+    The first group is the plan (`make_plan`: what every cell shares, guarded on resume), the second where and how
+    the cells run and the report is measured.
+
+    Attributes:
+        data (str | Path): Data set (data YAML, or an ImageFolder root for classify).
+        models (Sequence[str | Path]): Model YAMLs or weights; the first is the baseline.
+        seeds (Sequence[int]): Training seeds.
+        epochs (int): Training epochs of every run.
+        imgsz (int | None): Image size; None: the task's default.
+        batch (int): Batch size.
+        train_overrides (dict[str, Any]): More Ultralytics train settings, identical for every run.
+        backend (str): COCO evaluation backend (detection).
+        pretrained (str | Path | None): Source weights of every model, or None.
+        task (str): Ultralytics task of every model.
+        device (str | int | None): Ultralytics device.
+        latency_runs (int): Timed batch-1 passes per model at report time (0 skips latency).
+        out (str | Path | None): Comparison folder; None makes a new ``runs/compare/exp*``.
+        executor (str): One of ``EXECUTORS``.
+        per_device (int): Cells at once per device (``"parallel"``, ``"local"``).
+        slurm (dict[str, Any]): ``SlurmExecutor`` parameters.
+        array_parallelism (int | None): Most Slurm array tasks at once.
+        runtime (str | None): Deployment runtime also timed in the report, or None.
+        wait (bool): Wait for cells another runner holds.
+    """
+
+    data: str | Path
+    models: Sequence[str | Path]
+    seeds: Sequence[int]
+    epochs: int
+    imgsz: int | None = None
+    batch: int = 16
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    backend: str = "pycocotools"
+    pretrained: str | Path | None = None
+    task: str = "detect"
+    device: str | int | None = None
+    latency_runs: int = 50
+    out: str | Path | None = None
+    executor: str = "sequential"
+    per_device: int = 1
+    slurm: dict[str, Any] = field(default_factory=dict)
+    array_parallelism: int | None = None
+    runtime: str | None = None
+    wait: bool = True
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+
+    def plan(self) -> Plan:
+        """Return the validated plan of these settings (`make_plan`)."""
+        return make_plan(
+            data=self.data,
+            models=self.models,
+            seeds=self.seeds,
+            epochs=self.epochs,
+            imgsz=self.imgsz,
+            batch=self.batch,
+            device=self.device,
+            train_overrides=dict(self.train_overrides),
+            backend=self.backend,
+            latency_runs=self.latency_runs,
+            pretrained=self.pretrained,
+            task=self.task,
+        )
 
 
 def compare(
@@ -52,9 +124,14 @@ def compare(
 ) -> Path:
     """Train every model with every seed under identical settings, evaluate each, and report.
 
+    The arguments become one `CompareSettings` run by `run_comparison` (use those two directly to build settings
+    once and run them again, e.g. with more seeds).
+
     Detection (``task="detect"``) is evaluated with COCO mAP; classification (``task="classify"``) with top-1 / top-5
     from Ultralytics' classification validator (``evaluate_classifier``), and its report adds ``accuracy.png``, the
-    val top-1 curve of every run.
+    val top-1 curve of every run; ``"segment"``, ``"pose"`` and ``"obb"`` with Ultralytics' own validator of the task
+    (mask + box, pose + box, rotated-box mAP50-95 and mAP50). What each task evaluates and reports is its entry of
+    `yolo_attn.experiments.tasks.TASKS`.
 
     Each cell is ``YOLO(model).train(data, epochs, imgsz, batch, seed=s, deterministic=True, device, plots=False,
     pretrained, **train_overrides)`` followed by ``evaluate(best.pt, data, imgsz, batch, device, backend)`` (see
@@ -99,7 +176,8 @@ def compare(
         array_parallelism (int | None): Most Slurm array tasks at once.
         runtime (str | None): Also time the models in this deployment runtime (``"torch"`` or ``"onnxruntime"``,
             CPU, paired shuffled rounds as ``yolo-attn profile --runtime``), in a second table of the report.
-        task (str): ``"detect"`` or ``"classify"``; every model must be of that task.
+        task (str): ``"detect"``, ``"classify"``, ``"segment"``, ``"pose"`` or ``"obb"``; every model must be of that
+            task (the CLI takes it from the first model and refuses a grid that mixes tasks).
         wait (bool): Cells that another run of the same folder holds (see ``yolo_attn.experiments.claims``) are
             never touched. True waits for them to finish there, and runs one here if its runner dies; False leaves
             them and reports what has finished. A Slurm submission skips them, and the cells whose array tasks are
@@ -109,12 +187,43 @@ def compare(
         (Path): The comparison folder, holding ``plan.json``, ``runs/*.json`` and (unless Slurm jobs are still
             pending) ``compare.csv``, ``compare.md``, ``compare.png`` (and ``accuracy.png`` for classify).
     """
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    plan = make_plan(
-        data, models, seeds, epochs, imgsz, batch, device, train_overrides, backend, latency_runs, pretrained, task
+    return run_comparison(
+        CompareSettings(
+            data=data,
+            models=models,
+            seeds=seeds,
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            train_overrides=dict(train_overrides or {}),
+            backend=backend,
+            pretrained=pretrained,
+            task=task,
+            device=device,
+            latency_runs=latency_runs,
+            out=out,
+            executor=executor,
+            per_device=per_device,
+            slurm=dict(slurm or {}),
+            array_parallelism=array_parallelism,
+            runtime=runtime,
+            wait=wait,
+        )
     )
-    out = (default_out() if out is None else Path(out)).resolve()
+
+
+def run_comparison(settings: CompareSettings) -> Path:
+    """Run the comparison ``settings`` describe: plan, pending cells by the executor, costs, report (see `compare`).
+
+    Args:
+        settings (CompareSettings): The comparison.
+
+    Returns:
+        (Path): The comparison folder.
+    """
+    plan = settings.plan()
+    executor, device, per_device, wait = settings.executor, settings.device, settings.per_device, settings.wait
+    out = (default_out() if settings.out is None else Path(settings.out)).resolve()
     save_plan(out, plan)
     cells = pending_cells(plan, out)
     LOGGER.info(
@@ -122,7 +231,7 @@ def compare(
         f"finished before, {len(cells)} to run ({executor}). Resume with out={out}"
     )
 
-    def partial_report(record: dict[str, Any]) -> None:  # a table to look at while cells run; never stops them
+    def partial_report(record: CellRecord) -> None:  # a table to look at while cells run; never stops them
         try:
             finish(out, plan, measure_latency=False)
         except Exception as error:
@@ -145,7 +254,9 @@ def compare(
                 LOGGER.info(f"{PREFIX}not resubmitted, queued or running already: {', '.join(elsewhere)}")
             cells = [cell for cell in cells if cell.key not in elsewhere]
             if cells:
-                jobs = submitit_executor.submit_slurm(plan, cells, out, slurm or {}, array_parallelism, plan.device)
+                jobs = submitit_executor.submit_slurm(
+                    plan, cells, out, dict(settings.slurm), settings.array_parallelism, plan.device
+                )
                 print(submitit_executor.watch_hint(jobs, out), flush=True)
             if cells or elsewhere:
                 return out
@@ -153,7 +264,7 @@ def compare(
     if failed:
         LOGGER.warning(f"{PREFIX}{len(failed)} cell(s) failed: {', '.join(failed)}; rerun the command to redo them")
     if len(failed) < len(plan.cells):
-        LOGGER.info(f"{PREFIX}report written: {finish(out, plan, runtime=runtime)}")
+        LOGGER.info(f"{PREFIX}report written: {finish(out, plan, runtime=settings.runtime)}")
     return out
 
 

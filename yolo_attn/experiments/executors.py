@@ -1,4 +1,8 @@
-"""Executors decide only where cells run; every one runs the same ``run_cell``.
+"""Executors decide only where cells run; every one runs the same ``run_cell`` through the same slot loop.
+
+``run_slots(cells, out, slots, launch)`` is the one loop: it takes the next pending cell that no other runner holds,
+starts it in a free slot with the executor's launcher (a `Launcher`, returning a `Launched` cell: ``finished()``,
+``result()``, ``stop()``), collects the records and calls ``on_done``. The executors are launchers:
 
 - ``run_sequential``: one cell after another in this process (each cell may itself be one Ultralytics DDP job over
   several GPUs when the device is a list).
@@ -17,20 +21,31 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+from yolo_attn.devices import parse_device
 from yolo_attn.experiments.cell import ELSEWHERE_EXIT, run_cell
 from yolo_attn.experiments.claims import CellQueue, is_free
-from yolo_attn.experiments.files import DONE, ELSEWHERE, log_path, read_json, run_key, run_path, train_dir
+from yolo_attn.experiments.files import (
+    DONE,
+    ELSEWHERE,
+    CellRecord,
+    log_path,
+    read_json,
+    run_key,
+    run_path,
+    train_dir,
+)
 from yolo_attn.experiments.plan import Cell, Plan
+from yolo_attn.experiments.tasks import get_task
 
-OnDone = Callable[[dict[str, Any]], None]
+OnDone = Callable[[CellRecord], None]
 
 
 def run_sequential(
     plan: Plan, cells: Sequence[Cell], out: Path, on_done: OnDone | None = None, wait: bool = True
-) -> list[dict]:
-    """Run ``cells`` one after another in this process, on the plan's device.
+) -> list[CellRecord]:
+    """Run ``cells`` one after another in this process, on the plan's device (`run_slots` with one in-process slot).
 
     Cells that another runner holds are left to it; with ``wait`` they are looked at again every few seconds until
     they finish there (their record is returned) or their claim is freed (then they run here).
@@ -43,27 +58,130 @@ def run_sequential(
         wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
 
     Returns:
-        (list[dict]): The records, in the order the cells ended.
+        (list[CellRecord]): The records, in the order the cells ended.
     """
     from ultralytics.utils import LOGGER
 
-    records = []
-    queue = CellQueue(cells, out, wait)
-    while queue:
-        cell, record = queue.next()
-        if cell is None and record is None:
-            time.sleep(queue.wait_s())
-            continue
-        if cell is not None:
-            LOGGER.info(f"compare: {cell.key}: training {plan.settings['epochs']} epochs")
-            record = run_cell(plan, cell, out)
-            if record["status"] == ELSEWHERE:
-                queue.held_elsewhere(cell)
-                continue
-        LOGGER.info(f"compare: {_key(record)}: {_outcome(record)}")
+    def launch(cell: Cell, slot: Slot) -> Launched:
+        LOGGER.info(f"compare: {cell.key}: training {plan.settings['epochs']} epochs")
+        return _Done(cell, slot, run_cell(plan, cell, out))
+
+    slot = Slot("" if plan.device is None else str(plan.device), label_text="")
+    return run_slots(cells, out, [slot], launch, on_done=on_done, wait=wait, say=LOGGER.info)
+
+
+class Launched(Protocol):
+    """A cell started in a slot by an executor's launcher: what `run_slots` needs to know of it."""
+
+    cell: Cell
+    slot: Slot
+
+    def finished(self) -> bool:
+        """Return True once the cell has ended (its record, if any, is written)."""
+        ...
+
+    def result(self) -> CellRecord | None:
+        """Return the ended cell's record, or None when it found its cell claimed by another runner."""
+        ...
+
+    def stop(self) -> None:
+        """Stop the cell (this runner is interrupted); a rerun resumes it."""
+        ...
+
+
+Launcher = Callable[["Cell", "Slot"], Launched]  # starts one cell in one free slot
+
+
+@dataclass
+class _Done:
+    """A cell run to its end in this process (``run_sequential``)."""
+
+    cell: Cell
+    slot: Slot
+    record: CellRecord
+
+    def finished(self) -> bool:
+        return True
+
+    def result(self) -> CellRecord | None:
+        return None if self.record["status"] == ELSEWHERE else self.record
+
+    def stop(self) -> None:
+        pass
+
+
+def run_slots(
+    cells: Sequence[Cell],
+    out: Path,
+    slots: Sequence[Slot],
+    launch: Launcher,
+    on_done: OnDone | None = None,
+    poll_s: float = 1.0,
+    wait: bool = True,
+    say: Callable[[str], None] | None = None,
+    show: Callable[[Sequence[Launched]], None] | None = None,
+) -> list[CellRecord]:
+    """The slot loop every executor runs: one cell per free slot at a time, until every cell has a record.
+
+    Cells that another runner holds (``yolo_attn.experiments.claims``) are not started: with ``wait`` they are looked
+    at again until they finish there (their record is taken) or their claim is freed (then they run here). A cell
+    that ends claimed elsewhere goes back to the queue. When the loop is interrupted, the running cells are stopped.
+
+    Args:
+        cells (Sequence[Cell]): Cells to run.
+        out (Path): Comparison folder.
+        slots (Sequence[Slot]): Where cells may run, one at a time each.
+        launch (Launcher): Starts a cell in a slot (in this process, a child process, a submitit job).
+        on_done (OnDone | None): Called in this process with each cell's record when it ends.
+        poll_s (float): Seconds between looks at the running cells.
+        wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
+        say (Callable[[str], None] | None): Where the line of each ended cell goes (None: nowhere).
+        show (Callable[[Sequence[Launched]], None] | None): Called with the running cells after every look.
+
+    Returns:
+        (list[CellRecord]): The records of the cells, in the order they ended.
+    """
+    queue, free = CellQueue(cells, out, wait), list(slots)
+    running: list[Launched] = []
+    records: list[CellRecord] = []
+
+    def settle(record: CellRecord, where: str) -> None:
         records.append(record)
+        if say is not None:
+            say(f"compare: {_key(record)}{where}: {_outcome(record)}")
         if on_done is not None:
             on_done(record)
+
+    try:
+        while queue or running:
+            while queue and free:
+                cell, record = queue.next()
+                if record is not None:
+                    settle(record, " (elsewhere)")
+                elif cell is None:
+                    break
+                elif not is_free(out, cell.key):  # a launched cell would find it claimed: don't start one
+                    queue.held_elsewhere(cell)
+                else:
+                    running.append(launch(cell, free.pop(0)))
+            for job in [j for j in running if j.finished()]:
+                running.remove(job)
+                free.append(job.slot)
+                record = job.result()
+                if record is None:  # claimed by another runner just before the cell started
+                    queue.held_elsewhere(job.cell)
+                else:
+                    settle(record, f" ({job.slot.label})" if job.slot.label else "")
+            if show is not None:
+                show(running)
+            if running:
+                time.sleep(poll_s)
+            elif queue:
+                time.sleep(queue.wait_s())
+    except BaseException:
+        for job in running:  # the cells this call started; their JSON is not written, a rerun resumes them
+            job.stop()
+        raise
     return records
 
 
@@ -78,10 +196,13 @@ class Slot:
 
     device: str
     visible: str | None = None
+    label_text: str | None = None
 
     @property
     def label(self) -> str:
-        """Short name for progress lines, e.g. ``GPU 3`` or ``cpu``."""
+        """Short name for progress lines, e.g. ``GPU 3`` or ``cpu`` ("" for this process's own slot)."""
+        if self.label_text is not None:
+            return self.label_text
         return f"GPU {self.visible}" if self.visible is not None else self.device
 
 
@@ -103,18 +224,17 @@ def device_slots(device: str | int | None, per_device: int = 1) -> list[Slot]:
 
     if per_device < 1:
         raise ValueError(f"--per-device must be at least 1, got {per_device}")
-    text = "" if device is None else str(device).replace("[", "").replace("]", "").replace(" ", "").lower()
-    text = text.removeprefix("cuda:")
-    if text in {"cpu", "mps"}:
-        return [Slot(text) for _ in range(per_device)]
+    spec = parse_device(device)
+    if spec.kind in {"cpu", "mps"}:
+        return [Slot(spec.kind) for _ in range(per_device)]
     count = torch.cuda.device_count()
-    if text in {"", "cuda"}:
+    if not spec.indices:  # automatic, or a bare "cuda": every GPU of the machine
         if count == 0:
             return [Slot("cpu") for _ in range(per_device)]
         gpus = [str(i) for i in range(count)]
     else:
-        gpus = text.split(",")
-        bad = [g for g in gpus if not g.isdigit() or int(g) >= count]
+        gpus = list(spec.indices)
+        bad = [g for g in gpus if int(g) >= count]
         if bad or len(set(gpus)) != len(gpus):
             raise ValueError(
                 f"--parallel --device {device}: expected distinct GPU indices below {count} (this machine has {count} "
@@ -145,11 +265,30 @@ def child_env(slot: Slot) -> dict[str, str]:
 
 @dataclass
 class _Running:
+    """A cell running in a child process (``run_parallel``)."""
+
     cell: Cell
     slot: Slot
     process: subprocess.Popen
     log: IO[str]
     started: float
+    out: Path
+
+    def finished(self) -> bool:
+        if self.process.poll() is None:
+            return False
+        self.log.close()
+        return True
+
+    def result(self) -> CellRecord | None:
+        if self.process.returncode == ELSEWHERE_EXIT:  # claimed by another runner just before the child
+            return None
+        return _record_of(self, self.out)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+        self.log.close()
 
 
 def run_parallel(
@@ -161,10 +300,11 @@ def run_parallel(
     poll_s: float = 1.0,
     stream: IO[str] | None = None,
     wait: bool = True,
-) -> list[dict]:
+) -> list[CellRecord]:
     """Run ``cells`` side by side, one per slot at a time, each in its own process with its own log file.
 
-    Cells held by another runner are handled as in ``run_sequential``.
+    `run_slots` with a launcher that starts ``python -m yolo_attn.experiments.cell`` pinned to the slot's GPU; cells
+    held by another runner are handled as in ``run_sequential``.
 
     Args:
         plan (Plan): The comparison (already saved in ``out/plan.json``, which the child processes read).
@@ -178,53 +318,24 @@ def run_parallel(
         wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
 
     Returns:
-        (list[dict]): The records of the cells, in the order they ended.
+        (list[CellRecord]): The records of the cells, in the order they ended.
     """
     stream = stream or sys.stdout
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    queue, free = CellQueue(cells, out, wait), list(slots)
-    running: list[_Running] = []
-    records: list[dict] = []
     progress = _Progress(stream, plan.settings["epochs"], out)
     progress.say(f"compare: {len(cells)} cells on {len(slots)} slot(s): {', '.join(s.label for s in slots)}")
-
-    def settle(record: dict[str, Any], where: str = "") -> None:
-        records.append(record)
-        progress.say(f"compare: {_key(record)}{where}: {_outcome(record)}")
-        if on_done is not None:
-            on_done(record)
-
-    try:
-        while queue or running:
-            while queue and free:
-                cell, record = queue.next()
-                if record is not None:
-                    settle(record, " (elsewhere)")
-                elif cell is None:
-                    break
-                elif not is_free(out, cell.key):  # a child would find it claimed: don't start one
-                    queue.held_elsewhere(cell)
-                else:
-                    running.append(_start(cell, free.pop(0), out))
-            for job in [j for j in running if j.process.poll() is not None]:
-                running.remove(job)
-                job.log.close()
-                free.append(job.slot)
-                if job.process.returncode == ELSEWHERE_EXIT:  # claimed by another runner just before the child
-                    queue.held_elsewhere(job.cell)
-                else:
-                    settle(_record_of(job, out), f" ({job.slot.label})")
-            progress.show(running)
-            if running or queue:
-                time.sleep(poll_s)
-    except BaseException:
-        for job in running:  # the cells this call started; their JSON is not written, a rerun resumes them
-            job.process.terminate()
-        for job in running:
-            job.process.wait()
-            job.log.close()
-        raise
+    records = run_slots(
+        cells,
+        out,
+        slots,
+        lambda cell, slot: _start(cell, slot, out),
+        on_done=on_done,
+        poll_s=poll_s,
+        wait=wait,
+        say=progress.say,
+        show=progress.show,
+    )
     progress.clear()
     return records
 
@@ -236,10 +347,10 @@ def _start(cell: Cell, slot: Slot, out: Path) -> _Running:
     log.write(f"$ {'CUDA_VISIBLE_DEVICES=' + slot.visible + ' ' if slot.visible else ''}{' '.join(command)}\n")
     log.flush()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(slot))
-    return _Running(cell, slot, process, log, time.time())
+    return _Running(cell, slot, process, log, time.time(), out)
 
 
-def _record_of(job: _Running, out: Path) -> dict[str, Any]:
+def _record_of(job: _Running, out: Path) -> CellRecord:
     """Return the record the child wrote; a child that died before writing one gets a failed record (not saved)."""
     path = run_path(out, job.cell.key)
     record = read_json(path) if path.exists() else {}
@@ -259,9 +370,13 @@ def _key(record: dict[str, Any]) -> str:
 
 def _outcome(record: dict[str, Any]) -> str:
     if record.get("status", DONE) == DONE:
-        ap = (record.get("metrics") or {}).get("coco", {}).get("AP")
+        label, value = get_task((record.get("settings") or {}).get("task")).headline(record.get("metrics"))
         resumed = f", resumed at epoch {record['resumed_at_epoch']}" if record.get("resumed_at_epoch") else ""
-        return f"done in {record.get('duration_s', 0):.0f} s, mAP50-95 {ap:.4f}{resumed}" if ap is not None else "done"
+        return (
+            f"done in {record.get('duration_s', 0):.0f} s, {label} {value:.4f}{resumed}"
+            if value is not None
+            else "done"
+        )
     return f"FAILED: {record.get('error')}"
 
 

@@ -26,12 +26,49 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 DEFAULT_ROOT = Path("runs") / "compare"
 PLAN = "plan.json"
 DONE, FAILED = "done", "failed"
 ELSEWHERE = "elsewhere"  # a cell another runner holds: a record returned, never written
+
+
+class CellRecord(TypedDict, total=False):
+    """The record of one cell, ``runs/<key>.json`` (see `yolo_attn.experiments.cell.run_cell`).
+
+    Every record has ``stem``, ``seed`` and ``status`` (``DONE``, ``FAILED`` or ``ELSEWHERE``, the last never
+    written). A done record adds ``metrics`` (the task's evaluator result), ``weights``, ``train_dir``,
+    ``resumed_at_epoch``, ``restarted``, ``transfer`` and ``engagement``; a failed one ``error`` and ``traceback``;
+    one held elsewhere ``owner`` and ``error``. Written records also carry where and how the cell ran.
+    """
+
+    model: str
+    stem: str
+    seed: int
+    status: str
+    settings: dict[str, Any]
+    device: str | None
+    cuda_visible_devices: str | None
+    pretrained: str | None
+    pid: int
+    host: str
+    started: float
+    ended: float
+    duration_s: float
+    finished_at: str
+    versions: dict[str, str]
+    metrics: dict[str, Any]
+    weights: str
+    train_dir: str
+    resumed_at_epoch: int | None
+    restarted: str | None
+    transfer: dict[str, Any] | None
+    engagement: dict[str, Any] | None
+    error: str
+    traceback: str
+    owner: dict[str, Any] | None
+    claim_lost: str
 
 
 def default_out(root: Path = DEFAULT_ROOT) -> Path:

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from yolo_attn.experiments.files import PLAN, load_records, read_json, run_key, run_path, write_json_atomic
+from yolo_attn.experiments.tasks import TASKS, get_task
 from yolo_attn.protocol import LEGACY, split_protocol
+
+__all__ = ("TASKS", "Cell", "Plan", "check_settings", "load_plan", "make_plan", "save_plan")
 
 # Settings compare() owns: they are either its own arguments or must differ per run.
 ARGUMENT_KEYS = {"data", "epochs", "imgsz", "batch", "device", "pretrained"}
 RESERVED_KEYS = {"seed", "project", "name", "exist_ok", "model", "mode", "resume", "task"}
-TASKS = ("detect", "classify")  # Ultralytics tasks a comparison can run (see yolo_attn.experiments.report.TASKS)
-DEFAULT_IMGSZ = {"detect": 640, "classify": 224}  # Ultralytics' own defaults, when the caller gives no imgsz
 
 
 @dataclass(frozen=True)
@@ -123,23 +124,21 @@ def make_plan(
     """Validate a comparison's arguments and return its plan (see ``yolo_attn.experiments.compare.compare``).
 
     Returns:
-        (Plan): The plan; paths of files that exist (data, pretrained weights) are made absolute. For ``"classify"``
-            the data must be an ImageFolder root or a data YAML naming one (``resolve_cls_data``; the root is kept),
-            and ``backend`` (a COCO setting) is recorded as None.
+        (Plan): The plan; paths of files that exist (data, pretrained weights) are made absolute. The task's
+            description (`yolo_attn.experiments.tasks`) checks the data (classify: an ImageFolder root or a data YAML
+            naming one, the root is kept) and gives the default ``imgsz``; ``backend`` (a COCO setting) is recorded
+            as None for the tasks not evaluated by COCO.
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    if task == "classify":
-        from yolo_attn.evaluation.classify_eval import resolve_cls_data
-
-        data, backend = resolve_cls_data(data), None
+    spec = get_task(task)  # what the task defaults to and how its data argument is checked
+    data = spec.resolve_data(data)
+    backend = backend if spec.uses_backend else None
     protocol, train_overrides = split_protocol(train_overrides or {})  # attn_* keys: how new blocks fine-tune
     if protocol.warmup_epochs >= int(epochs):
         raise ValueError(f"attn_warmup_epochs={protocol.warmup_epochs} leaves none of the {epochs} epochs to train")
     settings = {
         "data": _absolute_if_file(data),
         "epochs": int(epochs),
-        "imgsz": int(DEFAULT_IMGSZ[task] if imgsz is None else imgsz),
+        "imgsz": int(spec.default_imgsz if imgsz is None else imgsz),
         "batch": int(batch),
         "train_overrides": check_overrides(train_overrides or {}, device),
         "backend": backend,

@@ -13,8 +13,8 @@ Needs the optional ``submitit`` package (``pip install "yolo-attn[slurm]"``).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,52 +204,50 @@ def run_local(
     Returns:
         (list[dict]): The records, in the order the jobs ended.
     """
-    from yolo_attn.experiments.claims import CellQueue, is_free
-    from yolo_attn.experiments.files import ELSEWHERE, read_json, run_path
+    from yolo_attn.experiments.executors import run_slots
 
     executor = submitit.LocalExecutor(folder=Path(out) / "slurm" / "%j")
-    queue, free = CellQueue(cells, out, wait), list(slots)
-    running: list[tuple[Cell, Any, submitit.Job]] = []
-    records, submitted = [], []
+    submitted: list[tuple[Cell, submitit.Job]] = []
 
-    def settle(record: dict[str, Any]) -> None:
-        records.append(record)
-        if on_done is not None:
-            on_done(record)
+    def launch(cell: Cell, slot: Any) -> _LocalJob:
+        gpus = {"gpus_per_node": 1, "visible_gpus": (int(slot.visible),)} if slot.visible else {}
+        executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, **gpus)
+        job = executor.submit(CellJob(), str(out), cell.key, slot.device)
+        submitted.append((cell, job))
+        _record_jobs(out, [c for c, _ in submitted], [j for _, j in submitted], "local")
+        return _LocalJob(cell, slot, job, Path(out))
 
-    while queue or running:
-        while queue and free:
-            cell, record = queue.next()
-            if record is not None:
-                settle(record)
-                continue
-            if cell is None:
-                break
-            if not is_free(out, cell.key):
-                queue.held_elsewhere(cell)
-                continue
-            slot = free.pop(0)
-            gpus = {"gpus_per_node": 1, "visible_gpus": (int(slot.visible),)} if slot.visible else {}
-            executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, **gpus)
-            job = executor.submit(CellJob(), str(out), cell.key, slot.device)
-            running.append((cell, slot, job))
-            submitted.append((cell, job))
-            _record_jobs(out, [c for c, _ in submitted], [j for _, j in submitted], "local")
-        for entry in [e for e in running if e[2].done()]:
-            running.remove(entry)
-            cell, slot, job = entry
-            free.append(slot)
-            if job.state == "FINISHED" and job.result() == ELSEWHERE:  # claimed by another runner meanwhile
-                queue.held_elsewhere(cell)
-                continue
-            path = run_path(out, cell.key)
-            record = read_json(path) if path.exists() else {"stem": cell.stem, "seed": cell.seed, "status": "failed"}
-            if job.state != "FINISHED" and not path.exists():
-                record["error"] = f"submitit job {job.job_id} ended {job.state}; see {job.paths.stderr}"
-            settle(record)
-        if running or queue:
-            time.sleep(poll_s)
-    return records
+    return run_slots(cells, out, slots, launch, on_done=on_done, poll_s=poll_s, wait=wait)
+
+
+@dataclass
+class _LocalJob:
+    """A cell running as a submitit local job (``run_local``), as `executors.run_slots` sees it."""
+
+    cell: Cell
+    slot: Any
+    job: submitit.Job
+    out: Path
+
+    def finished(self) -> bool:
+        return self.job.done()
+
+    def result(self) -> dict[str, Any] | None:
+        from yolo_attn.experiments.files import ELSEWHERE, read_json, run_path
+
+        if self.job.state == "FINISHED" and self.job.result() == ELSEWHERE:  # claimed by another runner meanwhile
+            return None
+        path = run_path(self.out, self.cell.key)
+        record = (
+            read_json(path) if path.exists() else {"stem": self.cell.stem, "seed": self.cell.seed, "status": "failed"}
+        )
+        if self.job.state != "FINISHED" and not path.exists():
+            job = self.job
+            record["error"] = f"submitit job {job.job_id} ended {job.state}; see {job.paths.stderr}"
+        return record
+
+    def stop(self) -> None:
+        """Leave the job be: as before, an interrupted ``run_local`` does not cancel its submitit jobs."""
 
 
 def watch_hint(jobs: Sequence[submitit.Job], out: Path) -> str:

@@ -30,6 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ultralytics.utils import LOGGER, TQDM
 from ultralytics.utils.torch_utils import get_flops
 
+from yolo_attn.devices import parse_device
+
 
 def load_model(model_or_cfg: nn.Module | str | Path) -> nn.Module:
     """Return a PyTorch model from a module, a model YAML or a checkpoint.
@@ -76,14 +78,12 @@ def resolve_device(device: str | int | torch.device | None) -> torch.device:
     """
     if isinstance(device, torch.device):
         return device
-    text = "" if device is None else str(device).strip().lower().replace("cuda:", "")
-    if text in {"", "none"}:
+    spec = parse_device(device)  # raises on text that is no device
+    if spec.kind == "auto":
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if text in {"cpu", "mps"}:
-        return torch.device(text)
-    first = text.replace("[", "").replace("]", "").split(",")[0].strip()
-    if not first.isdigit():
-        raise ValueError(f"device={device!r} is not understood: expected 'cpu', 'mps', a CUDA index or a list '0,1'")
+    if spec.kind in {"cpu", "mps"}:
+        return torch.device(spec.kind)
+    first = spec.first
     return torch.device(f"cuda:{first}")
 
 
