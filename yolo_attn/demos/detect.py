@@ -25,7 +25,6 @@ an interrupted pretraining resumes from its ``last.pt``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 DEMO_MODELS = ("yolov8n.yaml", "yolov8n-cbam.yaml", "yolov8n-eca.yaml")  # Ultralytics' baseline, then ours by name
@@ -61,8 +60,8 @@ def run_demo(out: str | Path | None = None) -> Path:
     from ultralytics.utils import LOGGER, colorstr
     from ultralytics.utils.files import increment_path
 
+    from yolo_attn.demos.pretrain import print_report
     from yolo_attn.experiments import compare as compare_module
-    from yolo_attn.experiments.files import load_runs
 
     out = (increment_path(Path("runs") / "demo" / "exp", sep="") if out is None else Path(out)).resolve()
     prefix = colorstr("demo: ")
@@ -87,10 +86,7 @@ def run_demo(out: str | Path | None = None) -> Path:
         latency_runs=LATENCY_RUNS,
         pretrained=weights,
     )
-    summaries = {run["stem"]: run["transfer"]["summary"] for run in load_runs(result) if run.get("transfer")}
-    print("\n" + "\n".join(f"{stem}: {summary}" for stem, summary in sorted(summaries.items())))
-    print(f"\n{(result / 'compare.md').read_text()}")
-    print(f"Table, CSV and plot: {result}/compare.md, compare.csv, compare.png")
+    print_report(result)
     return out
 
 
@@ -123,28 +119,8 @@ def pretrain_baseline(data: Path, folder: Path) -> Path:
     Returns:
         (Path): ``folder / "weights" / "last.pt"``, the weights after the last epoch.
     """
-    from ultralytics import YOLO
+    from yolo_attn.demos.pretrain import pretrain_once
 
-    weights, done = folder / "weights" / "last.pt", folder / "done.json"
-    if done.is_file() and weights.is_file():
-        return weights
-    if weights.is_file():  # an interrupted pretraining continues where it stopped
-        YOLO(str(weights)).train(resume=True)
-    else:
-        YOLO(DEMO_MODELS[0]).train(
-            data=str(data),
-            epochs=PRETRAIN_EPOCHS,
-            imgsz=IMGSZ,
-            batch=BATCH,
-            device="cpu",
-            seed=0,
-            deterministic=True,
-            amp=False,
-            plots=False,
-            project=str(folder.parent),
-            name=folder.name,
-            exist_ok=True,
-            **TRAIN_OVERRIDES,
-        )
-    done.write_text(json.dumps({"weights": str(weights), "epochs": PRETRAIN_EPOCHS}) + "\n")
-    return weights
+    return pretrain_once(
+        DEMO_MODELS[0], data, folder, epochs=PRETRAIN_EPOCHS, imgsz=IMGSZ, batch=BATCH, overrides=TRAIN_OVERRIDES
+    )
