@@ -11,6 +11,7 @@ import copy
 import csv
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,22 +104,35 @@ def test_a_grid_that_mixes_tasks_is_refused(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_task_demo_compares_the_task_models_on_its_synthetic_set(tmp_path, monkeypatch):
+def test_task_demo_pretrains_the_task_baseline_once_then_fine_tunes_every_model_from_it(tmp_path, monkeypatch):
     from yolo_attn.demos import tasks as demo
     from yolo_attn.experiments import compare as compare_module
 
-    seen = {}
+    seen, pretrained = {}, []
+
+    def fake_pretrain(task, data, folder, epochs):
+        pretrained.append((task, Path(data), epochs))
+        (folder / "weights").mkdir(parents=True)
+        (folder / "weights" / "last.pt").write_bytes(b"")
+        return folder / "weights" / "last.pt"
 
     def fake_compare(data, models, seeds, epochs, **kwargs):
-        seen.update(data=data, models=models, seeds=seeds, epochs=epochs, **kwargs)
+        seen.update(data=Path(data), models=models, seeds=seeds, epochs=epochs, **kwargs)
         return kwargs["out"]
 
+    monkeypatch.setattr(demo, "pretrain_baseline", fake_pretrain)
     monkeypatch.setattr(compare_module, "compare", fake_compare)
-    out = demo.run_task_demo("pose", tmp_path / "demo", n_train=2, n_val=1)
+    out = demo.run_task_demo("pose", tmp_path / "demo", n_upstream=3, n_train=2, n_val=1)
+    [(task, upstream, epochs)] = pretrained  # once, on other images than the compared runs train on
+    assert task == "pose" and epochs == demo.PRETRAIN_EPOCHS and upstream != seen["data"]
+    images = {p.read_bytes() for p in (upstream.parent / "images" / "train").iterdir()}
+    assert not images & {p.read_bytes() for p in (seen["data"].parent / "images" / "train").iterdir()}
+    assert seen["pretrained"] == out / "pretrain" / "weights" / "last.pt"
     assert seen["task"] == "pose" and seen["out"] == out / "compare" and seen["seeds"] == list(demo.SEEDS)
     assert seen["models"] == ["yolov8n-pose.yaml", "yolov8n-pose-cbam.yaml", "yolov8n-pose-eca.yaml"]
     assert grid_task(seen["models"]) == "pose"  # every demo model builds, all of the task
-    assert yaml_keys(seen["data"]) >= {"kpt_shape", "flip_idx"} and seen["imgsz"] == demo.IMGSZ
+    assert yaml_keys(seen["data"]) >= {"kpt_shape", "flip_idx"} and yaml_keys(upstream) >= {"kpt_shape"}
+    assert seen["imgsz"] == demo.IMGSZ and seen["device"] == "cpu" and seen["train_overrides"]["workers"] == 0
     with pytest.raises(ValueError, match="task must be one of segment, pose, obb"):
         demo.demo_models("classify")
 
