@@ -92,7 +92,7 @@ def _train_step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Calla
 
 
 def _clone_step(x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
-    """Return a zero-argument forward + backward of ``x.clone()``: the floor a block's training pass is compared with."""
+    """Return a zero-argument forward + backward of ``x.clone()``, the floor of a block's training pass."""
 
     def step() -> None:
         x.grad = None
@@ -263,7 +263,7 @@ def bench_mix(
                 mixed = with_mix(block, mix)
                 if mixed is not None:
                     without, with_ = deployed_block(block), deployed_block(mixed)
-                    variants = {"without": lambda m=without: m(x), "with": lambda m=with_: m(x)}
+                    variants = {"without": _call(without, x), "with": _call(with_, x)}
                     with torch.no_grad():
                         for call in variants.values():
                             for _ in range(3):
@@ -277,6 +277,11 @@ def bench_mix(
     return _with_threads(threads, run)
 
 
+def _call(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Return a zero-argument call of ``module(x)``."""
+    return lambda: module(x)
+
+
 def _by_block(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
     """Group rows by block, then level."""
     grouped: dict[str, dict[str, Mapping[str, Any]]] = {}
@@ -285,10 +290,10 @@ def _by_block(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[
     return grouped
 
 
-def _cells(cells: Mapping[str, Mapping[str, Any]], key: str, fmt: str, levels: Sequence[str] = tuple(YOLOV8N_LEVELS)) -> str:
+def _cells(cells: Mapping[str, Mapping[str, Any]], key: str, fmt: str) -> str:
     """Format one field at every level, ``–`` where the block is not benchmarked (or the field is None)."""
     parts = []
-    for level in levels:
+    for level in YOLOV8N_LEVELS:
         value = cells.get(level, {}).get(key)
         parts.append("–" if value is None else format(value, fmt))
     return " / ".join(parts)
