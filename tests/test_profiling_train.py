@@ -141,3 +141,13 @@ def test_bench_blocks_train_end_to_end(repo, weight_gate, monkeypatch, capsys):
     # saved beyond the input at P3: sigmoid(w) = 64 floats over (2, 64, 8, 8) floats
     assert f"{64 / (2 * 64 * 8 * 8):.2f} / " in train_rows[0].split("|")[5]
     assert "fine-tuned" in tables[2] and "saved for backward" in tables[2]
+
+
+def test_bench_blocks_takes_a_block_without_a_plain_formulation():
+    from yolo_attn.profiling.blocks import bench_blocks, blocks_table
+
+    rows = bench_blocks(["SimAM"], imgsz=64, rounds=2, threads=1)
+    assert [r["level"] for r in rows] == ["P3", "P4", "P5"]
+    assert all("plain" not in r and "ours_vs_plain" not in r and r["ops_plain"] is None for r in rows)
+    line = blocks_table(rows).splitlines()[2]
+    assert line.startswith("| SimAM |") and line.endswith(" / – |")
