@@ -132,7 +132,7 @@ def main() -> None:
 
 def train_tables(args: argparse.Namespace) -> None:
     """Print the training tables that ``--train-parts`` selects."""
-    from yolo_attn.profiling.train_step import bench_train_steps, train_steps_table
+    from yolo_attn.profiling.train_step import bench_train_steps, train_steps_header, train_steps_line
     from yolo_attn.profiling.training import bench_blocks_train, bench_mix, mix_table, train_table
 
     if "blocks" in args.train_parts:
@@ -155,11 +155,19 @@ def train_tables(args: argparse.Namespace) -> None:
 
         names = args.blocks or [s.name for s in blocks.specs()]
         buildable, skipped = yolov8n_variants(names)
-        rows = bench_train_steps(
-            list(buildable), args.step_imgsz, args.step_batch, args.step_rounds, args.threads, mix=args.mix
-        )
         print(f"\nWhole-model training steps (forward, Ultralytics loss, backward, SGD step), {args.threads} threads:")
-        print(train_steps_table(rows), flush=True)
+        print(train_steps_header(args.step_batch, args.step_imgsz, args.step_rounds), flush=True)
+        rows = bench_train_steps(
+            list(buildable),
+            args.step_imgsz,
+            args.step_batch,
+            args.step_rounds,
+            args.threads,
+            mix=args.mix,
+            on_row=lambda row: print(train_steps_line(row), flush=True),
+        )
+        if rows:
+            print(f"\nyolov8n: {rows[0]['baseline_mem'] / 2**20:.0f} MiB saved for backward.")
         for name in skipped:
             print(f"{name}: no yolov8n variant")
 

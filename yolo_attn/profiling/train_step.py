@@ -108,6 +108,7 @@ def bench_train_steps(
     mix: float = FINE_TUNED_MIX,
     seed: int = 0,
     baseline: str = BASELINE,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Time whole-model training steps of each block's yolov8n variant against yolov8n, from scratch and fine-tuned.
 
@@ -120,6 +121,8 @@ def bench_train_steps(
         mix (float): Identity mix of the fine-tuned variant.
         seed (int): Seed of the batch and the shuffling.
         baseline (str): The baseline model.
+        on_row (Callable[[dict[str, Any]], None] | None): Called with each block's row as soon as it is measured
+            (a long run then shows its progress, e.g. with `train_steps_line`).
 
     Returns:
         (list[dict[str, Any]]): One row per block: ``block``, ``scratch`` / ``tuned`` (step time over yolov8n's,
@@ -150,17 +153,16 @@ def bench_train_steps(
                 row[key], row[f"{key}_q1"], row[f"{key}_q3"] = stats["ratio"], stats["q1"], stats["q3"]
             row["baseline_ms"] = ratio_stats(times, "yolov8n", "yolov8n")["ms"]
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
         return rows
 
     return _with_threads(threads, run)
 
 
-def train_steps_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Return a markdown table of `bench_train_steps` rows: step ratios and saved memory, scratch and fine-tuned."""
-    if not rows:
-        return "(no rows)"
-    first = rows[0]
-    where = f"bs{first['batch']}, {first['imgsz']} px, {first['rounds']} rounds"
+def train_steps_header(batch: int, imgsz: int, rounds: int) -> str:
+    """Return the header lines of the `train_steps_table` markdown table."""
+    where = f"bs{batch}, {imgsz} px, {rounds} rounds"
     head = [
         "Block",
         f"train step / yolov8n's, scratch [IQR] ({where})",
@@ -168,18 +170,32 @@ def train_steps_table(rows: Sequence[dict[str, Any]]) -> str:
         "saved for backward / yolov8n's, scratch",
         "fine-tuned",
         "saved (MiB), scratch / fine-tuned",
+        "yolov8n step (ms)",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [
-            r["block"],
-            f"{r['scratch']:.3f} [{r['scratch_q1']:.3f}-{r['scratch_q3']:.3f}]",
-            f"{r['tuned']:.3f} [{r['tuned_q1']:.3f}-{r['tuned_q3']:.3f}]",
-            f"{r['scratch_mem'] / r['baseline_mem']:.3f}",
-            f"{r['tuned_mem'] / r['baseline_mem']:.3f}",
-            f"{r['scratch_mem'] / 2**20:.0f} / {r['tuned_mem'] / 2**20:.0f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    return "| " + " | ".join(head) + " |\n" + "|" + "---|" * len(head)
+
+
+def train_steps_line(r: dict[str, Any]) -> str:
+    """Return the markdown table line of one `bench_train_steps` row (yolov8n's step time and memory at the end)."""
+    cells = [
+        r["block"],
+        f"{r['scratch']:.3f} [{r['scratch_q1']:.3f}-{r['scratch_q3']:.3f}]",
+        f"{r['tuned']:.3f} [{r['tuned_q1']:.3f}-{r['tuned_q3']:.3f}]",
+        f"{r['scratch_mem'] / r['baseline_mem']:.3f}",
+        f"{r['tuned_mem'] / r['baseline_mem']:.3f}",
+        f"{r['scratch_mem'] / 2**20:.0f} / {r['tuned_mem'] / 2**20:.0f}",
+        f"{r['baseline_ms']:.0f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def train_steps_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Return a markdown table of `bench_train_steps` rows: step ratios and saved memory, scratch and fine-tuned."""
+    if not rows:
+        return "(no rows)"
+    first = rows[0]
+    lines = [train_steps_header(first["batch"], first["imgsz"], first["rounds"])]
+    lines += [train_steps_line(r) for r in rows]
     base_mib = first["baseline_mem"] / 2**20
-    lines.append(f"\nyolov8n: {first['baseline_ms']:.0f} ms per step, {base_mib:.0f} MiB saved for backward.")
+    lines.append(f"\nyolov8n: {base_mib:.0f} MiB saved for backward.")
     return "\n".join(lines)
