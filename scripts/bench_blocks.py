@@ -104,6 +104,7 @@ def main() -> None:
             threads=args.threads,
             tuned=not args.no_fine_tuned,
             mix=args.mix,
+            on_runtime=lambda partial: print(block_costs_table(partial) + "\n", flush=True),
         )
         print(block_costs_table(rows, skipped))
     if not (args.no_blocks or args.train or args.cost_table):

@@ -10,7 +10,7 @@ from scratch and fine-tuned (`yolo_attn.profiling.training.fine_tuned`: identity
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
@@ -61,6 +61,7 @@ def block_costs(
     tuned: bool = True,
     mix: float = FINE_TUNED_MIX,
     seed: int = 0,
+    on_runtime: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Measure the cost table: params and GFLOPs added to yolov8n, and latency ratios to it per runtime.
 
@@ -76,6 +77,8 @@ def block_costs(
         tuned (bool): Also time each variant fine-tuned (identity start, mix ``mix``).
         mix (float): Identity mix of the fine-tuned variants.
         seed (int): Seed of the shuffling.
+        on_runtime (Callable[[list[dict[str, Any]]], None] | None): Called with the rows after the static counts and
+            after each runtime (a long run shows what it has measured so far).
 
     Returns:
         rows (list[dict[str, Any]]): One per block: ``block``, ``params_added``, ``gflops_added``, and per runtime
@@ -93,6 +96,9 @@ def block_costs(
     for name, row in rows.items():
         row["params_added"] = static[name]["params"] - static["yolov8n"]["params"]
         row["gflops_added"] = static[name]["gflops"] - static["yolov8n"]["gflops"]
+        row["gflops_torch_added"] = static[name]["gflops_torch"] - static["yolov8n"]["gflops_torch"]
+    if on_runtime is not None:
+        on_runtime(list(rows.values()))
     for runtime in runtimes:
         measured = runtime_costs(
             list(models.values()),
@@ -112,6 +118,8 @@ def block_costs(
                     r = by_name[model]
                     row[key], row[f"{key}_q1"], row[f"{key}_q3"] = r["ratio"], r["ratio_q1"], r["ratio_q3"]
             row[f"{runtime}_baseline_ms"] = base["latency_ms"]
+        if on_runtime is not None:
+            on_runtime(list(rows.values()))
     return list(rows.values()), skipped
 
 
@@ -125,13 +133,15 @@ def _ratio(row: dict[str, Any], key: str) -> str:
 def block_costs_table(rows: Sequence[dict[str, Any]], skipped: dict[str, str] | None = None) -> str:
     """Return the markdown cost table of `block_costs` rows, one row per block, plus a line per skipped block.
 
-    Columns: params added (thousands), GFLOPs added (640 px, fused), and the eager and ONNX Runtime latency ratios to
+    Columns: params added (thousands), GFLOPs added (640 px, fused; Ultralytics' counter and PyTorch's, which miss
+    different operations, see `yolo_attn.profiling.cost`), and the eager and ONNX Runtime latency ratios to
     yolov8n (median of per-round ratios [IQR]), from scratch and fine-tuned.
     """
     head = [
         "Block",
         "params added (k)",
         "GFLOPs added",
+        "GFLOPs added (torch counter)",
         "eager / yolov8n, scratch",
         "eager, fine-tuned",
         "ORT / yolov8n, scratch",
@@ -143,6 +153,7 @@ def block_costs_table(rows: Sequence[dict[str, Any]], skipped: dict[str, str] | 
             row["block"],
             f"{row['params_added'] / 1e3:.1f}",
             f"{row['gflops_added']:.3f}",
+            f"{row['gflops_torch_added']:.3f}" if "gflops_torch_added" in row else "not measured",
             _ratio(row, "torch"),
             _ratio(row, "torch_tuned"),
             _ratio(row, "onnxruntime"),
