@@ -151,3 +151,13 @@ def test_bench_blocks_takes_a_block_without_a_plain_formulation():
     assert all("plain" not in r and "ours_vs_plain" not in r and r["ops_plain"] is None for r in rows)
     line = blocks_table(rows).splitlines()[2]
     assert line.startswith("| SimAM |") and line.endswith(" / – |")
+
+
+def test_cost_table_counts_params_added_and_marks_what_it_did_not_measure():
+    from yolo_attn.profiling.block_costs import block_costs, block_costs_table
+
+    rows, skipped = block_costs(["ECA", "CA_C3k2"], imgsz=64, runtimes=())
+    assert [r["block"] for r in rows] == ["ECA"] and list(skipped) == ["CA_C3k2"]  # no C3k2 row in yolov8n
+    assert rows[0]["params_added"] == 3 + 5 + 5 + 5  # ECA's k at 64 / 128 / 256 / 256 channels (gamma=2, b=1)
+    table = block_costs_table(rows, skipped)
+    assert table.splitlines()[2].count("not measured") == 4 and "CA_C3k2: not measured" in table
