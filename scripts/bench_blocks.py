@@ -10,6 +10,13 @@ whole-model tables: each yolo_attn model twice, as shipped ("new") and with its 
     python scripts/bench_blocks.py --allocator default               # glibc's own trimming (noisier: see --help)
     python scripts/bench_blocks.py --no-blocks --runtime onnxruntime \
         --models yolov8n.yaml model_yamls/yolov8n-cbam.yaml model_yamls/yolov8n-mhsa.yaml
+    python scripts/bench_blocks.py --train                   # training: fwd+bwd / clone, saved bytes, mix price,
+                                                             # whole-model steps; from scratch and fine-tuned
+    python scripts/bench_blocks.py --train --train-parts steps --step-rounds 5   # only the whole-model steps
+    python scripts/bench_blocks.py --cost-table              # README block cost table (params, GFLOPs, eager, ORT)
+
+Every registered block is benchmarked: at its declared ``bench_levels``, else at the levels of its standard sites.
+Fine-tuned means the block after ``start_as_identity()`` with its ``identity_mix`` set to 0.3 (``--mix``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,28 @@ def main() -> None:
         choices=("pinned", "default"),
         help="pinned: glibc keeps freed blocks (see yolo_attn.profiling.allocator); default: glibc's adaptive trimming",
     )
+    train = parser.add_argument_group("training (--train) and cost table (--cost-table)")
+    train.add_argument("--train", action="store_true", help="training tables instead of the inference block table")
+    train.add_argument(
+        "--train-parts",
+        nargs="+",
+        default=["blocks", "mix", "steps"],
+        choices=("blocks", "mix", "steps"),
+        help="blocks: fwd+bwd / clone and saved bytes; mix: eval with mix / without; steps: whole-model train steps",
+    )
+    train.add_argument("--train-rounds", type=int, default=30, help="paired rounds of the block training table")
+    train.add_argument("--train-batch", type=int, default=2, help="batch of the block training table")
+    train.add_argument("--mix-rounds", type=int, default=150, help="paired rounds of the mix table")
+    train.add_argument("--mix-threads", type=int, default=1, help="threads of the mix table")
+    train.add_argument("--mix", type=float, default=0.3, help="identity mix of the fine-tuned blocks")
+    train.add_argument("--step-rounds", type=int, default=10, help="paired rounds per block of the training steps")
+    train.add_argument("--step-imgsz", type=int, default=320)
+    train.add_argument("--step-batch", type=int, default=8)
+    train.add_argument("--cost-table", action="store_true", help="the README's block cost table, every block")
+    train.add_argument(
+        "--cost-runtimes", nargs="*", default=["torch", "onnxruntime"], help="runtimes of the cost table (none: static)"
+    )
+    train.add_argument("--no-fine-tuned", action="store_true", help="cost table: scratch models only")
     args = parser.parse_args()
     if args.allocator == "pinned":
         from yolo_attn.profiling.allocator import pin_glibc_allocator
@@ -62,7 +91,23 @@ def main() -> None:
     for spec in args.profile or []:  # where the time goes, for the blocks that miss their goal
         name, _, level = spec.partition("@")
         print(profiler_table(name, level or "P3", args.imgsz, threads=args.threads))
-    if not args.no_blocks:
+    if args.train:
+        train_tables(args)
+    if args.cost_table:
+        from yolo_attn.profiling.block_costs import block_costs, block_costs_table
+
+        rows, skipped = block_costs(
+            args.blocks,
+            args.imgsz,
+            args.cost_runtimes,
+            rounds=args.model_rounds,
+            threads=args.threads,
+            tuned=not args.no_fine_tuned,
+            mix=args.mix,
+            on_runtime=lambda partial: print(block_costs_table(partial) + "\n", flush=True),
+        )
+        print(block_costs_table(rows, skipped))
+    if not (args.no_blocks or args.train or args.cost_table):
         rows = bench_blocks(args.blocks, args.imgsz, args.rounds, args.threads, compiled=args.compile)
         print(blocks_table(rows))
     if args.models:
@@ -84,6 +129,48 @@ def main() -> None:
             if twin is not row and twin is not None:
                 row.update({key: twin[key] for key in ("params", "gflops", "gflops_torch")})
         print(runtime_table(rows))
+
+
+def train_tables(args: argparse.Namespace) -> None:
+    """Print the training tables that ``--train-parts`` selects."""
+    from yolo_attn.profiling.train_step import bench_train_steps, train_steps_header, train_steps_line
+    from yolo_attn.profiling.training import bench_blocks_train, bench_mix, mix_table, train_table
+
+    if "blocks" in args.train_parts:
+        rows = bench_blocks_train(
+            args.blocks, args.imgsz, args.train_rounds, args.threads, batch=args.train_batch, mix=args.mix
+        )
+        print(
+            f"Training, forward + backward over a clone's, {args.imgsz} px levels, batch {args.train_batch}, "
+            f"{args.train_rounds} rounds, {args.threads} threads; saved activations exclude parameters and the input:"
+        )
+        print(train_table(rows), flush=True)
+    if "mix" in args.train_parts:
+        rows = bench_mix(args.blocks, args.imgsz, args.mix_rounds, args.mix_threads, mix=args.mix)
+        where = f"{args.mix_rounds} rounds, {args.mix_threads} threads"
+        print(f"\nEval, fused, mix {args.mix} / no mix, same weights, {where}:")
+        print(mix_table(rows), flush=True)
+    if "steps" in args.train_parts:
+        from yolo_attn import blocks
+        from yolo_attn.profiling.block_costs import yolov8n_variants
+
+        names = args.blocks or [s.name for s in blocks.specs()]
+        buildable, skipped = yolov8n_variants(names)
+        print(f"\nWhole-model training steps (forward, Ultralytics loss, backward, SGD step), {args.threads} threads:")
+        print(train_steps_header(args.step_batch, args.step_imgsz, args.step_rounds), flush=True)
+        rows = bench_train_steps(
+            list(buildable),
+            args.step_imgsz,
+            args.step_batch,
+            args.step_rounds,
+            args.threads,
+            mix=args.mix,
+            on_row=lambda row: print(train_steps_line(row), flush=True),
+        )
+        if rows:
+            print(f"\nyolov8n: {rows[0]['baseline_mem'] / 2**20:.0f} MiB saved for backward.")
+        for name in skipped:
+            print(f"{name}: no yolov8n variant")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,18 @@ from yolo_attn.profiling.cost import (
     resolve_device,
     torch_gflops,
 )
+from yolo_attn.profiling.saved import SavedTensors, count_saved, saved_by_module
 
 __all__ = (
+    "SavedTensors",
     "cost_table",
     "count_params",
+    "count_saved",
     "load_model",
     "measure_latency",
     "model_cost",
     "print_cost_table",
     "resolve_device",
+    "saved_by_module",
     "torch_gflops",
 )

@@ -22,18 +22,46 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from yolo_attn import blocks as table
 from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling.paired import paired_times, ratio_stats
-from yolo_attn.profiling.plain import Plain
+from yolo_attn.profiling.plain import Plain, has_plain
 
 #: Channels of the P3, P4, P5 outputs of yolov8n, and their strides.
 YOLOV8N_LEVELS: dict[str, tuple[int, int]] = {"P3": (64, 8), "P4": (128, 16), "P5": (256, 32)}
 
 
-def bench_blocks_table() -> dict[str, tuple[Callable[[int], nn.Module], tuple[str, ...]]]:
-    """Blocks of the benchmark, as declared in the block table: name -> (class built from channels, levels).
+def bench_levels_of(spec: table.BlockSpec) -> tuple[str, ...]:
+    """Return the yolov8n levels a block is benchmarked at: its declared ``bench_levels``, else its standard sites.
 
+    A block that declares no ``bench_levels`` is benchmarked where `yolo_attn.sites` puts it in a detection model:
+    the backbone site (P5 in yolov8n) and the neck inputs its placement keeps (all three levels, or the lowest
+    resolutions only, as for global attention). Blocks that extend an Ultralytics block (kind ``"extends"``) replace a
+    C2f rather than take a feature map of one shape: they have no micro-benchmark (their cost is in the model tables).
+
+    Args:
+        spec (BlockSpec): The block's declaration.
+
+    Returns:
+        (tuple[str, ...]): Levels among ``("P3", "P4", "P5")``, in that order; empty for an extends block.
+    """
+    if spec.bench_levels:
+        return tuple(spec.bench_levels)
+    if spec.kind != table.CHANNEL:
+        return ()
+    from yolo_attn.sites import placement_of
+
+    levels = list(YOLOV8N_LEVELS)
+    neck = placement_of(spec).neck
+    kept = set(levels[-neck:] if neck else levels) | {levels[-1]}  # neck inputs, and the backbone's last level
+    return tuple(level for level in levels if level in kept)
+
+
+def bench_blocks_table() -> dict[str, tuple[Callable[[int], nn.Module], tuple[str, ...]]]:
+    """Blocks of the benchmark, every registered channel-preserving block: name -> (class built from channels, levels).
+
+    Levels are the declared ``bench_levels``, else derived from the block's standard sites (`bench_levels_of`);
     MHSA declares P4 and P5 only (its cost grows with (H*W)^2).
     """
-    return {s.name: (s.cls, s.bench_levels) for s in table.specs() if s.bench_levels}
+    found = {s.name: (s.cls, bench_levels_of(s)) for s in table.specs()}
+    return {name: entry for name, entry in found.items() if entry[1]}
 
 
 #: aten operations that compute nothing: allocations, and reshapes or splits that only return views.
@@ -122,9 +150,11 @@ def bench_blocks(
                 torch.manual_seed(seed)
                 block = randomize_(make(channels), generator)
                 x = torch.randn(1, channels, imgsz // stride, imgsz // stride, generator=generator)
-                ours, plain = deployed_block(block), Plain(copy.deepcopy(block).eval())
+                ours = deployed_block(block)
+                plain = Plain(copy.deepcopy(block).eval()) if has_plain(type(block)) else None
                 variants: dict[str, Callable[[], Any]] = {"clone": x.clone, "ours": _bound(ours, x)}
-                variants["plain"] = _bound(plain, x)
+                if plain is not None:
+                    variants["plain"] = _bound(plain, x)
                 if compiled:
                     variants["compiled"] = _bound(torch.compile(ours, dynamic=False), x)
                 with torch.no_grad():
@@ -140,13 +170,15 @@ def bench_blocks(
                         stats = ratio_stats(times, variant, "clone")
                         row[variant] = stats["ratio"]
                         row[f"{variant}_q1"], row[f"{variant}_q3"] = stats["q1"], stats["q3"]
-                versus = ratio_stats(times, "ours", "plain")
-                row["ours_vs_plain"], row["ours_vs_plain_q1"], row["ours_vs_plain_q3"] = (
-                    versus["ratio"],
-                    versus["q1"],
-                    versus["q3"],
-                )
-                row["ops"], row["ops_plain"] = len(dispatched_ops(ours, x)), len(dispatched_ops(plain, x))
+                if plain is not None:
+                    versus = ratio_stats(times, "ours", "plain")
+                    row["ours_vs_plain"], row["ours_vs_plain_q1"], row["ours_vs_plain_q3"] = (
+                        versus["ratio"],
+                        versus["q1"],
+                        versus["q3"],
+                    )
+                row["ops"] = len(dispatched_ops(ours, x))
+                row["ops_plain"] = len(dispatched_ops(plain, x)) if plain is not None else None
                 row["clone_us"] = ratio_stats(times, "clone", "clone")["ms"] * 1e3
                 rows.append(row)
     finally:
@@ -220,13 +252,15 @@ def blocks_table(rows: Sequence[Mapping[str, Any]]) -> str:
             " / ".join(f"{cells[lv]['ours'] * cells[lv]['clone_us']:.0f}" if lv in cells else "–" for lv in levels)
         )
         line.append(" / ".join(_ratio_cell(cells[lv]) if lv in cells else "–" for lv in levels))
-        line.append(f"{first['ops']} / {first['ops_plain']}")
+        line.append(f"{first['ops']} / {'–' if first['ops_plain'] is None else first['ops_plain']}")
         lines.append("| " + " | ".join(line) + " |")
     return "\n".join(lines)
 
 
 def _ratio_cell(row: Mapping[str, Any]) -> str:
-    """Format ours / plain of one row as ``median [q1-q3]``."""
+    """Format ours / plain of one row as ``median [q1-q3]`` (``–`` for a block without a plain formulation)."""
+    if "ours_vs_plain" not in row:
+        return "–"
     return f"{row['ours_vs_plain']:.2f} [{row['ours_vs_plain_q1']:.2f}-{row['ours_vs_plain_q3']:.2f}]"
 
 

@@ -111,6 +111,7 @@ def runtime_costs(
     threads: int | None = 2,
     seed: int = 0,
     names: Sequence[str] | None = None,
+    static: bool = True,
 ) -> list[dict[str, Any]]:
     """Measure params, GFLOPs and batch-1 CPU latency of models, each against the first, in paired shuffled rounds.
 
@@ -124,6 +125,8 @@ def runtime_costs(
             afterwards; None keeps the current setting.
         seed (int): Seed of the shuffling.
         names (Sequence[str] | None): Display names, one per model; None takes file stems (class names for modules).
+        static (bool): Also count params and GFLOPs (``static_cost``); False leaves them out of the rows, for a caller
+            that counts them once for several runtimes.
 
     Returns:
         (list[dict[str, Any]]): One dict per model, in order: ``model`` (name), ``params``, ``gflops``,
@@ -148,7 +151,7 @@ def runtime_costs(
         rows, runners = [], {}
         for name, model in zip(names, models, strict=True):
             model = load_model(model)  # built once for both the static cost and the fused copy
-            rows.append({"model": name, **static_cost(model, imgsz)})
+            rows.append({"model": name, "imgsz": imgsz, **(static_cost(model, imgsz) if static else {})})
             fused = deployed_model(model, "cpu")
             if runtime == "torch":
                 runners[name] = torch_runner(fused, imgsz)
