@@ -96,8 +96,12 @@ class GAM(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        x1 = x * self.channel_gate(x)
-        return self.blend(x, x1 * self.spatial_attention(x1).sigmoid())
+        mc = self.channel_gate(x)
+        x1 = x * mc  # kept by the spatial gate's first convolution in training, as its input
+        ms = self.spatial_attention(x1).sigmoid()
+        if getattr(self, "identity_mix", None) is None:  # getattr: blocks unpickled from checkpoints older than the mix
+            return self.gated(x1, ms)
+        return self.gated(x, mc, ms)  # the mix blended on the gate Mc * Ms (the gate of x)
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the spatial gate ``Ms`` averaged over channels (B, H, W), and what it is."""
