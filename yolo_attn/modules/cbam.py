@@ -295,9 +295,15 @@ class CBAM(AttentionBlock):
         if getattr(ca, "identity_mix", None) is not None or getattr(sa, "identity_mix", None) is not None:
             return self.blend(x, sa(ca(x)))  # gates with mixes of their own (started as the identity one by one)
         channel = ca.gate(x)
-        # the spatial gate pools the channel-gated map x * channel; in training the product is recomputed in backward
-        spatial = sa.gate_of_pooled(gating.product_into(sa.pooled, x, channel))
-        return self.gated(x, channel, spatial)
+        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        if gating.lean_applies([x, channel, mix]):
+            # training: the spatial gate pools the channel-gated map x * channel without keeping it (recomputed in
+            # backward), and the output keeps x and the two gates only
+            spatial = sa.gate_of_pooled(gating.product_into(sa.pooled, x, channel))
+            return self.gated(x, channel, spatial)
+        refined = x * channel
+        spatial = sa.gate_of_pooled(sa.pooled(refined))
+        return refined * spatial if mix is None else self.gated(x, channel, spatial)
 
     def fuse(self) -> CBAM:
         """Prepare both gates for inference (see `ChannelAttention.fuse` and `SpatialAttention.fuse`). Idempotent.

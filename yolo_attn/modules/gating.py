@@ -53,8 +53,16 @@ def _exporting() -> bool:
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
 
 
-def _lean_applies(tensors: Sequence[torch.Tensor | None]) -> bool:
-    """Whether the lean autograd path is taken: a gradient is recorded for one of ``tensors``, outside export."""
+def lean_applies(tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether the lean autograd path is taken: a gradient is recorded for one of ``tensors``, outside export.
+
+    Args:
+        tensors (Sequence[torch.Tensor | None]): The inputs of a gate (None entries are skipped).
+
+    Returns:
+        (bool): True in training (grad mode, a tensor that requires grad), unless `plain_autograd` is active or the
+            forward is traced, scripted or exported.
+    """
     if not _lean or not torch.is_grad_enabled() or _exporting():
         return False
     return any(t is not None and t.requires_grad for t in tensors)
@@ -126,7 +134,7 @@ def gate(x: torch.Tensor, *factors: Factor, mix: torch.Tensor | None = None) -> 
     """
     if not _tensors(factors):
         raise ValueError("gate needs at least one tensor factor")
-    if _lean_applies([x, mix, *_tensors(factors)]):
+    if lean_applies([x, mix, *_tensors(factors)]):
         return LeanGate.apply(x, mix, *factors)
     return plain_gate(x, factors, mix)
 
@@ -223,6 +231,6 @@ def product_into(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *f
     def run(x: torch.Tensor, *factors: torch.Tensor) -> torch.Tensor:
         return fn(plain_gate(x, factors))
 
-    if _lean_applies([x, *factors]):
+    if lean_applies([x, *factors]):
         return checkpoint(run, x, *factors, use_reentrant=False, preserve_rng_state=False)
     return run(x, *factors)
