@@ -135,26 +135,27 @@ COMPILED = (
 
 @pytest.mark.slow
 def test_blend_on_the_gate_compiles():
-    # one compiled graph (aot_eager: the traced forward and backward, without an inductor build), eval and training
-    plain = [randomize_(BLOCKS[n]()).eval() for n in COMPILED]
-    mixed = [with_mix(b, 0.3) for b in plain]
-    model = Parallel(mixed)
-    compiled = torch.compile(model, backend="aot_eager")
-    with torch.no_grad():
-        for name, got, block in zip(COMPILED, compiled(X), plain, strict=True):
-            assert_within(got, reference(block, 0.3, X), f"{name}, compiled")
-    model.train()
-    x = X.clone().requires_grad_(True)
-    eager_x = X.clone().requires_grad_(True)
+    # one compiled graph in training (aot_eager: the traced forward and backward of the lean gates, no inductor build):
+    # outputs against the full-map blend, gradients against eager's
+    plain = [randomize_(BLOCKS[n]()).train() for n in COMPILED]
+    model = Parallel([with_mix(b, 0.3) for b in plain])
     eager = copy.deepcopy(model)
-    sum(o.square().mean() for o in compiled(x)).backward()
+    compiled = torch.compile(model, backend="aot_eager")
+    x, eager_x = X.clone().requires_grad_(True), X.clone().requires_grad_(True)
+    outputs = compiled(x)
+    with torch.no_grad():
+        for name, got, block in zip(COMPILED, outputs, plain, strict=True):
+            assert_within(got.detach(), reference(block, 0.3, X), f"{name}, compiled")
+    sum(o.square().mean() for o in outputs).backward()
     sum(o.square().mean() for o in eager(eager_x)).backward()
-    scale = max(1.0, float(eager_x.grad.abs().max()))
-    assert float((x.grad - eager_x.grad).abs().max()) <= 1e-5 * scale
-    for (name, p), q in zip(model.named_parameters(), eager.parameters(), strict=True):
-        if q.grad is not None:
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6 * max(1.0, float(q.grad.abs().max())),
-                                       msg=lambda m, n=name: f"{n}: {m}")  # fmt: skip
+    grads = [("input", x.grad, eager_x.grad)] + [
+        (n, p.grad, q.grad) for (n, p), q in zip(model.named_parameters(), eager.parameters(), strict=True)
+    ]
+    for name, got, want in grads:
+        assert (got is None) == (want is None), name
+        if want is not None:
+            scale = max(1.0, float(want.abs().max())) * (10 if want.dim() == 0 else 1)
+            assert float((got - want).abs().max()) <= 1e-6 * scale, name
 
 
 def test_blend_on_the_gate_in_onnx_runtime():
