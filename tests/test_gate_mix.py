@@ -180,3 +180,16 @@ def test_blend_on_the_gate_in_onnx_runtime():
         got, without = outputs[i], outputs[len(MIXED) + i]
         assert_within(got, x + 0.3 * (without - x), f"{name}, ONNX")
         assert float((got - eager[i]).abs().max()) <= 1e-4 * max(1.0, float(eager[i].abs().max())), name
+
+
+def test_generic_mix_hook_is_one_lerp_with_the_full_map_blends_numbers_and_dtype():
+    from yolo_attn.modules.identity_start import add_identity_mix, lerp
+
+    block = randomize_(nn.Conv2d(C, C, 1))
+    mixed = add_identity_mix(copy.deepcopy(block))
+    with torch.no_grad():
+        mixed.identity_mix.fill_(0.3)
+        assert_within(mixed(X), X + 0.3 * (block(X) - X), "add_identity_mix")
+        low, mix = X.bfloat16(), torch.tensor(0.3)
+        for y in (low * 2, X * 2):  # a low-precision input with an output of either precision
+            assert lerp(low, y, mix).dtype == (low + mix * (y - low)).dtype
