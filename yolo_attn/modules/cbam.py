@@ -301,9 +301,8 @@ class CBAM(AttentionBlock):
             # backward), and the output keeps x and the two gates only
             spatial = sa.gate_of_pooled(gating.product_into(sa.pooled, x, channel))
             return self.gated(x, channel, spatial)
-        refined = x * channel
-        spatial = sa.gate_of_pooled(sa.pooled(refined))
-        return refined * spatial if mix is None else self.gated(x, channel, spatial)
+        refined = x * channel  # inference: computed for the spatial gate anyway, so the mix is one lerp after it
+        return self.blend(x, refined * sa.gate_of_pooled(sa.pooled(refined)))
 
     def fuse(self) -> CBAM:
         """Prepare both gates for inference (see `ChannelAttention.fuse` and `SpatialAttention.fuse`). Idempotent.
