@@ -219,4 +219,4 @@ class BAM(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.blend(x, x * self.attention(x))
+        return self.gated(x, self.attention(x))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from yolo_attn.blocks import register_block
+from yolo_attn.modules import gating
 from yolo_attn.modules.arg_checks import (
     BlockArgumentError,
     check_bool,
@@ -116,7 +117,7 @@ class ChannelAttention(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.blend(x, x * self.gate(x))
+        return self.gated(x, self.gate(x))
 
 
 @register_block
@@ -181,8 +182,15 @@ class SpatialAttention(AttentionBlock):
         Returns:
             (torch.Tensor): Gate in (0, 1) of shape (B, 1, H, W).
         """
+        return self.gate_of_pooled(self.pooled(x))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool ``x`` (B, C, H, W) over channels: [max, mean] (B, 2, H, W), or the mean (B, 1, H, W)."""
         mean = x.mean(1, keepdim=True)
-        pooled = torch.cat((x.amax(1, keepdim=True), mean), 1) if self.pool == "max_mean" else mean
+        return torch.cat((x.amax(1, keepdim=True), mean), 1) if self.pool == "max_mean" else mean
+
+    def gate_of_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Return the gate (B, 1, H, W) of the channel-pooled maps ``pooled`` (see `pooled`)."""
         return self.bn(self.conv(pooled)).sigmoid()
 
     def fuse(self) -> SpatialAttention:
@@ -220,7 +228,7 @@ class SpatialAttention(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.blend(x, x * self.gate(x))
+        return self.gated(x, self.gate(x))
 
 
 @register_block(bench_levels=("P3", "P4", "P5"))
@@ -283,7 +291,18 @@ class CBAM(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.blend(x, self.spatial_attention(self.channel_attention(x)))
+        ca, sa = self.channel_attention, self.spatial_attention
+        if getattr(ca, "identity_mix", None) is not None or getattr(sa, "identity_mix", None) is not None:
+            return self.blend(x, sa(ca(x)))  # gates with mixes of their own (started as the identity one by one)
+        channel = ca.gate(x)
+        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        if gating.lean_applies([x, channel, mix]):
+            # training: the spatial gate pools the channel-gated map x * channel without keeping it (recomputed in
+            # backward), and the output keeps x and the two gates only
+            spatial = sa.gate_of_pooled(gating.product_into(sa.pooled, x, channel))
+            return self.gated(x, channel, spatial)
+        refined = x * channel  # inference: computed for the spatial gate anyway, so the mix is one lerp after it
+        return self.blend(x, refined * sa.gate_of_pooled(sa.pooled(refined)))
 
     def fuse(self) -> CBAM:
         """Prepare both gates for inference (see `ChannelAttention.fuse` and `SpatialAttention.fuse`). Idempotent.

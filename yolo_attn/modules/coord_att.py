@@ -154,4 +154,4 @@ class CoordAtt(AttentionBlock):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         a_h, a_w = self.directional_gates(x)
-        return self.blend(x, x * a_w * a_h)
+        return self.gated(x, a_w, a_h)

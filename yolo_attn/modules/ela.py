@@ -127,4 +127,4 @@ class ELA(AttentionBlock):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         a_h, a_w = self.directional_gates(x)
-        return self.blend(x, x * a_h * a_w)
+        return self.gated(x, a_h, a_w)

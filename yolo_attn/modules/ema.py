@@ -111,7 +111,7 @@ class EMA(AttentionBlock):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         g = x.reshape(-1, self.conv1x1.in_channels, x.shape[2], x.shape[3])
-        return self.blend(x, (g * self.weights(x).sigmoid()).reshape(x.shape))
+        return self.gated(g, self.weights(x).sigmoid()).reshape(x.shape)
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the spatial gate ``sigmoid(w)`` averaged over the groups (B, H, W), and what it is."""

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from yolo_attn.blocks import register_block
+from yolo_attn.modules import gating
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels
 from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
@@ -96,8 +97,15 @@ class GAM(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        x1 = x * self.channel_gate(x)
-        return self.blend(x, x1 * self.spatial_attention(x1).sigmoid())
+        mc = self.channel_gate(x)
+        x1 = x * mc  # kept by the spatial gate's first convolution in training, as its input
+        ms = self.spatial_attention(x1).sigmoid()
+        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        if mix is None:
+            return self.gated(x1, ms)
+        if gating.lean_applies([x, mc, ms, mix]):
+            return self.gated(x, mc, ms)  # training: the mix on the gate Mc * Ms of x, keeping x and the two gates
+        return self.blend(x, x1 * ms)  # inference: x1 exists, so the mix is one lerp
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the spatial gate ``Ms`` averaged over channels (B, H, W), and what it is."""

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from yolo_attn.blocks import register_block
+from yolo_attn.modules import gating
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_bool, check_channels
 from yolo_attn.modules.fusion import pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
@@ -170,9 +171,18 @@ class GlobalContext(AttentionBlock):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         context = self.context(x)
-        out = x
+        scale = shift = None
         if self.channel_mul_conv is not None:
-            out = out * _apply(self.channel_mul_conv, context).sigmoid()[:, :, None, None]
+            scale = _apply(self.channel_mul_conv, context).sigmoid()[:, :, None, None]
         if self.channel_add_conv is not None:
-            out = out + _apply(self.channel_add_conv, context)[:, :, None, None]
-        return self.blend(x, out)
+            shift = _apply(self.channel_add_conv, context)[:, :, None, None]
+        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        if mix is None:
+            out = x if scale is None else x * scale
+            return out if shift is None else out + shift
+        # x + mix * (x * scale + shift - x) = x * ((1 - mix) + mix * scale) + mix * shift: the mix on (B, C) vectors
+        if shift is None:
+            return self.gated(x, scale)
+        if scale is None:
+            return x + mix * shift
+        return torch.addcmul(mix * shift, x, gating.mixed_gate((scale,), mix))

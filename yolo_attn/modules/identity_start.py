@@ -10,6 +10,18 @@ block (Wang et al., CVPR 2018) and ControlNet (Zhang et al., ICCV 2023) use to a
 Built from scratch, a block has no ``identity_mix`` (it is registered as ``None``) and computes exactly its paper's
 formula. The mix costs one scalar per block and is an ordinary parameter: it is saved in checkpoints and state dicts,
 trained, averaged by EMA, and exported to ONNX like any weight.
+
+Where the mix is computed (issue 14): the blend is never a set of extra passes over the full map.
+
+- A multiplicative gate (``y = x * g``, the factors of ``g`` possibly several: SE, ECA, CBAM, SAM, CoordAtt, SimAM,
+  ...) ends its ``forward`` with ``self.gated(x, *factors)``, which blends on the gate:
+  ``x + mix * (x * g - x) = x * ((1 - mix) + mix * g)`` (`yolo_attn.modules.gating`). A channel gate blends C values
+  per image instead of C x H x W, and the block costs one product over the map, as it does without a mix. In training
+  the gate keeps only its input, its factors and the mix for backward (`gating.LeanGate`), not the product.
+- Any other block ends with ``self.blend(x, y)``: one fused ``torch.lerp(x, y, mix)``.
+- Without a mix both are exactly the plain ops (``x * g``, ``y``); the generic `add_identity_mix` hook of a user's
+  block uses ``torch.lerp`` too. The numbers equal ``x + mix * (y - x)`` within float rounding, fused or not, compiled,
+  and in ONNX (``lerp`` and ``addcmul`` export as Mul/Add/Sub/Where at every opset the package uses).
 """
 
 from __future__ import annotations
@@ -17,13 +29,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from yolo_attn.modules import gating
+
 
 class AttentionBlock(nn.Module):
-    """Base class of the channel-preserving attention blocks: ``blend`` applies an optional identity mix.
+    """Base class of the channel-preserving attention blocks: ``gated`` and ``blend`` apply an optional identity mix.
 
-    Subclasses end their ``forward`` with ``return self.blend(x, out)``. Residual blocks whose output projection is
-    zero-initialised (``x + proj(...)``, such as `MHSA`) name that layer in ``zero_output`` instead: they start as the
-    identity by zeroing it, as a fresh block has it, and need no mix.
+    A multiplicative gate ends its ``forward`` with ``return self.gated(x, *factors)`` (``x`` times its gate factors,
+    the mix blended on the gate); any other block with ``return self.blend(x, out)``. Residual blocks whose output
+    projection is zero-initialised (``x + proj(...)``, such as `MHSA`) name that layer in ``zero_output`` instead: they
+    start as the identity by zeroing it, as a fresh block has it, and need no mix.
 
     Attributes:
         identity_mix (nn.Parameter | None): 0-d residual scale, or None (the paper's formula, the default).
@@ -65,8 +80,25 @@ class AttentionBlock(nn.Module):
         self.identity_mix = nn.Parameter(torch.zeros((), device=like.device, dtype=like.dtype))
         return self
 
+    def gated(self, x: torch.Tensor, *factors: torch.Tensor | float) -> torch.Tensor:
+        """Return ``x * f_1 * ... * f_n``, or with an identity mix ``x + identity_mix * (x * f_1 * ... * f_n - x)``.
+
+        The mix is blended on the gate, ``x * ((1 - mix) + mix * f_1 * ... * f_n)``, and in training the product is
+        recomputed in backward instead of kept (`yolo_attn.modules.gating.gate`). Without a mix the output is the plain
+        product, left to right.
+
+        Args:
+            x (torch.Tensor): Block input of shape (B, C, H, W).
+            *factors (torch.Tensor | float): Gate factors broadcastable to ``x``, e.g. (B, C, 1, 1) and (B, 1, H, W).
+
+        Returns:
+            (torch.Tensor): Output of shape (B, C, H, W).
+        """
+        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        return gating.gate(x, *factors, mix=mix)
+
     def blend(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Return the block output ``y``, or ``x + identity_mix * (y - x)`` when the block has an identity mix.
+        """Return the block output ``y``, or ``x + identity_mix * (y - x)`` (one ``torch.lerp``) with an identity mix.
 
         Args:
             x (torch.Tensor): Block input of shape (B, C, H, W).
@@ -76,7 +108,7 @@ class AttentionBlock(nn.Module):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
-        return y if mix is None else x + mix * (y - x)
+        return y if mix is None else lerp(x, y, mix)
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the visualizer's map of this block: by default (channel gates) the channel mean of ``|output|``.
@@ -94,13 +126,27 @@ class AttentionBlock(nn.Module):
         return output.abs().mean(1), f"activation after {type(self).__name__} (channel mean |output|)"
 
 
+def lerp(x: torch.Tensor, y: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """Return ``x + mix * (y - x)`` as one ``torch.lerp``, in the dtype that formula has (``x`` and ``y`` promoted).
+
+    Args:
+        x (torch.Tensor): Block input.
+        y (torch.Tensor): Block output, same shape.
+        mix (torch.Tensor): 0-d identity mix.
+
+    Returns:
+        (torch.Tensor): The blend, of ``x``'s shape.
+    """
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    return torch.lerp(x.to(dtype), y.to(dtype), mix.to(dtype))
+
+
 def _identity_mix_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
     """Forward hook of the generic identity mix: ``x + identity_mix * (output - x)`` (module-level: it pickles)."""
     mix = getattr(module, "identity_mix", None)
     if mix is None:
         return output
-    x = args[0]
-    return x + mix * (output - x)
+    return lerp(args[0], output, mix)
 
 
 def add_identity_mix(module: nn.Module) -> nn.Module:

@@ -91,4 +91,4 @@ class SAM(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.blend(x, x * self.gate(x))
+        return self.gated(x, self.gate(x))

@@ -87,7 +87,7 @@ class SimAM(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.blend(x, x * self.gate(x))
+        return self.gated(x, self.gate(x))
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the channel mean of the energy gate (B, H, W) for input ``x`` (B, C, H, W), and what it is."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import mul
+
 import torch
 from torch import nn
 
@@ -106,12 +109,18 @@ class SpatialGroupEnhance(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self.blend(x, self._apply(x, self.gate(x)))
+        return self._apply(x, self.gate(x), self.gated)
 
-    def _apply(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        """Multiply every channel of group g by the gate ``gate[:, g]``; (B, C, H, W), (B, G, H, W) -> (B, C, H, W)."""
+    def _apply(
+        self, x: torch.Tensor, gate: torch.Tensor, product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = mul
+    ) -> torch.Tensor:
+        """Multiply every channel of group g by the gate ``gate[:, g]``; (B, C, H, W), (B, G, H, W) -> (B, C, H, W).
+
+        ``product`` multiplies the grouped input (B, G, C/G, H, W) by the gate (B, G, 1, H, W): a plain product, or
+        `gated` (the identity mix blended on the gate).
+        """
         b, c, h, w = x.shape
-        return (x.reshape(b, self.groups, c // self.groups, h, w) * gate.unsqueeze(2)).reshape(b, c, h, w)
+        return product(x.reshape(b, self.groups, c // self.groups, h, w), gate.unsqueeze(2)).reshape(b, c, h, w)
 
 
 def _largest_divisor(c: int, limit: int) -> int:

@@ -171,4 +171,4 @@ class TripletAttention(AttentionBlock):
         """
         gates = self.gates(x)
         total = gates[0] + gates[1] if self.no_spatial else gates[0] + gates[1] + gates[2]
-        return self.blend(x, x * total * (1 / len(gates)))
+        return self.gated(x, total, 1 / len(gates))
