@@ -219,6 +219,8 @@ def holm_note(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
     counts = {
         label: max((r.get(f"delta_{p}_holm_m") or 0 for r in rows[1:]), default=0) for p, (_, label) in metrics.items()
     }
+    if not any(counts.values()):
+        return "No Δ has two paired seeds with a p-value, so none is resolved (a verdict needs a test)."
     if len(set(counts.values())) == 1:
         k = next(iter(counts.values()), 0)
         per = f"k={k} comparison{'s' if k != 1 else ''} with the baseline per metric"
