@@ -68,6 +68,7 @@ def test_plain_grids_have_no_heat_map(tmp_path, fakes):
         (["--base", "yolov8n.yaml", "--blocks", "SE"], "needs --base, --blocks and --at; missing --at"),
         (["--blocks", "SE", "--at", "p4"], "missing --base"),
         (["--base", "yolov8n.yaml", "--blocks", "NoSuchBlock", "--at", "p4"], "NoSuchBlock"),
+        (["--base", "yolov8n.yaml", "--blocks", "SE", "--at", "p4", "p7"], "p7"),  # a site the base lacks
     ],
 )
 def test_grid_options_are_refused_when_mixed_or_incomplete(tmp_path, extra, message):

@@ -27,6 +27,7 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -492,7 +493,8 @@ def placement_models(args: argparse.Namespace) -> list[str] | PlacementGrid | No
         (list[str] | PlacementGrid | None): The models to compare; None when neither was given.
     """
     from yolo_attn.experiments.placement import PlacementGrid
-    from yolo_attn.generated import UnknownBlockError, find_block
+    from yolo_attn.generated import UnknownBlockError
+    from yolo_attn.sites import SiteError
 
     grid = {"--base": args.base, "--blocks": args.blocks, "--at": args.at}
     given = [name for name, value in grid.items() if value]
@@ -506,13 +508,13 @@ def placement_models(args: argparse.Namespace) -> list[str] | PlacementGrid | No
     missing = [name for name, value in grid.items() if not value]
     if missing:
         raise SystemExit(f"compare: a placement grid needs --base, --blocks and --at; missing {', '.join(missing)}")
-    blocks = [_block_choice(text) for text in args.blocks]
-    try:
-        for block in blocks:
-            find_block(block if isinstance(block, str) else block[0])
-    except UnknownBlockError as error:
-        raise SystemExit(f"compare: {error}") from None
-    return PlacementGrid(args.base, blocks, list(args.at))
+    grid = PlacementGrid(args.base, [_block_choice(text) for text in args.blocks], list(args.at))
+    with tempfile.TemporaryDirectory() as folder:  # a block, args or site the base lacks: refused before anything runs
+        try:
+            grid.write(folder)
+        except (UnknownBlockError, SiteError, ValueError, FileNotFoundError) as error:
+            raise SystemExit(f"compare: {error}") from None
+    return grid
 
 
 def _block_choice(text: str) -> str | tuple[str, list[Any], dict[str, Any]]:

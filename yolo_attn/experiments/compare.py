@@ -253,8 +253,9 @@ def run_comparison(settings: CompareSettings) -> Path:
     Returns:
         (Path): The comparison folder.
     """
-    if not isinstance(settings.models, PlacementGrid):
-        settings.plan()  # a bad grid or setting is refused before any folder is made
+    grid = settings.models
+    check = replace(settings, models=[str(grid.base)]) if isinstance(grid, PlacementGrid) else settings
+    check.plan()  # a bad grid or setting is refused before any folder is made
     out = (default_out() if settings.out is None else Path(settings.out)).resolve()
     settings, placement = settings.resolved(out)
     plan = replace(settings.plan(), placement=placement)
