@@ -373,8 +373,11 @@ def test_markdown_shows_the_interval_and_the_seeds_needed(tmp_path, fakes):
     compare("data.yaml", ["base.yaml", "attn.yaml", "better.yaml"], [0, 1], 1, out=tmp_path, latency_runs=0)
     table = (tmp_path / "compare.md").read_text()
     # fake AP = 0.1 * (1 + len(stem)) + 0.01 * seed: better - base = 0.2 for both seeds, sd 0 -> not noise
-    assert "| better | 2 |" in table and "| +0.200 [+0.200, +0.200] |" in table
-    assert "| +0.000 [+0.000, +0.000] *noise* |" in table  # attn - base = 0: the interval holds 0
+    # its p is 0 (t is infinite), Holm over the k=2 variants: 2 * 0 = 0 -> resolved, in bold
+    assert "| better | 2 |" in table and "| **+0.200** [+0.200, +0.200] p=0, Holm 0 |" in table
+    # attn - base = 0: the interval holds 0, p = 1, Holm max(0, 1 * 1) = 1
+    assert "| +0.000 [+0.000, +0.000] p=1, Holm 1 *noise* |" in table
+    assert "Holm-Bonferroni over the k=2 comparisons with the baseline per metric" in table
     assert "t(0.975, N-1)·sd/√N < |mean|" in table
 
 
@@ -413,6 +416,7 @@ def test_a_tiny_but_resolved_delta_is_not_printed_as_zero():
     from yolo_attn.experiments.report import _delta_cell
 
     row = {"delta_m_mean": -1.2e-4, "delta_m_low": -2.0e-4, "delta_m_high": -0.4e-4, "delta_m_noise": False}
+    # a row without p-values (no Holm verdict) keeps the interval's verdict
     assert _delta_cell(row, "m") == "-1.2e-04 [-2.0e-04, -4.0e-05]"
     row |= {"delta_m_mean": -2e-4, "delta_m_low": -1.2e-3, "delta_m_high": 8e-4}
     assert _delta_cell(row, "m") == "-2.0e-04 [-1.2e-03, +8.0e-04]"
@@ -456,7 +460,8 @@ class FakeClassifier:
         folder = out / "train" / f"{Path(model).stem}_seed{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "results.csv").write_text(
-            f"epoch,train/loss,metrics/accuracy_top1,metrics/accuracy_top5\n1,0.9,{top1 - 0.1},1\n2,0.7,{top1},1\n"
+            f"epoch,train/loss,metrics/accuracy_top1,metrics/accuracy_top5\n"  # seeds train differently (seeds.py)
+            f"1,{0.9 + 0.01 * seed},{top1 - 0.1},1\n2,0.7,{top1},1\n"
         )
         metrics = {"top1": top1, "top5": 1.0, "nc": 2, "split": "val", "imgsz": 32}
         return {"metrics": metrics, "weights": str(folder / "best.pt"), "train_dir": str(folder)}
@@ -496,7 +501,12 @@ def test_classify_report_against_hand_computed_numbers(tmp_path, fakes, image_fo
     text = (out / "compare.md").read_text()
     assert "| top-1 | top-5 | Δ top-1 | Δ top-5 |" in text and "mAP" not in text
     assert "| base (baseline) | 3 |" in text and "| 0.550 ± 0.050 | 1.000 ± 0.000 |" in text
-    assert "| 0.600 ± 0.046 | 1.000 ± 0.000 | +0.050 [+0.025, +0.075] | +0.000 [+0.000, +0.000] *noise* |" in text
+    # t = 0.05 / (0.01 / sqrt(3)), t^2 = 75; df 2: p = 1 - sqrt(75 / 77) = 0.01307; one variant: Holm = p
+    assert float(attn["delta_top1_p"]) == pytest.approx(1 - math.sqrt(75 / 77), abs=1e-9)
+    assert float(attn["delta_top1_p_holm"]) == float(attn["delta_top1_p"]) and attn["delta_top1_holm_m"] == "1"
+    assert attn["delta_top1_resolved"] == "True" and attn["delta_top5_resolved"] == "False"
+    cells = "| **+0.050** [+0.025, +0.075] p=0.013, Holm 0.013 | +0.000 [+0.000, +0.000] p=1, Holm 1 *noise* |"
+    assert f"| 0.600 ± 0.046 | 1.000 ± 0.000 {cells}" in text
     assert "Top-5 is 1 by definition with 2 classes" in text
     assert "[attn_seed2](train/attn_seed2/results.csv)" in text  # every run's per-epoch log, linked relatively
     assert text.count("/results.csv)") == 6 and "![val top-1 accuracy per epoch](accuracy.png)" in text

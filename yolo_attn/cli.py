@@ -27,11 +27,15 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from yolo_attn.offline import apply_offline_env, install_local_font
+
+if TYPE_CHECKING:
+    from yolo_attn.experiments.placement import PlacementGrid
 
 VERBS = ("subset", "eval", "compare", "profile", "visualize", "demo", "check-block", "yaml", "migrate")
 KEY_VALUE = re.compile(r"^[A-Za-z_]\w*=")
@@ -140,6 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="data.yaml, or for classify an ImageFolder root (required unless --report)"
     )
     p.add_argument("--models", nargs="+", default=None, help="model YAMLs or weights; the first is the baseline")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="placement grid (instead of --models): the base model (yolo11n.yaml, yolo11n-seg, a YAML file), "
+        "trained as the baseline and with each --blocks block at each --at site",
+    )
+    p.add_argument(
+        "--blocks",
+        nargs="+",
+        default=None,
+        metavar="BLOCK",
+        help="placement grid: block names (SE CBAM EMA), or NAME:ARG,ARG,key=value for YAML args (CBAM:8,k=3)",
+    )
+    p.add_argument(
+        "--at",
+        nargs="+",
+        default=None,
+        metavar="SITE",
+        help="placement grid: one variant per site (p3 p4 p5 sppf neck all, or a layer index); p4+p5 is one variant "
+        "with the block at both",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=100)
     _add_run_options(p)
@@ -404,12 +429,19 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         print(report.read_text())
         print(f"Report written to {report.parent}")
         return
-    if args.data is None or not args.models:
-        raise SystemExit("compare needs --data and --models (or --out DIR --report to report a comparison folder)")
+    models = placement_models(args)
+    if args.data is None or not models:
+        raise SystemExit(
+            "compare needs --data and --models, or --data and --base/--blocks/--at (a placement grid), or --out DIR "
+            "--report to report a comparison folder"
+        )
     try:  # a grid mixing tasks is refused here; an explicit --task that the models lack, by the resume guard or cells
-        task = args.task or grid_task(args.models)
-        if args.task:
-            grid_task(args.models)
+        if isinstance(models, list):
+            task = args.task or grid_task(models)
+            if args.task:
+                grid_task(models)
+        else:
+            task = args.task or models.model_task()
     except ValueError as error:
         raise SystemExit(f"compare: {error}") from None
     executor = args.executor or ("parallel" if args.parallel else "sequential")
@@ -422,7 +454,7 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
         slurm = parse_slurm_options(args.slurm)
     out = compare(
         args.data,
-        args.models,
+        models,
         args.seeds,
         args.epochs,
         imgsz=args.imgsz,
@@ -449,6 +481,57 @@ def _run_compare(args: argparse.Namespace, overrides: dict) -> None:
     failed = failed_cells(out)
     if failed:
         raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(failed)}; see {out / 'runs'}/<cell>.json")
+
+
+def placement_models(args: argparse.Namespace) -> list[str] | PlacementGrid | None:
+    """Return ``--models``, or the `PlacementGrid` of ``--base``/``--blocks``/``--at`` (refusing a mix of the two).
+
+    Args:
+        args (argparse.Namespace): The ``compare`` options.
+
+    Returns:
+        (list[str] | PlacementGrid | None): The models to compare; None when neither was given.
+    """
+    from yolo_attn.experiments.placement import PlacementGrid
+    from yolo_attn.generated import UnknownBlockError
+    from yolo_attn.sites import SiteError
+
+    grid = {"--base": args.base, "--blocks": args.blocks, "--at": args.at}
+    given = [name for name, value in grid.items() if value]
+    if not given:
+        return list(args.models) if args.models else None
+    if args.models:
+        raise SystemExit(
+            f"compare: --models and {'/'.join(given)} are two ways to name the grid: give --models M1 M2 ..., or "
+            "--base B --blocks ... --at ... (a placement grid), not both"
+        )
+    missing = [name for name, value in grid.items() if not value]
+    if missing:
+        raise SystemExit(f"compare: a placement grid needs --base, --blocks and --at; missing {', '.join(missing)}")
+    grid = PlacementGrid(args.base, [_block_choice(text) for text in args.blocks], list(args.at))
+    with tempfile.TemporaryDirectory() as folder:  # a block, args or site the base lacks: refused before anything runs
+        try:
+            grid.write(folder)
+        except (UnknownBlockError, SiteError, ValueError, FileNotFoundError) as error:
+            raise SystemExit(f"compare: {error}") from None
+    return grid
+
+
+def _block_choice(text: str) -> str | tuple[str, list[Any], dict[str, Any]]:
+    """One ``--blocks`` word: ``EMA``, or ``CBAM:8,k=3`` (positional YAML args, then keywords; YAML values)."""
+    if ":" not in text:
+        return text
+    import yaml
+
+    name, _, rest = text.partition(":")
+    args, keywords = [], {}
+    for token in filter(None, (t.strip() for t in rest.split(","))):
+        key, eq, value = token.partition("=")
+        if eq:
+            keywords[key] = yaml.safe_load(value)
+        else:
+            args.append(yaml.safe_load(token))
+    return name, args, keywords
 
 
 def _run_profile(args: argparse.Namespace, overrides: dict) -> None:

@@ -11,8 +11,11 @@ Modules, in the order data flows (each imports only from those before it):
   processes pinned to one GPU each; ``submitit_executor``: Slurm job arrays and submitit's local executor (optional
   ``submitit``); devices are parsed by ``yolo_attn.devices``;
 - ``costs``: params, FLOPs and latency, measured once at report time into files;
-- ``stats``, ``aggregate`` (records -> rows), ``render`` (rows -> markdown, CSV), ``plots`` (figures) and ``report``
-  (the files -> all of them): a pure function of the files;
+- ``placement``: a placement grid's YAMLs (baseline + each block at each site; ``PlacementGrid`` for ``compare``);
+- ``stats`` (intervals, paired t, Holm), ``aggregate`` (records -> rows, Holm-corrected verdicts), ``seeds`` and
+  ``heatmap`` (seeds that trained alike; the block x site heat map), ``sections`` (those two as report sections),
+  ``render`` (rows -> markdown, CSV), ``plots`` (figures) and ``report`` (the files -> all of them): a pure function
+  of the files;
 - ``compare``: the ``yolo-attn compare`` command tying them together (``CompareSettings``, ``run_comparison``).
 
 The entry point ``yolo_attn.experiments.compare.compare`` is not re-exported here, so that

@@ -3,23 +3,24 @@
 Pure functions of the records (and of the cost files): which metrics is the task's description
 (`yolo_attn.experiments.tasks`); the statistics are `yolo_attn.experiments.stats`. Every paired comparison of a
 variant with the baseline is made in `summarize`, one metric at a time: the one place where per-variant tests are
-computed.
+computed, and where the verdicts of the k variants of one metric are corrected together (Holm-Bonferroni).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from yolo_attn.engagement import NEAR_IDENTITY
 from yolo_attn.experiments.files import read_json, train_dir
 from yolo_attn.experiments.plan import Plan
-from yolo_attn.experiments.stats import mean_std, paired_delta
+from yolo_attn.experiments.stats import ALPHA, holm_verdicts, mean_std, paired_delta
 from yolo_attn.experiments.tasks import get_task
 
 COST_KEYS = ("params", "gflops", "gflops_torch", "latency_ms", "latency_p10_ms", "latency_p90_ms", "device", "threads")
 DELTA_KEYS = ("mean", "std", "n", "low", "high", "noise", "seeds_needed")
+VERDICT_KEYS = ("p", "p_holm", "holm_m", "resolved", "claimed")
 
 
 def metric_by_seed(runs: Sequence[dict[str, Any]], stem: str, key: Sequence[str]) -> dict[int, float]:
@@ -48,8 +49,16 @@ def summarize(
     stems: Sequence[str],
     costs: dict[str, dict[str, Any]] | None = None,
     task: str = "detect",
+    unclaimed: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Aggregate run records into one row per model; the first stem is the baseline.
+
+    Verdicts: for each metric, the paired-t p-values of the k variants against the baseline are Holm-adjusted
+    together (`stats.holm_verdicts`); a variant is *resolved* on that metric only when its adjusted p-value is below
+    ``ALPHA`` (0.05). The unadjusted 95% interval and its noise flag are kept beside it. A variant in ``unclaimed``
+    (its seeds trained identically, `yolo_attn.experiments.seeds`), or every variant when the baseline is, claims no
+    interval and no verdict: its ``low``/``high``/``p``/``p_holm`` are None, ``noise`` True, ``resolved`` False, and
+    it does not count among the k comparisons.
 
     Args:
         runs (Sequence[dict[str, Any]]): Finished run records with ``stem``, ``seed`` and ``metrics`` (the cell's
@@ -58,30 +67,48 @@ def summarize(
         stems (Sequence[str]): Model stems in table order, baseline first.
         costs (dict[str, dict[str, Any]] | None): Cost per stem (params, GFLOPs, latency; missing ones are left empty).
         task (str): Key of `yolo_attn.experiments.tasks.TASKS`: which metrics to aggregate.
+        unclaimed (Collection[str]): Stems whose seeds did not vary the run: no interval or verdict is claimed for them.
 
     Returns:
         (list[dict[str, Any]]): Rows with ``stem``, ``baseline``, ``seeds``, the cost keys and, per metric prefix
             ``p`` of the task's ``metrics`` and ``csv_metrics``: ``p_mean``, ``p_std``, ``p_per_seed`` and, except for
             the baseline, ``delta_p_<k>`` for ``k`` in mean, std, n, low, high, noise, seeds_needed (see
-            ``stats.paired_delta``); and the `engagement_stats` keys.
+            ``stats.paired_delta``) and in p (paired t), p_holm (Holm-adjusted), holm_m (comparisons corrected
+            for), resolved, claimed; and the `engagement_stats` keys.
     """
     costs = costs or {}
     spec = get_task(task)
+    void = set(unclaimed)
     rows = []
     for i, stem in enumerate(stems):
         seeds = sorted(int(r["seed"]) for r in runs if r["stem"] == stem)
         row: dict[str, Any] = {"stem": stem, "baseline": i == 0, "seeds": seeds}
         row.update({k: costs.get(stem, {}).get(k) for k in COST_KEYS})
         row.update(engagement_stats(runs, stem))
-        for prefix, (key, _) in {**spec.metrics, **spec.csv_metrics}.items():
-            values = metric_by_seed(runs, stem, key)
+        rows.append(row)
+    for prefix, (key, _) in {**spec.metrics, **spec.csv_metrics}.items():
+        base = metric_by_seed(runs, stems[0], key)
+        deltas = {}
+        for i, (stem, row) in enumerate(zip(stems, rows, strict=True)):
+            values = base if i == 0 else metric_by_seed(runs, stem, key)
             row[f"{prefix}_mean"], row[f"{prefix}_std"] = mean_std(list(values.values()))
             row[f"{prefix}_per_seed"] = values
             if i:
-                delta = paired_delta(values, metric_by_seed(runs, stems[0], key))
+                delta = paired_delta(values, base)
+                if stem in void or stems[0] in void:  # the seeds did not vary the runs: no interval is claimed
+                    delta |= {"low": None, "high": None, "noise": True}
+                else:
+                    deltas[stem] = delta
                 for name in DELTA_KEYS:
                     row[f"delta_{prefix}_{name}"] = delta[name]
-        rows.append(row)
+        verdicts = holm_verdicts(deltas, ALPHA)
+        for stem, row in zip(stems[1:], rows[1:], strict=True):
+            verdict = verdicts.get(stem, {"p": None, "p_holm": None, "resolved": False})
+            row[f"delta_{prefix}_p"] = verdict["p"]
+            row[f"delta_{prefix}_p_holm"] = verdict["p_holm"]
+            row[f"delta_{prefix}_holm_m"] = sum(v["p"] is not None for v in verdicts.values())
+            row[f"delta_{prefix}_resolved"] = bool(verdict["resolved"])
+            row[f"delta_{prefix}_claimed"] = stem in deltas
     return rows
 
 

@@ -10,7 +10,7 @@ from its ``last.pt``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,23 @@ from yolo_attn.experiments.claims import is_free, report_lock
 from yolo_attn.experiments.costs import LATENCY_THREADS, measure_costs, measure_runtime
 from yolo_attn.experiments.executors import device_slots, run_parallel, run_sequential
 from yolo_attn.experiments.files import FAILED, CellRecord, default_out, load_records, load_runs
+from yolo_attn.experiments.placement import PlacementGrid
 from yolo_attn.experiments.plan import Plan, load_plan, make_plan, save_plan
 from yolo_attn.experiments.report import write_report
 
 PREFIX = colorstr("compare: ")
 EXECUTORS = ("sequential", "parallel", "local", "slurm")
 
-__all__ = ("EXECUTORS", "CompareSettings", "compare", "failed_cells", "load_runs", "refresh_report", "run_comparison")
+__all__ = (
+    "EXECUTORS",
+    "CompareSettings",
+    "PlacementGrid",
+    "compare",
+    "failed_cells",
+    "load_runs",
+    "refresh_report",
+    "run_comparison",
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,8 @@ class CompareSettings:
 
     Attributes:
         data (str | Path): Data set (data YAML, or an ImageFolder root for classify).
-        models (Sequence[str | Path]): Model YAMLs or weights; the first is the baseline.
+        models (Sequence[str | Path] | PlacementGrid): Model YAMLs or weights, the first is the baseline; or a
+            placement grid, whose YAMLs are written to ``<out>/models/`` when the comparison runs.
         seeds (Sequence[int]): Training seeds.
         epochs (int): Training epochs of every run.
         imgsz (int | None): Image size; None: the task's default.
@@ -60,7 +71,7 @@ class CompareSettings:
     """
 
     data: str | Path
-    models: Sequence[str | Path]
+    models: Sequence[str | Path] | PlacementGrid
     seeds: Sequence[int]
     epochs: int
     imgsz: int | None = None
@@ -84,7 +95,9 @@ class CompareSettings:
             raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
 
     def plan(self) -> Plan:
-        """Return the validated plan of these settings (`make_plan`)."""
+        """Return the validated plan of these settings (`make_plan`); a placement grid needs `resolved` first."""
+        if isinstance(self.models, PlacementGrid):
+            raise ValueError("a placement grid's models are written into its comparison folder: use resolved(out)")
         return make_plan(
             data=self.data,
             models=self.models,
@@ -100,10 +113,26 @@ class CompareSettings:
             task=self.task,
         )
 
+    def resolved(self, out: Path) -> tuple[CompareSettings, list[dict[str, str]] | None]:
+        """Return these settings with a placement grid's YAMLs written into ``out/models`` and named as models.
+
+        Args:
+            out (Path): The comparison folder.
+
+        Returns:
+            (tuple[CompareSettings, list[dict[str, str]] | None]): The settings with a model list, and for a
+                placement grid its variants (``label``, ``block``, ``site``; the plan's ``placement``), else None.
+        """
+        if not isinstance(self.models, PlacementGrid):
+            return self, None
+        variants = self.models.write(out / "models")
+        placement = [{"label": v.label, "block": v.block, "site": v.site} for v in variants[1:]]
+        return replace(self, models=[str(v.path) for v in variants]), placement
+
 
 def compare(
     data: str | Path,
-    models: Sequence[str | Path],
+    models: Sequence[str | Path] | PlacementGrid,
     seeds: Sequence[int],
     epochs: int,
     imgsz: int | None = None,
@@ -156,7 +185,10 @@ def compare(
         data (str | Path): Detection: data set YAML (COCO ground truth for the val split, see
             ``yolo_attn.evaluation``). Classification: an ImageFolder root (``train/``, ``val/`` or ``test/``) or a
             data YAML whose ``path:`` names one.
-        models (Sequence[str | Path]): Model YAMLs or weights; the first is the baseline. File stems must be unique.
+        models (Sequence[str | Path] | PlacementGrid): Model YAMLs or weights; the first is the baseline. File stems
+            must be unique. Or a `PlacementGrid` (``PlacementGrid("yolo11n.yaml", ["SE", "EMA"], ["p3", "p4+p5"])``):
+            its baseline and each block at each site, written to ``out/models/`` as ``yolo11n+EMA@p4.yaml``...; the
+            report adds the block x site heat map (``placement_<metric>.png``).
         seeds (Sequence[int]): Training seeds; every model is trained once per seed.
         epochs (int): Training epochs of every run.
         imgsz (int | None): Train, evaluation and profiling image size; None: 640 (detect) or 224 (classify).
@@ -221,9 +253,13 @@ def run_comparison(settings: CompareSettings) -> Path:
     Returns:
         (Path): The comparison folder.
     """
-    plan = settings.plan()
-    executor, device, per_device, wait = settings.executor, settings.device, settings.per_device, settings.wait
+    grid = settings.models
+    check = replace(settings, models=[str(grid.base)]) if isinstance(grid, PlacementGrid) else settings
+    check.plan()  # a bad grid or setting is refused before any folder is made
     out = (default_out() if settings.out is None else Path(settings.out)).resolve()
+    settings, placement = settings.resolved(out)
+    plan = replace(settings.plan(), placement=placement)
+    executor, device, per_device, wait = settings.executor, settings.device, settings.per_device, settings.wait
     save_plan(out, plan)
     cells = pending_cells(plan, out)
     LOGGER.info(

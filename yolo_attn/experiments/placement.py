@@ -9,11 +9,15 @@ block at both sites in one model. Sites are named or layer indices, resolved fro
 The function is deterministic and idempotent: the same arguments give the same names and the same file contents
 (no dates in the headers), so a resumed grid finds its cells again; a file is rewritten only when its text differs.
 Every variant is resolved before anything is written, so a site the base lacks leaves ``out`` untouched.
+
+`PlacementGrid` is the same grid as a value that ``compare`` takes in place of its model list: it writes the YAMLs
+into ``<comparison folder>/models/`` and the report adds the block x site heat map.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,6 +42,37 @@ class Variant(NamedTuple):
     path: Path
     block: str | None
     site: str | None
+
+
+@dataclass(frozen=True)
+class PlacementGrid:
+    """A placement grid as ``compare`` runs it: the baseline and each block at each site spec.
+
+    ``compare(data, PlacementGrid("yolo11n.yaml", ["SE", "CBAM"], ["p3", "p4+p5"]), seeds, epochs)`` (or
+    ``CompareSettings(models=PlacementGrid(...))``) is ``yolo-attn compare --base yolo11n.yaml --blocks SE CBAM --at
+    p3 p4+p5``.
+
+    Attributes:
+        base (str | Path): Base model (`placement_grid`).
+        blocks (Sequence[BlockArg]): Blocks, by name or with args.
+        sites (Sequence[str | int | Sequence[str | int]]): Site specs, one variant each.
+        task (str | None): Task of a family base (``seg``, ``pose``, ``obb``, ``cls``).
+    """
+
+    base: str | Path
+    blocks: Sequence[BlockArg]
+    sites: Sequence[str | int | Sequence[str | int]]
+    task: str | None = None
+
+    def write(self, folder: str | Path) -> list[Variant]:
+        """Write the grid's YAMLs into ``folder`` (idempotent) and return its variants, baseline first."""
+        return placement_grid(self.base, self.blocks, self.sites, folder, self.task)
+
+    def model_task(self) -> str:
+        """Return the Ultralytics task of the base (every variant has it), e.g. ``segment``."""
+        from yolo_attn.experiments.tasks import model_task
+
+        return model_task(resolve_base(str(self.base), self.task)[0])
 
 
 def placement_grid(

@@ -58,6 +58,9 @@ class Plan:
             ``protocol`` (the ``attn_*`` settings of `yolo_attn.protocol`, taken out of the overrides; JSON-normalised).
         device (str | None): Ultralytics device of the comparison (how cells are placed is the executor's business).
         latency_runs (int): Timed batch-1 passes per model at report time (0 skips latency).
+        placement (list[dict[str, str]] | None): For a placement grid (`yolo_attn.experiments.placement`), one
+            ``{"label", "block", "site"}`` per variant (the baseline is the first model): the report's heat map axes.
+            Like ``device``, not a guarded setting: a grid may grow by blocks and sites.
     """
 
     models: list[str]
@@ -65,6 +68,7 @@ class Plan:
     settings: dict[str, Any]
     device: str | None = None
     latency_runs: int = 50
+    placement: list[dict[str, str]] | None = None
     stems: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +97,8 @@ class Plan:
         """Return the plan as written to ``plan.json``."""
         data = asdict(self)
         data.pop("stems")
+        if data["placement"] is None:  # the plan.json of a plain grid, as before placement grids existed
+            data.pop("placement")
         return data
 
     @classmethod
@@ -104,6 +110,7 @@ class Plan:
             settings=dict(data["settings"]),
             device=data.get("device"),
             latency_runs=int(data.get("latency_runs", 50)),
+            placement=data.get("placement"),
         )
 
 

@@ -158,6 +158,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
         "Latency: median of batch-1 forward passes of the fused models, interleaved so all models share the machine's "
         "conditions. Ratios (×) are to the baseline.",
     ]
+    if len(rows) > 1:
+        lines += ["", holm_note(rows, task)]
     return "\n".join(lines)
 
 
@@ -171,15 +173,62 @@ def _mega(params: int | None) -> float | None:
     return None if params is None else params / 1e6
 
 
+def _p_text(p: float | None) -> str:
+    """A p-value in two significant digits (``0.012``, ``3.4e-05``); 0 for deltas without spread (all seeds equal)."""
+    if p is None:
+        return "–"
+    if p == 0:
+        return "0"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
 def _delta_cell(row: dict[str, Any], prefix: str) -> str:
+    """One Δ cell: mean, 95% interval, paired-t p and Holm-adjusted p, and the verdict's mark.
+
+    Marks: a resolved delta (Holm-adjusted p < 0.05) is bold; ``*noise*`` (the 95% interval holds 0, or a single
+    seed; with ``*n≈N*`` seeds that would resolve it); ``*not after Holm*`` (the interval excludes 0, the adjusted p
+    does not); ``*not claimed*`` (the seeds trained identically). Rows made without p-values (no ``p`` key) keep
+    the interval's verdict.
+    """
     mean = row[f"delta_{prefix}_mean"]
     if mean is None:
         return "–"
     low, high = row[f"delta_{prefix}_low"], row[f"delta_{prefix}_high"]
     # Three decimals, unless they would print a nonzero mean as +0.000: then two significant digits (+1.2e-04).
     spec = "+.1e" if mean and abs(mean) < 5e-4 else "+.3f"
-    text = f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]" if low is not None else f"{mean:{spec}} (1 seed)"
-    if not row[f"delta_{prefix}_noise"]:
+    if row.get(f"delta_{prefix}_claimed") is False:
+        return f"{mean:{spec}} *not claimed: identical seeds*"
+    judged = f"delta_{prefix}_p" in row
+    resolved = row[f"delta_{prefix}_resolved"] if judged else not row[f"delta_{prefix}_noise"]
+    value = f"**{mean:{spec}}**" if resolved and judged else f"{mean:{spec}}"
+    text = f"{value} [{low:{spec}}, {high:{spec}}]" if low is not None else f"{value} (1 seed)"
+    p = row.get(f"delta_{prefix}_p")
+    if p is not None:
+        text += f" p={_p_text(p)}, Holm {_p_text(row[f'delta_{prefix}_p_holm'])}"
+    if resolved:
         return text
+    if not row[f"delta_{prefix}_noise"]:
+        return f"{text} *not after Holm*"
     needed = row[f"delta_{prefix}_seeds_needed"]
     return f"{text} *noise*" + (f", *n≈{needed}*" if needed is not None else "")
+
+
+def holm_note(rows: Sequence[dict[str, Any]], task: str = "detect") -> str:
+    """Return the sentence saying how many comparisons the verdicts were corrected for, metric by metric."""
+    metrics = get_task(task).metrics
+    counts = {
+        label: max((r.get(f"delta_{p}_holm_m") or 0 for r in rows[1:]), default=0) for p, (_, label) in metrics.items()
+    }
+    if not any(counts.values()):
+        return "No Δ has two paired seeds with a p-value, so none is resolved (a verdict needs a test)."
+    if len(set(counts.values())) == 1:
+        k = next(iter(counts.values()), 0)
+        per = f"k={k} comparison{'s' if k != 1 else ''} with the baseline per metric"
+    else:
+        per = ", ".join(f"k={k} for {label}" for label, k in counts.items()) + " (comparisons with the baseline)"
+    return (
+        f"Verdicts are corrected for multiple comparisons: Holm-Bonferroni over the {per}. p is the two-sided "
+        "paired-t p-value of the Δ (the same test as its interval), Holm its adjusted value; a Δ is resolved "
+        "(**bold**) only when the adjusted p < 0.05. *not after Holm*: its unadjusted 95% interval excludes 0 but the "
+        "correction does not let it stand."
+    )

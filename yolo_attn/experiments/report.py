@@ -2,8 +2,10 @@
 
 ``write_report(out)`` reads ``plan.json``, ``runs/*.json``, ``costs/*.json``, ``latency.json`` and the runs' own
 ``train/<key>/results.csv`` and writes ``compare.csv``, ``compare.md`` and ``compare.png`` (and, for a task with
-per-epoch curves such as classification, ``accuracy.png``). It ties three modules together: `aggregate` (records ->
-one row per model, the statistics of `stats`), `render` (rows -> markdown, CSV) and `plots` (rows -> figures). What
+per-epoch curves such as classification, ``accuracy.png``; for a placement grid, ``placement_<metric>.png``). It ties
+four modules together: `aggregate` (records -> one row per model, the statistics of `stats`, the verdicts
+Holm-corrected over the variants of each metric), `sections` (seeds that trained identically, named in bold and
+claiming no interval; the placement heat map), `render` (rows -> markdown, CSV) and `plots` (rows -> figures). What
 differs between tasks is the task's description in ``yolo_attn.experiments.tasks``; the code is the same for all. It
 measures and trains nothing, so it can run at any time, on a partial grid too (e.g. while Slurm jobs still run), as
 often as wanted: the same files give the same output, byte for byte.
@@ -33,6 +35,7 @@ from yolo_attn.experiments.render import (
     runtime_section,
     write_csv,
 )
+from yolo_attn.experiments.sections import placement_section, seed_check
 from yolo_attn.experiments.tasks import get_task
 
 __all__ = (
@@ -83,7 +86,9 @@ def write_report(out: str | Path) -> Path:
     spec = get_task(task)
     done_stems = [s for s in plan.stems if any(r["stem"] == s for r in runs)]
     costs = read_costs(out, done_stems, settings["imgsz"])
-    summary = summarize(runs, plan.stems, costs, task)
+    logs = results_csvs(out, plan, runs)
+    unclaimed, seed_warnings = seed_check(logs, plan.stems[0])
+    summary = summarize(runs, plan.stems, costs, task, unclaimed)
     rows = [{"model": m, **row} for m, row in zip(plan.models, summary, strict=True)]
     write_csv(rows, out / "compare.csv")
     overrides = " ".join(f"{k}={v}" for k, v in settings["train_overrides"].items())
@@ -94,13 +99,17 @@ def write_report(out: str | Path) -> Path:
         f"seeds {', '.join(map(str, plan.seeds))}; {len(runs)}/{len(plan.cells)} runs finished{failures}. "
         f"{spec.source.format(backend=settings['backend'])}{spec.note(runs)}\n\nProtocol: {protocol(plan)}."
     )
-    logs = results_csvs(out, plan, runs)
     links = ", ".join(
         f"[{run_key(stem, seed)}]({path.relative_to(out).as_posix()})"
         for stem, by_seed in logs.items()
         for seed, path in by_seed.items()
     )
     body = markdown_table(rows, task)
+    if seed_warnings:
+        body = f"{seed_warnings}\n\n{body}"
+    grid = placement_section(out, plan, rows, task)
+    if grid:
+        body += f"\n\n{grid}"
     notes = engagement_notes(rows)
     if notes:
         body += f"\n\n{notes}"

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 MAX_SEEDS = 1000  # the seeds-to-resolve search stops here (None beyond)
+ALPHA = 0.05  # family-wise level of the Holm verdicts
 
 
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -232,7 +233,7 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def holm_verdicts(deltas: dict[str, dict[str, Any]], alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+def holm_verdicts(deltas: dict[str, dict[str, Any]], alpha: float = ALPHA) -> dict[str, dict[str, Any]]:
     """Add the paired-t p-value, its Holm adjustment over the family and the resolved verdict to each variant.
 
     Args:
