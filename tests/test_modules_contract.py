@@ -154,3 +154,14 @@ def test_gate_is_what_forward_multiplies_by(block, shape):
         assert gate.shape == shape
         assert ((gate >= 0) & (gate <= 1)).all() and gate.std() > 0
         torch.testing.assert_close(block(x), x * gate)
+
+
+@pytest.mark.parametrize("make", ALL_CONFIGS)
+def test_dtype_and_device_moves_reach_every_tensor(make):
+    # nn.Module.to/.float/.half recurse through `_apply`: a block method of that name would break them (and training)
+    block = make(64).eval().to(torch.float64)
+    assert all(t.dtype == torch.float64 for t in (*block.parameters(), *block.buffers()) if t.is_floating_point())
+    with torch.no_grad():
+        assert block(torch.randn(1, 64, 6, 5, dtype=torch.float64)).dtype == torch.float64
+    block.half().float()
+    assert all(t.dtype == torch.float32 for t in (*block.parameters(), *block.buffers()) if t.is_floating_point())

@@ -95,8 +95,10 @@ class CrissCrossAttention(AttentionBlock):
             a_w (torch.Tensor): Weights along the row, (B, H, W, W'): query (h, w) to key (h, w').
         """
         h = x.shape[2]
+        amp = torch.is_autocast_enabled(x.device.type)
         with torch.autocast(x.device.type, enabled=False):  # logits and softmax in fp32 under AMP (see the docstring)
-            q, k = self.query_conv(x.float()), self.key_conv(x.float())  # their projections too: bf16 q, k drift
+            xq = x.float() if amp else x  # their projections too (bf16 q, k drift); outside AMP the module's own dtype
+            q, k = self.query_conv(xq), self.key_conv(xq)
             e_h = q.permute(0, 3, 2, 1) @ k.permute(0, 3, 1, 2)  # (B, W, H, H')
             rows = torch.arange(h, device=x.device)
             e_h = e_h.masked_fill(rows[:, None] == rows[None, :], float("-inf")).transpose(1, 2)  # (B, H, W, H')

@@ -94,7 +94,7 @@ class SpatialGroupEnhance(AttentionBlock):
 
     def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
         """Plain formulation (benchmarks): the same computation as `forward` without the identity mix."""
-        return self._apply(x, self.gate(x))
+        return self._gate_groups(x, self.gate(x))
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the spatial gate averaged over the groups (B, H, W), and what it is."""
@@ -109,9 +109,9 @@ class SpatialGroupEnhance(AttentionBlock):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        return self._apply(x, self.gate(x), self.gated)
+        return self._gate_groups(x, self.gate(x), self.gated)
 
-    def _apply(
+    def _gate_groups(
         self, x: torch.Tensor, gate: torch.Tensor, product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = mul
     ) -> torch.Tensor:
         """Multiply every channel of group g by the gate ``gate[:, g]``; (B, C, H, W), (B, G, H, W) -> (B, C, H, W).
