@@ -76,8 +76,8 @@ def mixed_gate(factors: Sequence[Factor], mix: torch.Tensor) -> torch.Tensor:
     """Return ``m = (1 - mix) + mix * f_1 * ... * f_n``, the gate that applies the identity mix.
 
     The scalars and all tensor factors but the largest are multiplied into the mix first (small tensors), the largest
-    is taken by one product and an in-place add. The factors are brought to their common dtype first, so a float32 input gated by a
-    low-precision gate keeps the mix in float32.
+    is taken by one product and an in-place add. The factors are brought to their common dtype first, so a float32
+    input gated by a low-precision gate keeps the mix in float32.
 
     Args:
         factors (Sequence[torch.Tensor | float]): Gate factors, each broadcastable to the input; at least one tensor.
