@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from block_helpers import default_block, shipped
+from block_helpers import Parallel, default_block, shipped
 from torch import nn
 
 from yolo_attn.modules import GlobalContext, SpatialAttention, TripletAttention
@@ -103,17 +103,6 @@ def test_without_a_mix_the_block_computes_what_it_did(name):
     with plain_autograd():
         plain = copy.deepcopy(block)(x)
     assert torch.equal(lean, plain)
-
-
-class Parallel(nn.Module):
-    """Blocks side by side on the same input (not chained: a chain amplifies rounding)."""
-
-    def __init__(self, blocks: list[nn.Module]) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(block(x) for block in self.blocks)
 
 
 def _all_mixed(mix: float) -> tuple[list[nn.Module], list[nn.Module]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from block_helpers import default_block, shipped
+from block_helpers import Parallel, default_block, shipped
 from torch import nn
 
 from yolo_attn import (
@@ -67,14 +67,3 @@ def test_torch_compile_all_blocks():
         for name, got, want in zip(BLOCKS, compiled(x), model(x), strict=True):
             scale = max(1.0, float(want.abs().max()))
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * scale, msg=lambda m, n=name: f"{n}: {m}")
-
-
-class Parallel(nn.Module):
-    """Every block applied to the same input; returns their outputs in order."""
-
-    def __init__(self, blocks: list[nn.Module]) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(block(x) for block in self.blocks)
