@@ -16,7 +16,7 @@ the same commands give before and after figures for any change to it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -178,41 +178,58 @@ def bench_blocks_train(
 
     def run() -> list[dict[str, Any]]:
         rows = []
-        generator = torch.Generator().manual_seed(seed)
-        for name in names:
-            make, levels = bench[name]
-            for level, (channels, stride) in YOLOV8N_LEVELS.items():
-                if level not in levels:
-                    continue
-                torch.manual_seed(seed)
-                scratch = randomize_(make(channels), generator).train()
-                tuned = fine_tuned(copy.deepcopy(scratch), mix).train()
-                shape = (batch, channels, imgsz // stride, imgsz // stride)
-                x = torch.randn(shape, generator=generator).requires_grad_(True)
-                grad = torch.randn(shape, generator=generator)
-                variants = {
-                    "clone": _clone_step(x, grad),
-                    "scratch": _train_step(scratch, x, grad),
-                    "tuned": _train_step(tuned, x, grad),
-                }
-                for call in variants.values():
-                    for _ in range(2):
-                        call()
-                inner = _inner(variants["scratch"])
-                times = paired_times(variants, rounds=rounds, inner=inner, seed=seed)
-                row: dict[str, Any] = {"block": name, "level": level, "shape": shape, "mixed": has_mix(tuned)}
-                row.update(_ratio_fields(times, "scratch", "clone", "scratch"))
-                row.update(_ratio_fields(times, "tuned", "clone", "tuned"))
-                row.update(_ratio_fields(times, "tuned", "scratch", "tuned_vs_scratch"))
-                row.update(_saved_fields(saved_by_module(scratch, x), x, "scratch"))
-                row.update(_saved_fields(saved_by_module(tuned, x), x, "tuned"))
-                row["clone_bytes"] = saved_by_module(_Clone(), x).activation_bytes
-                row["input_bytes"] = x.numel() * x.element_size()
-                row["clone_us"] = ratio_stats(times, "clone", "clone")["ms"] * 1e3
-                rows.append(row)
+        for name, level, make, channels, stride, generator in _seeded_cases(names, bench, seed):
+            scratch = randomize_(make(channels), generator).train()
+            tuned = fine_tuned(copy.deepcopy(scratch), mix).train()
+            shape = (batch, channels, imgsz // stride, imgsz // stride)
+            x = torch.randn(shape, generator=generator).requires_grad_(True)
+            grad = torch.randn(shape, generator=generator)
+            variants = {
+                "clone": _clone_step(x, grad),
+                "scratch": _train_step(scratch, x, grad),
+                "tuned": _train_step(tuned, x, grad),
+            }
+            for call in variants.values():
+                for _ in range(2):
+                    call()
+            inner = _inner(variants["scratch"])
+            times = paired_times(variants, rounds=rounds, inner=inner, seed=seed)
+            row: dict[str, Any] = {"block": name, "level": level, "shape": shape, "mixed": has_mix(tuned)}
+            row.update(_ratio_fields(times, "scratch", "clone", "scratch"))
+            row.update(_ratio_fields(times, "tuned", "clone", "tuned"))
+            row.update(_ratio_fields(times, "tuned", "scratch", "tuned_vs_scratch"))
+            row.update(_saved_fields(saved_by_module(scratch, x), x, "scratch"))
+            row.update(_saved_fields(saved_by_module(tuned, x), x, "tuned"))
+            row["clone_bytes"] = saved_by_module(_Clone(), x).activation_bytes
+            row["input_bytes"] = x.numel() * x.element_size()
+            row["clone_us"] = ratio_stats(times, "clone", "clone")["ms"] * 1e3
+            rows.append(row)
         return rows
 
     return _with_threads(threads, run)
+
+
+def _seeded_cases(
+    names: Sequence[str], bench: Mapping[str, tuple[Callable[[int], nn.Module], Sequence[str]]], seed: int
+) -> Iterator[tuple[str, str, Callable[[int], nn.Module], int, int, torch.Generator]]:
+    """Yield every (block, level) a benchmark runs, in order, with torch's global seed reset before each.
+
+    Args:
+        names (Sequence[str]): Block names, in order.
+        bench (Mapping[str, tuple[Callable[[int], nn.Module], Sequence[str]]]): Per name, the block's constructor (from
+            its channels) and its benchmark levels.
+        seed (int): Seed of the one generator shared by the whole run, and of torch's global RNG at each case.
+
+    Yields:
+        (tuple): ``name``, ``level``, ``make``, ``channels``, ``stride`` (of the level in yolov8n) and the generator.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for name in names:
+        make, levels = bench[name]
+        for level, (channels, stride) in YOLOV8N_LEVELS.items():
+            if level in levels:
+                torch.manual_seed(seed)
+                yield name, level, make, channels, stride, generator
 
 
 class _Clone(nn.Module):
@@ -250,28 +267,22 @@ def bench_mix(
 
     def run() -> list[dict[str, Any]]:
         rows = []
-        generator = torch.Generator().manual_seed(seed)
-        for name in names:
-            make, levels = bench[name]
-            for level, (channels, stride) in YOLOV8N_LEVELS.items():
-                if level not in levels:
-                    continue
-                torch.manual_seed(seed)
-                block = randomize_(make(channels), generator).eval()
-                x = torch.randn(1, channels, imgsz // stride, imgsz // stride, generator=generator)
-                row: dict[str, Any] = {"block": name, "level": level, "shape": tuple(x.shape), "mix_ratio": None}
-                mixed = with_mix(block, mix)
-                if mixed is not None:
-                    without, with_ = deployed_block(block), deployed_block(mixed)
-                    variants = {"without": _call(without, x), "with": _call(with_, x)}
-                    with torch.no_grad():
-                        for call in variants.values():
-                            for _ in range(3):
-                                call()
-                        times = paired_times(variants, rounds=rounds, inner=_inner(variants["without"]), seed=seed)
-                    row.update(_ratio_fields(times, "with", "without", "mix_ratio"))
-                    row["without_us"] = ratio_stats(times, "without", "without")["ms"] * 1e3
-                rows.append(row)
+        for name, level, make, channels, stride, generator in _seeded_cases(names, bench, seed):
+            block = randomize_(make(channels), generator).eval()
+            x = torch.randn(1, channels, imgsz // stride, imgsz // stride, generator=generator)
+            row: dict[str, Any] = {"block": name, "level": level, "shape": tuple(x.shape), "mix_ratio": None}
+            mixed = with_mix(block, mix)
+            if mixed is not None:
+                without, with_ = deployed_block(block), deployed_block(mixed)
+                variants = {"without": _call(without, x), "with": _call(with_, x)}
+                with torch.no_grad():
+                    for call in variants.values():
+                        for _ in range(3):
+                            call()
+                    times = paired_times(variants, rounds=rounds, inner=_inner(variants["without"]), seed=seed)
+                row.update(_ratio_fields(times, "with", "without", "mix_ratio"))
+                row["without_us"] = ratio_stats(times, "without", "without")["ms"] * 1e3
+            rows.append(row)
         return rows
 
     return _with_threads(threads, run)
