@@ -66,7 +66,8 @@ def test_matches_the_reference_and_loads_its_state_dict_both_ways(args, shape):
     with torch.no_grad():
         expected = reference(x)
         torch.testing.assert_close(ours(x), expected, atol=ATOL, rtol=0)
-        torch.testing.assert_close(copy.deepcopy(ours).fuse()(x), expected, atol=ATOL, rtol=0)
+        # folding BatchNorms moves float32 rounding by ~1e-5 of the output scale: a relative tolerance too
+        torch.testing.assert_close(copy.deepcopy(ours).fuse()(x), expected, atol=ATOL, rtol=1e-5)
     assert ReferenceSK(c, *args).load_state_dict(randomize_(SKAttention(c, *args), 2).state_dict(), strict=True)
 
 

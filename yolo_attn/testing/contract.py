@@ -192,10 +192,17 @@ class _Context:
         self.image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
     def make(self, c: int = C) -> nn.Module:
-        """A fresh block for ``c`` input channels (an extends block: ``c`` in and out)."""
-        if self.spec.parent is None:
-            return self.spec.cls(c, **self.kwargs)
-        return self.spec.cls(c, c, **self.kwargs)
+        """A fresh block for ``c`` input channels (an extends block: ``c`` in and out), its initial weights seeded.
+
+        The constructor's own initialisation draws from a fixed seed (the global generator is left as it was), so a
+        check's verdict does not depend on what ran before it: a narrow MLP behind a ReLU (GatherExcite's 4 hidden
+        units at 64 channels) can start with every unit dead for one draw in sixteen.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            if self.spec.parent is None:
+                return self.spec.cls(c, **self.kwargs)
+            return self.spec.cls(c, c, **self.kwargs)
 
     def parent(self, c: int = C) -> nn.Module:
         """The parent block an extends block is built like."""
@@ -267,6 +274,17 @@ def _scale(y: torch.Tensor) -> float:
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
+
+
+def _fuse_bound(block: nn.Module, x: torch.Tensor, expected: torch.Tensor) -> float:
+    """How far a fused float32 block may be from the unfused one: `FUSE_TOL` of the output's scale, plus twice the
+    unfused block's own float32 rounding error (its distance from the same block run in float64).
+
+    A deep chain of convolutions (GAM's two 7x7 stages) is already ~1e-5 of its scale away from the exact answer in
+    float32, by an amount that depends on the CPU's kernels; folding a BatchNorm moves the rounding, not the math.
+    """
+    exact = copy.deepcopy(block).double()(x.double())
+    return FUSE_TOL * _scale(expected) + 2 * float((expected.double() - exact).abs().max())
 
 
 def _outputs(model: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:
@@ -495,7 +513,8 @@ def _check_fuse(ctx: _Context) -> str:
         fused = copy.deepcopy(block)
         n = fuse_blocks(fused)
         diff = _max_diff(fused(x), expected)
-    assert diff <= FUSE_TOL * _scale(expected), f"block fuse() changes the output by {diff:.3g}"
+        bound = _fuse_bound(block, x, expected)
+    assert diff <= bound, f"block fuse() changes the output by {diff:.3g} (allowed: {bound:.3g})"
     # Ultralytics' model.fuse() (predict, val and export call it) must fuse the blocks inside the detector the same
     # way. A random-weight detector's activations are tiny, which would hide a difference, so the blocks taken out of
     # the fused detector are compared with their unfused copies on inputs of unit scale.
@@ -513,12 +532,16 @@ def _check_fuse(ctx: _Context) -> str:
         unfused = copy.deepcopy(inside)
         model = model.fuse(verbose=False)
         model_diff = _relative_diff(_outputs(model, ctx.image), before)
-        worst = 0.0
+        worst, worst_bound = 0.0, 0.0  # the largest difference over its bound, both relative to the output's scale
         for shape, reference, block in zip(shapes, unfused, _ours(model, ctx.spec), strict=True):
             x = torch.randn(shape, generator=torch.Generator().manual_seed(4))
             y = reference(x)
-            worst = max(worst, _max_diff(block(x), y) / _scale(y))
-    assert worst <= FUSE_TOL, f"model.fuse() changes a block's output by {worst:.3g} (relative)"
+            d, b = _max_diff(block(x), y) / _scale(y), _fuse_bound(reference, x, y) / _scale(y)
+            if worst_bound == 0.0 or d / b > worst / worst_bound:
+                worst, worst_bound = d, b
+    assert worst <= worst_bound, (
+        f"model.fuse() changes a block's output by {worst:.3g} (relative; allowed: {worst_bound:.3g})"
+    )
     assert model_diff <= FUSE_TOL, f"detector fuse() changes the outputs by {model_diff:.3g} (relative)"
     return f"{n} block fuse() call(s); block {diff:.1g}, inside the fused detector {worst:.1g}"
 
