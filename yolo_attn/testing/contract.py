@@ -277,8 +277,10 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _fuse_bound(block: nn.Module, x: torch.Tensor, expected: torch.Tensor) -> float:
-    """How far a fused float32 block may be from the unfused one: `FUSE_TOL` of the output's scale, plus twice the
-    unfused block's own float32 rounding error (its distance from the same block run in float64).
+    """How far a fused float32 block may be from the unfused one.
+
+    `FUSE_TOL` of the output's scale, plus twice the unfused block's own float32 rounding error (its distance from the
+    same block run in float64).
 
     A deep chain of convolutions (GAM's two 7x7 stages) is already ~1e-5 of its scale away from the exact answer in
     float32, by an amount that depends on the CPU's kernels; folding a BatchNorm moves the rounding, not the math.
