@@ -6,6 +6,7 @@ The environment is set before anything imports ultralytics (it reads these varia
 from __future__ import annotations
 
 import os
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,21 @@ def yolo_attn_command() -> list[str]:
     """The installed ``yolo-attn`` console script, as a user types it (beside this interpreter, else on PATH)."""
     script = Path(sys.executable).with_name("yolo-attn")
     return [str(script)] if script.exists() else ["yolo-attn"]
+
+
+@pytest.fixture(autouse=True)
+def _same_random_state() -> None:
+    """Seed Python's, NumPy's and torch's global generators before each test.
+
+    A test's random inputs then do not depend on which tests ran before it in the same process, so a test fails or
+    passes alike when run alone, in the full suite, or in a pytest-xdist worker.
+    """
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")
