@@ -1,6 +1,8 @@
 """Test set-up: offline Ultralytics in a private config dir, and small shared fixtures.
 
-The environment is set before anything imports ultralytics (it reads these variables at import time).
+The environment is set before anything imports ultralytics (it reads these variables at import time). Under
+pytest-xdist (``-n``, the default in pyproject.toml) each worker, and each process it starts, gets its share of the
+cores as torch threads.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ os.environ.setdefault("YOLO_ATTN_CACHE_DIR", str(_CONFIG_DIR / "yolo_attn_cache"
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("YOLO_VERBOSE", "False")
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # pytest -n N: share the cores, or N workers x all-core torch thrash
+    _workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))  # children inherit it
 
 import pytest  # noqa: E402
 from compare_fakes import fakes  # noqa: E402, F401  (the fixture, for every test module)
@@ -25,6 +30,10 @@ import yolo_attn  # noqa: E402, F401  (registers the blocks)
 from yolo_attn.offline import install_local_font  # noqa: E402
 
 install_local_font()
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_YAMLS = REPO / "model_yamls"

@@ -92,7 +92,9 @@ def count_saved(
         if key is not None:
             found[key] = max(found.get(key, 0), t.untyped_storage().nbytes())
             kept.append(t)
-        return t
+        # Detached: the same storage without its autograd history. An operation's saved output returned as itself
+        # would hold its own grad_fn, a reference cycle in C++ that no collector frees (the whole graph leaked).
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         output = fn()
