@@ -30,10 +30,6 @@ import yolo_attn  # noqa: E402, F401  (registers the blocks)
 from yolo_attn.offline import install_local_font  # noqa: E402
 
 install_local_font()
-if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    import torch
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_YAMLS = REPO / "model_yamls"

@@ -11,7 +11,6 @@ exact saved-tensor total of one forward and loss (`yolo_attn.profiling.saved`); 
 from __future__ import annotations
 
 import copy
-import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -156,11 +155,6 @@ def bench_train_steps(
             rows.append(row)
             if on_row is not None:
                 on_row(row)
-            # A model and its criterion reference each other: only the cycle collector frees them, and it counts
-            # objects, not bytes. Without this, each block's models and their gradients outlived it (24 GiB after
-            # 28 blocks at batch 8, 320 px).
-            del models, steps, scratch, tuned
-            gc.collect()
         return rows
 
     return _with_threads(threads, run)
