@@ -52,10 +52,27 @@ def write_yaml(folder: Path, name: str) -> Path:
 
 
 def train(folder: Path, model: Path, data: Path, name: str, *extra: str) -> Path:
-    """Train one epoch through the CLI users type; return last.pt."""
-    cmd = ["yolo-attn", "train", f"model={model}", f"data={data}", "epochs=3", "warmup_epochs=0", "imgsz=64", "batch=4", "workers=0",
-           "device=cpu", "plots=False", f"project={folder / 'runs'}", f"name={name}", "exist_ok=True", "seed=0",
-           "deterministic=True", "amp=False", *extra]
+    """Train three epochs through the CLI users type; return last.pt."""
+    cmd = [
+        "yolo-attn",
+        "train",
+        f"model={model}",
+        f"data={data}",
+        "epochs=3",
+        "warmup_epochs=0",
+        "imgsz=64",
+        "batch=4",
+        "workers=0",
+        "device=cpu",
+        "plots=False",
+        f"project={folder / 'runs'}",
+        f"name={name}",
+        "exist_ok=True",
+        "seed=0",
+        "deterministic=True",
+        "amp=False",
+        *extra,
+    ]
     subprocess.run(cmd, check=True)
     return folder / "runs" / name / "weights" / "last.pt"
 
@@ -72,7 +89,9 @@ def main() -> None:
         base = train(folder, write_yaml(folder, "small-base"), data, "small-base")
         runs = {
             "small-cbam-ca_c2f": train(folder, write_yaml(folder, "small-cbam-ca_c2f"), data, "small-cbam-ca_c2f"),
-            "small-se-ema": train(folder, write_yaml(folder, "small-se-ema"), data, "small-se-ema", f"pretrained={base}"),
+            "small-se-ema": train(
+                folder, write_yaml(folder, "small-se-ema"), data, "small-se-ema", f"pretrained={base}"
+            ),
         }
         import yolo_attn  # noqa: F401  (registers the blocks before unpickling)
 
