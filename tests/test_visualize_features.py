@@ -13,7 +13,7 @@ from torch import nn
 from yolo_attn.cli import main
 from yolo_attn.modules import CBAM
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.profiling import load_model
+from yolo_attn.utils.models import load_model
 from yolo_attn.visualize import (
     capture_layer_outputs,
     feature_maps,

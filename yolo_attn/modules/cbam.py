@@ -12,7 +12,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules import gating
 from yolo_attn.modules.arg_checks import (
     BlockArgumentError,
@@ -24,6 +23,7 @@ from yolo_attn.modules.arg_checks import (
 )
 from yolo_attn.modules.fusion import fold_batchnorm, pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 SPATIAL_POOLS = ("max_mean", "mean")
 

@@ -102,7 +102,7 @@ def fuse_blocks(module: nn.Module) -> int:
     Returns:
         (int): How many blocks were fused.
     """
-    from yolo_attn import blocks as table  # the block table; imported here because the blocks import this module
+    from yolo_attn.registry import table  # the block table; imported here because the blocks import this module
 
     registered = table.classes()
     ours = (m for m in module.modules() if type(m).__module__.startswith("yolo_attn.") or isinstance(m, registered))

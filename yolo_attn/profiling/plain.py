@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from yolo_attn import blocks
+from yolo_attn import registry
 
 
 def plain_function(block: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -34,7 +34,7 @@ def plain_function(block: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """
     plain = getattr(block, "forward_plain", None)
     if not callable(plain):
-        known = [s.name for s in blocks.specs() if has_plain(s.cls)]
+        known = [s.name for s in registry.specs() if has_plain(s.cls)]
         raise TypeError(f"no plain formulation (forward_plain) for {type(block).__name__}; blocks with one: {known}")
     blend = getattr(block, "blend", None)
     if callable(blend):

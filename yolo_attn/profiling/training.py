@@ -50,11 +50,11 @@ def fine_tuned(module: nn.Module, mix: float = FINE_TUNED_MIX) -> nn.Module:
     Returns:
         (nn.Module): ``module``.
     """
-    from yolo_attn import blocks
+    from yolo_attn import registry
+    from yolo_attn.finetune.transfer import outermost_attention_blocks
     from yolo_attn.modules.identity_start import AttentionBlock
-    from yolo_attn.transfer import outermost_attention_blocks
 
-    is_block = isinstance(module, AttentionBlock) or blocks.spec_of(module) is not None
+    is_block = isinstance(module, AttentionBlock) or registry.spec_of(module) is not None
     found = {"": module} if is_block else outermost_attention_blocks(module)
     for block in found.values():
         start_as_identity(block)
