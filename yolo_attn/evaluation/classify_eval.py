@@ -126,4 +126,3 @@ def format_classify_metrics(metrics: dict[str, Any]) -> str:
         f"{metrics['weights']} on {metrics['data']} ({where})"
         f"\ntop-1 {100 * metrics['top1']:.2f}%   top-5 {100 * metrics['top5']:.2f}%{top5_note}"
     )
-

@@ -34,9 +34,9 @@ def load_pretrained(
     """Load pretrained weights into a model, each source layer's tensors into the layer that corresponds to it.
 
     The correspondence comes from the two model YAMLs (``weights``' ``model.yaml`` and ``model.yaml``), see
-    `yolo_attn.finetune.transfer`. The corresponding layers are then handed to Ultralytics' own ``BaseModel.load``
-    under their target indices, so everything else it does (a new class count, class names, the first convolution's
-    channels) happens as for any model. Blocks of the target that received no tensor start as the identity when anything was
+    `yolo_attn.finetune.transfer`. The corresponding layers are then handed to Ultralytics' own ``BaseModel.load`` under
+    their target indices, so everything else it does (a new class count, class names, the first convolution's channels)
+    happens as for any model. Blocks of the target that received no tensor start as the identity when anything was
     transferred (``identity_start: false`` in the model YAML or ``YOLO_ATTN_IDENTITY_START=0`` opts out), so the model
     predicts what the source predicted. When neither model has yolo_attn rows and their rows are the same,
     Ultralytics' load runs unchanged.

@@ -1,9 +1,10 @@
 """Module paths of earlier releases, kept importable with a DeprecationWarning: the one table of what moved where.
 
 User code and scripts written against an earlier release import ``yolo_attn.protocol``, ``yolo_attn.blocks`` and the
-like. A finder on ``sys.meta_path`` (installed by ``import yolo_attn``) answers those names with a module that
-warns once and forwards every attribute to the module's new home, so ``from yolo_attn.protocol import attach``
-keeps working and returns the very same objects. The block classes never moved (``yolo_attn.modules.*``): checkpoints pickle those paths.
+like. A finder on ``sys.meta_path`` (installed by ``import yolo_attn``) answers those names with a module that warns
+once and forwards every attribute to the module's new home, so ``from yolo_attn.protocol import attach`` keeps working
+and returns the very same objects. The block classes never moved (``yolo_attn.modules.*``): checkpoints pickle those
+paths.
 """
 
 from __future__ import annotations
