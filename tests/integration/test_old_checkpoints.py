@@ -49,3 +49,26 @@ def test_an_old_fine_tuned_checkpoint_keeps_its_identity_mixes():
     model, _ = load_checkpoint(str(FIXTURES / "small-se-ema.pt"), device="cpu")
     mixes = {k: float(v) for k, v in model.state_dict().items() if k.endswith("identity_mix")}
     assert set(mixes) == {"model.5.identity_mix", "model.6.identity_mix"} and all(m != 0 for m in mixes.values())
+
+
+@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe-load"])
+def test_a_block_pickled_before_the_identity_mix_existed_loads_as_the_papers_formula(tmp_path, safe):
+    from yolo_attn.modules import CBAM
+
+    old = CBAM(32).eval()
+    for block in (old, old.channel_attention, old.spatial_attention):
+        del block._parameters["identity_mix"]  # what a block of a release before the mix pickled
+    path = tmp_path / "old.pt"
+    torch.save({"model": old}, path)
+    if safe:
+        ckpt, _ = torch_safe_load(str(path), safe_only=True)
+    else:
+        ckpt = torch.load(path, weights_only=False)
+    loaded = ckpt["model"]
+    assert loaded.identity_mix is None and loaded.channel_attention.identity_mix is None
+    fresh = CBAM(32).eval()
+    fresh.load_state_dict(old.state_dict())
+    x = torch.randn(2, 32, 5, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), fresh(x), rtol=0, atol=0)
+    assert loaded.start_as_identity().identity_mix is not None

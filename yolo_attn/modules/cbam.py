@@ -292,10 +292,10 @@ class CBAM(AttentionBlock):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         ca, sa = self.channel_attention, self.spatial_attention
-        if getattr(ca, "identity_mix", None) is not None or getattr(sa, "identity_mix", None) is not None:
+        if ca.identity_mix is not None or sa.identity_mix is not None:
             return self.blend(x, sa(ca(x)))  # gates with mixes of their own (started as the identity one by one)
         channel = ca.gate(x)
-        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        mix = self.identity_mix
         if gating.lean_applies([x, channel, mix]):
             # training: the spatial gate pools the channel-gated map x * channel without keeping it (recomputed in
             # backward), and the output keeps x and the two gates only

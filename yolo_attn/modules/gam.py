@@ -100,7 +100,7 @@ class GAM(AttentionBlock):
         mc = self.channel_gate(x)
         x1 = x * mc  # kept by the spatial gate's first convolution in training, as its input
         ms = self.spatial_attention(x1).sigmoid()
-        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        mix = self.identity_mix
         if mix is None:
             return self.gated(x1, ms)
         if gating.lean_applies([x, mc, ms, mix]):

@@ -176,7 +176,7 @@ class GlobalContext(AttentionBlock):
             scale = _apply(self.channel_mul_conv, context).sigmoid()[:, :, None, None]
         if self.channel_add_conv is not None:
             shift = _apply(self.channel_add_conv, context)[:, :, None, None]
-        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        mix = self.identity_mix
         if mix is None:
             out = x if scale is None else x * scale
             return out if shift is None else out + shift

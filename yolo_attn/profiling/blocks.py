@@ -116,7 +116,7 @@ def bench_blocks(
     """Benchmark blocks at the P3/P4/P5 shapes of yolov8n: time / clone, ours vs plain, ops per forward.
 
     Each block is built with random weights, in eval mode and fused (as ``model.fuse()`` leaves it); its plain
-    formulation (``yolo_attn.profiling.plain``) runs on an unfused copy, as the blocks ran before issue 9.
+    formulation (``yolo_attn.profiling.plain``) runs on an unfused copy, as the blocks ran before the speed work.
 
     Args:
         names (Sequence[str] | None): Block names from `bench_blocks_table`; None for all.

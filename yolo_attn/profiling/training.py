@@ -254,7 +254,7 @@ def bench_mix(
         names (Sequence[str] | None): Block names from `bench_blocks_table`; None for all.
         imgsz (int): Square image size whose P3/P4/P5 feature-map shapes are used.
         rounds (int): Paired rounds per block and level.
-        threads (int | None): CPU threads (1 by default, as issue 14 measured it).
+        threads (int | None): CPU threads (1 by default, as the training tables were measured).
         mix (float): The mix value.
         seed (int): Seed of weights, inputs and shuffling.
 
