@@ -79,7 +79,7 @@ def train(folder: Path, model: Path, data: Path, name: str, *extra: str) -> Path
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import write_tiny_yolo_dataset  # the suite's own tiny data set
+    from support.data import write_tiny_yolo_dataset  # the suite's own tiny data set
 
     OUT.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,28 +23,16 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # pytest -n N: share the cores, o
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))  # children inherit it
 
 import pytest  # noqa: E402
-from compare_fakes import fakes  # noqa: E402, F401  (the fixture, for every test module)
+import torch  # noqa: E402
+from support.compare_fakes import fakes  # noqa: E402, F401  (the fixture, for every test module)
+from support.data import write_tiny_yolo_dataset  # noqa: E402
+from support.env import REPO  # noqa: E402
 
 import yolo_attn  # noqa: E402, F401  (registers the blocks)
+from yolo_attn.modules.random_weights import randomize_  # noqa: E402
 from yolo_attn.utils.offline import install_local_font  # noqa: E402
 
 install_local_font()
-
-REPO = Path(__file__).resolve().parents[1]
-MODEL_YAMLS = REPO / "model_yamls"
-
-
-def subprocess_env() -> dict[str, str]:
-    """Environment for child interpreters: the same offline settings, this checkout importable."""
-    env = dict(os.environ) | {"YOLO_VERBOSE": "True"}  # child output is read by the tests
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
-    return env
-
-
-def yolo_attn_command() -> list[str]:
-    """The installed ``yolo-attn`` console script, as a user types it (beside this interpreter, else on PATH)."""
-    script = Path(sys.executable).with_name("yolo-attn")
-    return [str(script)] if script.exists() else ["yolo-attn"]
 
 
 @pytest.fixture(autouse=True)
@@ -69,45 +56,18 @@ def repo() -> Path:
     return REPO
 
 
-def write_tiny_yolo_dataset(root: Path, n_train: int = 8, n_val: int = 4, imgsz: int = 64) -> Path:
-    """Write a tiny two-class YOLO data set of coloured rectangles on noise and return its data.yaml.
-
-    Args:
-        root (Path): Folder to write into.
-        n_train (int): Training images.
-        n_val (int): Validation images.
-        imgsz (int): Image side in pixels.
-
-    Returns:
-        (Path): The data.yaml path.
-    """
-    import cv2
-    import numpy as np
-    import yaml
-
-    rng = np.random.default_rng(0)
-    for split, count in (("train", n_train), ("val", n_val)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for k in range(count):
-            image = rng.integers(0, 80, (imgsz, imgsz, 3), dtype=np.uint8)
-            lines = []
-            for cls in (0, 1):
-                w, h = rng.integers(imgsz // 5, imgsz // 2, 2)
-                x0, y0 = rng.integers(0, imgsz - w), rng.integers(0, imgsz - h)
-                colour = (0, 0, 255) if cls == 0 else (255, 255, 0)
-                cv2.rectangle(image, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), colour, -1)
-                cx, cy = (x0 + w / 2) / imgsz, (y0 + h / 2) / imgsz
-                lines.append(f"{cls} {cx:.6f} {cy:.6f} {w / imgsz:.6f} {h / imgsz:.6f}")
-            cv2.imwrite(str(root / "images" / split / f"{k:03d}.jpg"), image)
-            (root / "labels" / split / f"{k:03d}.txt").write_text("\n".join(lines) + "\n")
-    data = root / "data.yaml"
-    spec = {"path": str(root), "train": "images/train", "val": "images/val", "names": {0: "red", 1: "cyan"}}
-    data.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return data
-
-
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny YOLO data set (data.yaml path), shared by the tests that train."""
     return write_tiny_yolo_dataset(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture(scope="module")
+def baseline_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A yolov8n checkpoint for the tiny data set's 2 classes with random (non-zero) weights: a baseline best.pt."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = randomize_(DetectionModel("yolov8n.yaml", nc=2, verbose=False), fan_in=True)
+    path = tmp_path_factory.mktemp("pretrained") / "yolov8n.pt"
+    torch.save({"model": model, "train_args": {}}, path)
+    return path
