@@ -7,3 +7,8 @@
 - `yaml_command`: the rows that ``yolo-attn yaml`` writes.
 - `migrate`: fork YAMLs (channel args, fork spellings) rewritten to this package's contract.
 """
+
+from pathlib import Path
+
+#: The folder of the shipped model YAMLs (the repository's top-level ``model_yamls`` links here).
+MODEL_YAMLS_DIR = Path(__file__).resolve().parent / "model_yamls"

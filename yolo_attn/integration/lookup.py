@@ -22,12 +22,11 @@ import torch
 from ultralytics.nn import tasks
 from ultralytics.utils import YAML
 
-from yolo_attn.cfg import generated
+from yolo_attn.cfg import MODEL_YAMLS_DIR, generated  # MODEL_YAMLS_DIR: shipped variants, found by bare name
 from yolo_attn.cfg.sites import standard_sites
 from yolo_attn.integration.patches import original
 
 SCALE_IN_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-cbam -> yolov8-cbam, Ultralytics' naming rule
-MODEL_YAMLS_DIR = Path(__file__).resolve().parents[1] / "model_yamls"  # shipped variants, found by bare name
 
 
 def resolves_in_ultralytics(name: str) -> bool:
