@@ -22,7 +22,7 @@ from ultralytics.utils.checks import check_yaml
 
 import yolo_attn
 
-YAML_DIR = Path(__file__).resolve().parents[1] / "yolo_attn" / "cfg" / "model_yamls"
+YAML_DIR = Path(__file__).resolve().parents[2] / "yolo_attn" / "cfg" / "model_yamls"
 SCALES = ("n", "s", "m", "l", "x")
 BUILD_SCALES = ("n", "x")  # smallest and widest; the whole scale table is compared with Ultralytics' by the rows test
 SLOW_SCALES = {"x"}

@@ -23,7 +23,7 @@ from ultralytics.utils.checks import check_yaml
 import yolo_attn
 from yolo_attn.integration.lookup import MODEL_YAMLS_DIR
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 YAML_DIR = MODEL_YAMLS_DIR  # the shipped files, inside the package; the repo-root model_yamls links here
 FAMILIES = ("yolov8", "yolo11", "yolo26")
 SCALES = ("n", "s", "m", "l", "x")

@@ -24,7 +24,7 @@ from yolo_attn.visualize import (
 )
 from yolo_attn.visualize import features as features_module
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLS_YAML = REPO / "yolo_attn" / "cfg" / "model_yamls" / "yolov8n-cls-cbam.yaml"
 DET_YAML = REPO / "model_yamls" / "yolov8n-se.yaml"
 IMGSZ = 64
