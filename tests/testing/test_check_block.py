@@ -66,7 +66,8 @@ def test_broken_blocks_fail_on_their_row_with_the_reason(cls, row, reason):
 @pytest.mark.slow
 def test_cli_check_block_prints_the_table_and_exits_non_zero_on_a_failure(tmp_path):
     env = subprocess_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(user_blocks.__file__).parent), env["PYTHONPATH"]])  # user_blocks importable
+    here = str(Path(user_blocks.__file__).parent)
+    env["PYTHONPATH"] = os.pathsep.join([here, env["PYTHONPATH"]])  # user_blocks importable as a top-level module
     proc = subprocess.run(
         [*yolo_attn_command(), "check-block", "user_blocks:BadFuse", "--no-onnx"],
         env=env,
