@@ -134,7 +134,7 @@ def test_generated_models_build_with_the_blocks_at_their_sites(name: str, task: 
 
 
 def test_a_users_block_resolves_by_name_and_alias(monkeypatch: pytest.MonkeyPatch) -> None:
-    from user_blocks import PointGate
+    from support.user_blocks import PointGate
 
     registry.register_block(PointGate, name="UserGate", aliases=["ugate"])
     try:
@@ -147,7 +147,7 @@ def test_a_users_block_resolves_by_name_and_alias(monkeypatch: pytest.MonkeyPatc
 
 
 def test_block_names_that_differ_only_in_case_are_ambiguous() -> None:
-    from user_blocks import PointGate
+    from support.user_blocks import PointGate
 
     one, two = type("Zed1", (PointGate,), {}), type("Zed2", (PointGate,), {})
     registry.register_block(one, name="Zed")
