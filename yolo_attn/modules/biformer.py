@@ -51,7 +51,9 @@ class BiLevelRoutingAttention(AttentionBlock):
     ``scale = qk_scale or C ** -0.5`` (C, not the head width, as the reference keeps for its old checkpoints). The
     region means average only the map's own pixels (the reference's ``avg_pool2d`` with ``ceil_mode=True,
     count_include_pad=False``); the padded tokens are zeros after the projection and are attended to, unmasked, as in
-    the reference. Shapes: (B, C, H, W) -> (B, C, H, W). Parameters: ``4 C^2 + 4 C + C (side_dwconv^2 + 1)``.
+    the reference. Shapes: (B, C, H, W) -> (B, C, H, W). Parameters: ``4 C^2 + 4 C + C (side_dwconv^2 + 1)``. Cost at
+    yolov8n's standard sites (after SPPF and at the three Detect inputs, 640 px): +616k parameters, +1.92 GFLOPs
+    (Ultralytics' counter; 1.98 by PyTorch's).
 
     YAML: ``[-1, 1, BiLevelRoutingAttention, [num_heads, n_win, qk_scale, topk, side_dwconv]]``, all optional
     (defaults 8, 7, null, 4, 3, the reference's); input channels are inferred. ``num_heads`` must divide C (8 divides
@@ -63,8 +65,8 @@ class BiLevelRoutingAttention(AttentionBlock):
     ``block.load_state_dict(nchwBRA(C, ...).state_dict())`` works in both directions.
 
     Departures from the reference (where the reference runs, the outputs are its outputs):
-        - Maps smaller than ``n_win`` windows on a side (the reference's region size 0 fails in ``avg_pool2d``): the
-          region size is at least 1, so each pixel is a region there.
+        - Maps with fewer than ``n_win`` pixels on a side (P5 is 4 x 4 at imgsz 128; the reference's region size 0
+          fails in ``avg_pool2d``): the region size is at least 1, so each pixel is a region there.
         - Fewer regions than ``topk`` (the reference's ``torch.topk`` fails): each region attends to all regions
           (the extra picks are masked out of the softmax), with a static k, so an ONNX export runs at any size.
         - The region means of q and k as the projection (the first 2C rows of ``qkv_linear``) of the region means of
