@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import platform
@@ -22,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-MARK = "<!-- benchmark: written by yolo_attn.profiling.publish.write_benchmark; rerun the command, never edit by hand -->"
+MARK = "<!-- benchmark table written by yolo_attn.profiling.publish: rerun its command, never edit by hand -->"
 FIELDS = ("Command", "Machine", "Date", "Commit")
 REPO = Path(__file__).resolve().parents[2]
 DOCS_BENCHMARKS = REPO / "docs" / "benchmarks"
@@ -93,7 +94,7 @@ def git_commit(repo: Path = REPO) -> str:
 
 def header(command: str, machine: str, date: str, commit: str) -> str:
     """Return the header block of a benchmark file (the mark, then one line per field)."""
-    values = dict(zip(FIELDS, (command, machine, date, commit)))
+    values = dict(zip(FIELDS, (command, machine, date, commit), strict=True))
     lines = [MARK, ""]
     for field in FIELDS:
         value = values[field]
@@ -169,3 +170,21 @@ def read_benchmark(path: str | Path) -> tuple[dict[str, str], str]:
         fields[field] = lines[index][len(prefix) :].strip().strip("`")
         index += 1
     return fields, "\n".join(lines[index:]).strip()
+
+
+def add_docs_argument(parser: argparse.ArgumentParser, what: str = "its tables") -> None:
+    """Add ``--docs / --no-docs`` to a benchmark script: whether it writes ``what`` under ``docs/benchmarks/``.
+
+    The default (None) lets the script decide with `wants_docs`: a full run writes, a subset (``--blocks``) does not.
+    """
+    parser.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"write {what} to docs/benchmarks/ for the documentation site (default: only for a full run)",
+    )
+
+
+def wants_docs(flag: bool | None, full_run: bool = True) -> bool:
+    """Return whether to write the docs tables: ``--docs``/``--no-docs`` when given, else whether the run is full."""
+    return full_run if flag is None else flag
