@@ -79,13 +79,19 @@ def machine(device: str | None = None) -> str:
 
 
 def git_commit(repo: Path = REPO) -> str:
-    """Return the short commit of the checkout, with ``(uncommitted changes)`` when the tree differs from it."""
+    """Return the short commit of the checkout, with ``(uncommitted changes)`` when the tree differs from it.
+
+    The benchmark files themselves (``docs/benchmarks/``) do not count: a run that rewrites them measured the commit.
+    """
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
