@@ -1,0 +1,99 @@
+"""The benchmark writer: every docs/benchmarks file carries the command, the machine, the date and the commit."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from yolo_attn.profiling import publish
+
+
+def test_a_written_table_reads_back_with_its_header(tmp_path):
+    table = "| block | ratio |\n| --- | --- |\n| SE | 1.02 |"
+    path = publish.write_benchmark("demo", table, out_dir=tmp_path, note="Settings: rounds 3")
+    assert path == tmp_path / "demo.md"
+    assert path.read_text().splitlines()[0] == publish.MARK
+    fields, body = publish.read_benchmark(path)
+    assert list(fields) == list(publish.FIELDS)
+    assert fields["Command"] == publish.command_line()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", fields["Date"])
+    assert re.match(r"[0-9a-f]{7,}( \(uncommitted changes\))?$|unknown", fields["Commit"])
+    assert "logical cores" in fields["Machine"] and "Python" in fields["Machine"]
+    assert body == table + "\n\nSettings: rounds 3"
+
+
+def test_given_fields_are_written_as_given(tmp_path):
+    path = publish.write_benchmark(
+        "old",
+        "| a | b |\n|---|---|\n| x | 1 |",
+        command="python x.py",
+        machine_line="m",
+        date="d",
+        commit="c",
+        out_dir=tmp_path,
+    )
+    assert publish.read_benchmark(path)[0] == {"Command": "python x.py", "Machine": "m", "Date": "d", "Commit": "c"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "| a | b |\n|---|---|\n| x | 1 |\n",  # typed: no header
+        publish.MARK + "\n\n- **Command:** `x`\n- **Machine:** m\n- **Date:** \n- **Commit:** c\n\n| a |\n",  # empty
+        publish.MARK + "\n\n- **Command:** `x`\n- **Machine:** m\n- **Commit:** c\n\n| a |\n",  # a field missing
+    ],
+)
+def test_a_file_without_a_full_header_is_refused(tmp_path, text):
+    path = tmp_path / "bad.md"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"bad\.md"):
+        publish.read_benchmark(path)
+
+
+def test_the_command_is_written_from_the_repository_root():
+    script = publish.REPO / "scripts" / "bench_blocks.py"
+    assert publish.command_line([str(script), "--cost-table"]) == "python scripts/bench_blocks.py --cost-table"
+    assert publish.command_line(["yolo-attn", "demo", "--out", "a b"]) == "yolo-attn demo --out 'a b'"
+
+
+def test_the_commit_ignores_the_benchmark_files_themselves(tmp_path):
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "docs" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "docs" / "benchmarks" / "t.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    sha = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "docs" / "benchmarks" / "t.md").write_text("new\n")  # a rerun rewrote its table: still that commit
+    assert publish.git_commit(tmp_path) == sha
+    (tmp_path / "code.py").write_text("x = 2\n")  # the measured code changed: say so
+    assert publish.git_commit(tmp_path) == f"{sha} (uncommitted changes)"
+
+
+def test_a_subset_run_writes_the_docs_only_when_asked():
+    assert publish.wants_docs(None, full_run=True)
+    assert not publish.wants_docs(None, full_run=False)
+    assert publish.wants_docs(True, full_run=False)
+    assert not publish.wants_docs(False, full_run=True)
+
+
+def test_every_benchmark_script_writes_through_the_writer_and_offers_no_docs():
+    writers = [p for p in (publish.REPO / "scripts").glob("*.py") if "write_benchmark(" in p.read_text()]
+    assert len(writers) >= 7, writers
+    for path in writers:
+        text = path.read_text()
+        assert "add_docs_argument(" in text or path.name == "demo_tables.py", f"{path.name}: no --docs/--no-docs"
+    proc = subprocess.run(
+        [sys.executable, str(publish.REPO / "scripts" / "demo_tables.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "docs/benchmarks/demo_detect.md" in proc.stdout
