@@ -92,10 +92,10 @@ def main() -> None:
 
     import yolo_attn  # noqa: F401  (registers the blocks)
     from yolo_attn.profiling.blocks import bench_blocks, blocks_table, profiler_table
-    from yolo_attn.profiling.cost import load_model
     from yolo_attn.profiling.plain import plain_model
     from yolo_attn.profiling.publish import write_benchmark
     from yolo_attn.profiling.runtime import runtime_costs, runtime_table
+    from yolo_attn.utils.models import load_model
 
     for spec in args.profile or []:  # where the time goes, for the blocks that miss their goal
         name, _, level = spec.partition("@")
@@ -176,10 +176,10 @@ def train_tables(args: argparse.Namespace) -> None:
                 write_benchmark("mix_price", mix_table(rows), note=_settings(args, "mix_rounds", "mix_threads", "mix"))
             )
     if "steps" in args.train_parts:
-        from yolo_attn import blocks
+        from yolo_attn import registry
         from yolo_attn.profiling.block_costs import yolov8n_variants
 
-        names = args.blocks or [s.name for s in blocks.specs()]
+        names = args.blocks or [s.name for s in registry.specs()]
         buildable, skipped = yolov8n_variants(names)
         print(f"\nWhole-model training steps (forward, Ultralytics loss, backward, SGD step), {args.threads} threads:")
         print(train_steps_header(args.step_batch, args.step_imgsz, args.step_rounds), flush=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before the first ultralytics import, which `import yolo_attn` makes
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
-YAML_DIR = Path(__file__).resolve().parents[1] / "yolo_attn" / "model_yamls"
+YAML_DIR = Path(__file__).resolve().parents[1] / "yolo_attn" / "cfg" / "model_yamls"
 
 
 def variants(yaml_dir: Path, scale: str = "n") -> dict[str, str]:

@@ -5,7 +5,7 @@ from the matching Ultralytics YAML (``yolov8n.yaml``, ``yolo11n.yaml``, ``yolo26
 random BatchNorm statistics, then loaded into the variant twice:
 
 - by Ultralytics' rule, ``intersect_dicts`` (same key, same shape), the count its "Transferred x/y items" line gives;
-- by `yolo_attn.registry.load_pretrained` (YAML alignment + identity start), which every ``load`` uses once yolo_attn
+- by `yolo_attn.integration.load_pretrained` (YAML alignment + identity start), which every ``load`` uses once yolo_attn
   is imported.
 
 The last column is the step-0 relative difference of the eval-mode raw outputs (max |variant - baseline| / max
@@ -31,9 +31,9 @@ from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 from ultralytics.utils.torch_utils import intersect_dicts
 
 import yolo_attn  # noqa: F401  (registers the blocks with Ultralytics)
+from yolo_attn.integration import load_pretrained
 from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling.publish import add_docs_argument, wants_docs, write_benchmark
-from yolo_attn.registry import load_pretrained
 
 MODEL_YAMLS = Path(__file__).resolve().parents[1] / "model_yamls"
 

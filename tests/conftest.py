@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 from compare_fakes import fakes  # noqa: E402, F401  (the fixture, for every test module)
 
 import yolo_attn  # noqa: E402, F401  (registers the blocks)
-from yolo_attn.offline import install_local_font  # noqa: E402
+from yolo_attn.utils.offline import install_local_font  # noqa: E402
 
 install_local_font()
 

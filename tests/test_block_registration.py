@@ -13,7 +13,7 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel, torch_safe_load
 
 import yolo_attn
-from yolo_attn import blocks
+from yolo_attn import registry
 from yolo_attn.modules.identity_start import add_identity_mix
 
 
@@ -29,7 +29,7 @@ def simam():
 
 
 def test_decorator_registers_name_and_aliases_and_yaml_builds_by_both(simam):
-    assert blocks.get("MySimAM").cls is simam and blocks.get("mysimam").cls is simam
+    assert registry.get("MySimAM").cls is simam and registry.get("mysimam").cls is simam
     assert "MySimAM" in yolo_attn.BLOCKS
     model = build(small_yaml([[-1, 1, "MySimAM", []], [-1, 1, "mysimam", [{"e_lambda": 1e-3}]]]))
     assert isinstance(model.model[5], simam) and isinstance(model.model[6], simam)
@@ -43,11 +43,11 @@ def test_decorator_form_with_arguments():
         pass
 
     try:
-        assert blocks.get("my-gate").cls is Gate
+        assert registry.get("my-gate").cls is Gate
         assert isinstance(build(small_yaml([[-1, 1, "my-gate", []]])).model[5], Gate)
     finally:
         yolo_attn.unregister_block(Gate)
-    assert blocks.get("MyGate") is None and blocks.get("my-gate") is None
+    assert registry.get("MyGate") is None and registry.get("my-gate") is None
 
 
 def test_unregistered_name_is_unknown_again(simam):
@@ -67,26 +67,26 @@ def test_a_name_ultralytics_resolves_is_refused_unless_overridden():
         yolo_attn.BlockRegistrationError, match=r"'C2f'.*Ultralytics' ultralytics.nn.modules.block.C2f.*override=True"
     ):
         yolo_attn.register_block(user_blocks.PointGate, name="C2f")
-    assert blocks.get("C2f") is None
+    assert registry.get("C2f") is None
     yolo_attn.register_block(user_blocks.PointGate, name="C2f", override=True)
     try:
-        assert blocks.get("C2f").cls is user_blocks.PointGate
+        assert registry.get("C2f").cls is user_blocks.PointGate
     finally:
         yolo_attn.unregister_block("C2f")
     assert type(build(small_yaml([])).model[3]).__name__ == "C2f"  # Ultralytics' own again
 
 
 def test_a_name_another_block_uses_is_refused_unless_overridden():
-    original = blocks.get("CBAM")
+    original = registry.get("CBAM")
     with pytest.raises(yolo_attn.BlockRegistrationError, match=r"'CBAM'.*yolo_attn.modules.cbam.CBAM.*override=True"):
         yolo_attn.register_block(user_blocks.PointGate, name="CBAM")
-    assert blocks.get("CBAM") is original
+    assert registry.get("CBAM") is original
     yolo_attn.register_block(user_blocks.PointGate, name="CBAM", override=True)
     try:
         assert isinstance(build(small_yaml([[-1, 1, "CBAM", []]])).model[5], user_blocks.PointGate)
     finally:
         yolo_attn.unregister_block("CBAM")
-        blocks.add(original)
+        registry.add(original)
     assert isinstance(build(small_yaml([[-1, 1, "CBAM", []]])).model[5], yolo_attn.CBAM)
 
 
@@ -187,7 +187,7 @@ def test_unknown_names_raise_a_row_error_with_closest_names_and_how_to_register(
 
 def test_registering_a_class_again_replaces_its_declaration(simam):
     yolo_attn.register_block(simam, aliases=["mysimam"])  # the same declaration: no-op
-    assert [s.cls for s in blocks.specs()].count(simam) == 1
+    assert [s.cls for s in registry.specs()].count(simam) == 1
     yolo_attn.register_block(simam, aliases=["SiMAM2"])  # other aliases: the declaration is replaced
-    assert blocks.get("SiMAM2").cls is simam and blocks.get("mysimam") is None
-    assert [s.cls for s in blocks.specs()].count(simam) == 1
+    assert registry.get("SiMAM2").cls is simam and registry.get("mysimam") is None
+    assert [s.cls for s in registry.specs()].count(simam) == 1

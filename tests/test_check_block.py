@@ -11,10 +11,10 @@ import pytest
 import user_blocks
 from conftest import subprocess_env, yolo_attn_command
 
-from yolo_attn import blocks
+from yolo_attn import registry
 from yolo_attn.testing import PROPERTIES, check_block
 
-SHIPPED = [s.name for s in blocks.specs() if s.origin == "yolo_attn"]
+SHIPPED = [s.name for s in registry.specs() if s.origin == "yolo_attn"]
 FAST = {"ECA"}  # one shipped block in the quick suite; the others, ~20 s each on 2 cores, are slow
 
 
@@ -38,7 +38,7 @@ def test_a_users_block_outside_our_base_passes_and_is_unregistered_afterwards():
     report = check_block(user_blocks.PointGate)
     assert report.ok, report.table()
     assert "identity start: mix" in report.result("registers").reason
-    assert blocks.get("PointGate") is None  # registered for the check only
+    assert registry.get("PointGate") is None  # registered for the check only
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_broken_blocks_fail_on_their_row_with_the_reason(cls, row, reason):
     result = report.result(row)
     assert result.status == "FAIL", report.table()
     assert re.search(reason, result.reason), result.reason
-    assert blocks.get(cls.__name__) is None
+    assert registry.get(cls.__name__) is None
 
 
 @pytest.mark.slow
@@ -86,11 +86,11 @@ def test_the_readme_example_registers_and_keeps_its_promises(repo):
     namespace: dict = {"__name__": "readme_example"}
     exec(compile(code, "README.md", "exec"), namespace)
     try:
-        assert blocks.get("mysimam").cls is namespace["MySimAM"]
+        assert registry.get("mysimam").cls is namespace["MySimAM"]
         report = check_block("MySimAM", only=["shape kept", "identity start", "transfer"])
         assert report.ok, report.table()
     finally:
-        blocks.unregister_block("MySimAM")
+        registry.unregister_block("MySimAM")
 
 
 def test_without_the_identity_start_the_transfer_row_fails(monkeypatch):

@@ -17,12 +17,8 @@ from conftest import subprocess_env, yolo_attn_command
 
 from yolo_attn.cli import main
 from yolo_attn.data.synthetic_cls import CLASSES, make_synthetic_cls
-from yolo_attn.evaluation.classify_eval import (
-    evaluate_classifier,
-    plot_accuracy_curves,
-    read_accuracy,
-    resolve_cls_data,
-)
+from yolo_attn.evaluation.classify_eval import evaluate_classifier, resolve_cls_data
+from yolo_attn.experiments.plots import plot_accuracy_curves, read_accuracy
 
 
 def digest(root: Path) -> dict[str, str]:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import subprocess_env, yolo_attn_command
 
-from yolo_attn import offline
 from yolo_attn.cli import build_parser, parse_verb
+from yolo_attn.utils import offline
 
 
 def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

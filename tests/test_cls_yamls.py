@@ -1,4 +1,4 @@
-"""The classification YAMLs (yolo_attn/model_yamls/*-cls-*.yaml): they load by scaled name at every scale, classify,
+"""The classification YAMLs (yolo_attn/cfg/model_yamls/*-cls-*.yaml): they load by scaled name at every scale, classify,
 and cost exactly the Ultralytics baseline (yolov8n-cls.yaml, yolo11n-cls.yaml) plus the inserted blocks.
 
 Expected channels come from Ultralytics' own scale tables and a small table here of the nominal width of each stage
@@ -22,7 +22,7 @@ from ultralytics.utils.checks import check_yaml
 
 import yolo_attn
 
-YAML_DIR = Path(__file__).resolve().parents[1] / "yolo_attn" / "model_yamls"
+YAML_DIR = Path(__file__).resolve().parents[1] / "yolo_attn" / "cfg" / "model_yamls"
 SCALES = ("n", "s", "m", "l", "x")
 BUILD_SCALES = ("n", "x")  # smallest and widest; the whole scale table is compared with Ultralytics' by the rows test
 SLOW_SCALES = {"x"}
@@ -40,7 +40,7 @@ def split(stem: str) -> tuple[str, str]:
 
 
 def scaled_path(stem: str, scale: str) -> Path:
-    """The scaled name a user loads, e.g. yolo_attn/model_yamls/yolov8n-cls-se.yaml."""
+    """The scaled name a user loads, e.g. yolo_attn/cfg/model_yamls/yolov8n-cls-se.yaml."""
     fam, key = split(stem)
     return YAML_DIR / f"{fam}{scale}-cls-{key}.yaml"
 

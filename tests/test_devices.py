@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from yolo_attn.devices import DeviceSpec, parse_device
 from yolo_attn.experiments.cell import first_device, is_gpu
+from yolo_attn.utils.devices import DeviceSpec, parse_device
 
 
 @pytest.mark.parametrize(

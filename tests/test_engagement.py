@@ -10,8 +10,8 @@ from test_identity_start import BLOCK_ARGS, C, X, make
 from torch import nn
 
 import yolo_attn
-from yolo_attn.engagement import NEAR_IDENTITY, block_mixes, measure_engagement, relative_change, sample_images
 from yolo_attn.experiments.report import engagement_notes, engagement_stats, markdown_table
+from yolo_attn.finetune.engagement import NEAR_IDENTITY, block_mixes, measure_engagement, relative_change, sample_images
 from yolo_attn.modules import AttentionBlock
 from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.visualize.overlay import capture_attention_maps

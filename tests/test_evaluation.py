@@ -191,7 +191,7 @@ def test_evaluate_end_to_end_on_untrained_model(tmp_path: Path) -> None:
     import ultralytics
 
     from yolo_attn.data import build_subset, make_synthetic_coco
-    from yolo_attn.offline import install_local_font
+    from yolo_attn.utils.offline import install_local_font
 
     install_local_font()
     source = make_synthetic_coco(tmp_path / "coco", n_train=4, n_val=6, imgsz=64, seed=2)

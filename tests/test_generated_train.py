@@ -13,7 +13,7 @@ import torch
 import yaml
 from conftest import subprocess_env, yolo_attn_command
 
-from yolo_attn.generated import base_yaml, find_block, generate, load_base
+from yolo_attn.cfg.generated import base_yaml, find_block, generate, load_base
 from yolo_attn.modules.random_weights import randomize_
 
 TRAIN_ARGS = ["imgsz=64", "batch=4", "workers=0", "device=cpu", "amp=False", "plots=False", "epochs=1"]
@@ -52,7 +52,7 @@ def test_train_a_generated_name_from_pretrained_and_reproduce_from_the_run_folde
     # the run folder alone rebuilds the network, in a process whose generator refuses to run
     child = textwrap.dedent(f"""
         import yolo_attn
-        from yolo_attn import generated
+        from yolo_attn.cfg import generated
         generated.generate_for_name = generated.generate = None
         from ultralytics import YOLO
         print([type(m).__name__ for m in YOLO({str(copy)!r}).model.model].count("CoordAtt"))

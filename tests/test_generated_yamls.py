@@ -16,12 +16,13 @@ from conftest import subprocess_env
 from torch import nn
 from ultralytics import YOLO
 
-from yolo_attn import blocks, generated
-from yolo_attn.blocks import EXTENDS, BlockSpec
-from yolo_attn.generated import FAMILIES, TASKS, base_yaml, find_block, generate, load_base
+from yolo_attn import registry
+from yolo_attn.cfg import generated
+from yolo_attn.cfg.generated import FAMILIES, TASKS, base_yaml, find_block, generate, load_base
+from yolo_attn.cfg.sites import PLACEMENTS, SiteError, standard_sites
+from yolo_attn.cfg.yaml_command import write_yaml
 from yolo_attn.integration import lookup, run_yaml
-from yolo_attn.sites import PLACEMENTS, SiteError, standard_sites
-from yolo_attn.yaml_command import write_yaml
+from yolo_attn.registry import EXTENDS, BlockSpec
 
 SHIPPED = sorted((Path(generated.__file__).parent / "model_yamls").glob("*.yaml"))
 SHIPPED_BLOCK = {"ca": "CoordAtt", "ca-c3k2": "CA_C3k2"}  # shipped file names that are no block name or alias
@@ -73,7 +74,7 @@ def test_standard_sites_are_the_shipped_files_sites(family: str, task: str | Non
 @pytest.mark.parametrize(("family", "task"), FAMILY_TASKS)
 def test_every_registered_block_resolves_by_name_at_its_sites(family: str, task: str | None) -> None:
     base = load_base(base_yaml(family, task))
-    for spec in blocks.specs():
+    for spec in registry.specs():
         for written in {spec.name, spec.name.lower(), spec.name.upper(), *(a.swapcase() for a in spec.aliases)}:
             name = _name(family, task, written, scale="s")
             if spec.kind == EXTENDS and any(r[2] != spec.parent.__name__ for r in _parent_sites(base, spec)):
@@ -135,28 +136,28 @@ def test_generated_models_build_with_the_blocks_at_their_sites(name: str, task: 
 def test_a_users_block_resolves_by_name_and_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     from user_blocks import PointGate
 
-    blocks.register_block(PointGate, name="UserGate", aliases=["ugate"])
+    registry.register_block(PointGate, name="UserGate", aliases=["ugate"])
     try:
         model = YOLO("yolo11n-pose-UGATE.yaml")
         spec = find_block("ugate")
         gates = [i for i, m in enumerate(model.model.model) if isinstance(m, PointGate)]
         assert gates == _expected_rows(standard_sites(load_base(base_yaml("yolo11", "pose")), spec), spec)
     finally:
-        blocks.unregister_block("UserGate")
+        registry.unregister_block("UserGate")
 
 
 def test_block_names_that_differ_only_in_case_are_ambiguous() -> None:
     from user_blocks import PointGate
 
     one, two = type("Zed1", (PointGate,), {}), type("Zed2", (PointGate,), {})
-    blocks.register_block(one, name="Zed")
-    blocks.register_block(two, name="ZED")
+    registry.register_block(one, name="Zed")
+    registry.register_block(two, name="ZED")
     try:
         assert find_block("ZED").cls is two
         with pytest.raises(generated.UnknownBlockError, match="ambiguous"):
             find_block("zed")
     finally:
-        blocks.unregister_block("Zed"), blocks.unregister_block("ZED")
+        registry.unregister_block("Zed"), registry.unregister_block("ZED")
 
 
 def test_an_unknown_block_part_names_the_registered_blocks() -> None:
@@ -181,7 +182,7 @@ def test_a_file_in_the_working_folder_wins(tmp_path: Path, monkeypatch: pytest.M
 CHILD = """
 import json, sys
 import yolo_attn
-from yolo_attn import generated
+from yolo_attn.cfg import generated
 
 def refuse(*a, **k):
     raise AssertionError("the generator was called")

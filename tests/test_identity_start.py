@@ -13,7 +13,7 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 import yolo_attn
-from yolo_attn import transfer
+from yolo_attn.finetune import transfer
 from yolo_attn.modules import AttentionBlock
 from yolo_attn.modules.random_weights import randomize_
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 import yolo_attn
-from yolo_attn import blocks, integration
+from yolo_attn import integration, registry
 from yolo_attn.integration import internals
 from yolo_attn.integration.patches import ORIGINALS, Patch
 from yolo_attn.integration.registration import PATCHES
@@ -39,7 +39,7 @@ def test_every_patch_is_applied_while_registered_and_undone_by_unregister():
 
 def test_only_the_integration_imports_ultralytics_internals():
     # the block table, the row checks and the transfer plan are pure; the blocks import only the C2f family
-    for path in ["blocks.py", "rows.py", "transfer.py", "plugins.py"]:
+    for path in ["registry/table.py", "registry/rows.py", "finetune/transfer.py", "registry/plugins.py"]:
         assert "ultralytics" not in (REPO / "yolo_attn" / path).read_text().replace("Ultralytics", ""), path
 
 
@@ -51,7 +51,7 @@ def test_readme_block_table_lists_exactly_the_shipped_blocks():
         if line.startswith("| `"):
             first = line.split("|")[1]
             listed |= set(re.findall(r"`([^`]+)`", first))
-    shipped = {alias for s in blocks.specs() if s.origin == "yolo_attn" for alias in s.names}
+    shipped = {alias for s in registry.specs() if s.origin == "yolo_attn" for alias in s.names}
     assert listed == shipped
 
 

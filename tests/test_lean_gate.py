@@ -14,7 +14,7 @@ from torch import nn
 from torch.autograd import gradcheck
 from ultralytics.nn.tasks import DetectionModel
 
-from yolo_attn import transfer
+from yolo_attn.finetune import transfer
 from yolo_attn.modules import gating
 from yolo_attn.modules.gating import LeanGate, gate, plain_autograd, product_into
 from yolo_attn.modules.random_weights import randomize_

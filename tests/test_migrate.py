@@ -9,8 +9,8 @@ import yaml
 from ultralytics import YOLO
 
 from yolo_attn import cli
-from yolo_attn.generated import base_yaml, load_base
-from yolo_attn.migrate import FORK_NAMES, MigrationError, migrate, migrate_file
+from yolo_attn.cfg.generated import base_yaml, load_base
+from yolo_attn.cfg.migrate import FORK_NAMES, MigrationError, migrate, migrate_file
 
 # A YOLOv8 YAML as the forks write it: the channel count first (unscaled 1024/512/1536, or the scale-n count 64 of
 # the 256-channel P3 layer), fork class names, rows after the blocks that reference them (Concat [-1, 10], Detect).
@@ -91,7 +91,7 @@ def test_the_migrated_file_builds_at_every_scale(tmp_path: Path, capsys: pytest.
 
 
 def test_our_own_yaml_needs_no_change() -> None:
-    from yolo_attn.generated import find_block, generate
+    from yolo_attn.cfg.generated import find_block, generate
 
     ours = generate(load_base(base_yaml("yolo11")), find_block("CBAM"))
     result = migrate(ours)
@@ -121,9 +121,9 @@ def test_rows_that_cannot_be_mapped_are_refused_with_the_reason(row: list, reaso
 
 
 def test_every_fork_spelling_maps_to_a_registered_block() -> None:
-    from yolo_attn import blocks
+    from yolo_attn import registry
 
-    assert all(blocks.get(ours) is not None and blocks.get(fork) is None for fork, ours in FORK_NAMES.items())
+    assert all(registry.get(ours) is not None and registry.get(fork) is None for fork, ours in FORK_NAMES.items())
 
 
 def test_migrate_command_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

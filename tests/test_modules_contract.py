@@ -24,7 +24,7 @@ from yolo_attn.modules import (
 from yolo_attn.modules.random_weights import randomize_
 
 # documented factor a fresh block multiplies its input by (gates start at exactly 0.5; attention at identity). Only
-# these blocks promise a uniform fresh scale: the zoo blocks of issue 13 keep their reference code's initialisation
+# these blocks promise a uniform fresh scale: the zoo blocks keep their reference code's initialisation
 # (SimAM has no parameter at all) and start as the identity through their identity mix instead
 FRESH_SCALE = {
     SE: 0.5,

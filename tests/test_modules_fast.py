@@ -30,7 +30,8 @@ from yolo_attn.profiling.blocks import deployed_block, dispatched_ops
 from yolo_attn.profiling.plain import Plain, has_plain, plain_forward
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
-#: Blocks whose forward or fusion changed in issue 9, compiled once each way (inductor builds are slow on 2 cores).
+#: Blocks whose forward or fusion changed in the speed work (fused gates), compiled once each way (inductor builds are
+#: slow on 2 cores).
 COMPILED = {"fused": ("SE", "CBAM", "SAM", "CoordAtt"), "unfused": ("CBAM", "MHSA", "SeparableSelfAttention")}
 C = 32
 #: Every shipped block with a plain formulation, with its default arguments, then variants with other arguments.
@@ -54,7 +55,7 @@ OPS = {
     "SAM": 3,  # (4) conv (BN folded), sigmoid, mul
     "CoordAtt": 9,  # (12) mean, mean, cat, baddbmm (BN folded), hardswish, baddbmm (both gates), sigmoid, mul, mul
     "MHSA": 6,  # (7) conv, layout copy, fused attention, layout copy, conv, add
-    "SeparableSelfAttention": 9,  # (9) unchanged: one product for the context vector did not pay (see issue 9)
+    "SeparableSelfAttention": 9,  # (9) unchanged: one product for the context vector did not pay
 }
 X = torch.randn(2, C, 9, 13, generator=torch.Generator().manual_seed(3))
 

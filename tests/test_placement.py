@@ -10,10 +10,10 @@ import yaml
 from matplotlib.image import imread
 from ultralytics import YOLO
 
+from yolo_attn.cfg.generated import base_yaml, load_base
+from yolo_attn.cfg.sites import SiteError
 from yolo_attn.experiments.heatmap import PlacementCell, heatmap_table, plot_heatmap
 from yolo_attn.experiments.placement import Variant, placement_grid
-from yolo_attn.generated import base_yaml, load_base
-from yolo_attn.sites import SiteError
 
 
 def _block_rows(path: Path, name: str) -> list[int]:

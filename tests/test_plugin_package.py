@@ -100,7 +100,7 @@ def test_plugin_block_trains_fine_tunes_as_identity_reloads_and_exports(tmp_path
 
     from ultralytics.nn.tasks import yaml_model_load
 
-    from yolo_attn.yaml_edit import insert_after
+    from yolo_attn.cfg.edit import insert_after
 
     cfg = insert_after(yaml_model_load("yolov8n.yaml"), 9, "MySimAM")  # by name, only the plugin knows it
     cfg.update(nc=2)
@@ -113,7 +113,7 @@ def test_plugin_block_trains_fine_tunes_as_identity_reloads_and_exports(tmp_path
         from ultralytics import YOLO
         import yolo_attn
 
-        assert yolo_attn.blocks.get("MySimAM").origin == "yolo-attn-simam"
+        assert yolo_attn.registry.get("MySimAM").origin == "yolo-attn-simam"
         base = torch.load({str(baseline_pt)!r}, weights_only=False)["model"].float().eval()
         tuned = YOLO({str(model)!r}).load({str(baseline_pt)!r}).model.eval()
         x = torch.rand(1, 3, 64, 64)

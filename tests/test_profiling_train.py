@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from yolo_attn import blocks
-from yolo_attn.blocks import register_block, unregister_block
+from yolo_attn import registry
 from yolo_attn.profiling.blocks import bench_blocks_table, bench_levels_of
 from yolo_attn.profiling.saved import count_saved, saved_by_module
 from yolo_attn.profiling.training import bench_blocks_train, fine_tuned, with_mix
+from yolo_attn.registry import register_block, unregister_block
 
 F32 = 4  # bytes per float32
 
@@ -95,11 +95,11 @@ def test_counting_leaves_the_graph_free_to_go():
 
 def test_every_registered_channel_block_is_benchmarked_at_its_sites():
     bench = bench_blocks_table()
-    channel = {s.name for s in blocks.specs(blocks.CHANNEL)}
+    channel = {s.name for s in registry.specs(registry.CHANNEL)}
     assert set(bench) == channel  # the zoo's blocks included, the extends blocks (CA_C2f) not
     assert bench["MHSA"][1] == ("P4", "P5")  # declared
     assert bench["EMA"][1] == ("P3", "P4", "P5")  # derived from its standard sites
-    assert bench_levels_of(blocks.get("CA_C2f")) == ()
+    assert bench_levels_of(registry.get("CA_C2f")) == ()
 
 
 def test_fine_tuned_sets_the_mix_of_a_block_and_of_the_blocks_inside_a_model():

@@ -10,9 +10,9 @@ from torch import nn
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
-from yolo_attn import protocol as P
 from yolo_attn.experiments.plan import check_settings, make_plan
-from yolo_attn.registry import load_pretrained
+from yolo_attn.finetune import protocol as P
+from yolo_attn.integration import load_pretrained
 
 
 def test_split_protocol_takes_attn_keys_and_leaves_the_rest():

@@ -16,7 +16,7 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 
 import yolo_attn
-from yolo_attn import transfer
+from yolo_attn.finetune import transfer
 from yolo_attn.integration import loading, patches
 from yolo_attn.modules.random_weights import randomize_
 
@@ -47,7 +47,7 @@ def baseline_checkpoint(name: str, folder: str) -> tuple[Path, nn.Module]:
 
 
 def expected_layer_map(source: dict, target: dict) -> dict[int, int]:
-    """The layer map of a shipped YAML, computed independently of yolo_attn.transfer.
+    """The layer map of a shipped YAML, computed independently of yolo_attn.finetune.transfer.
 
     A shipped variant only inserts channel-preserving rows or renames C2f/C3k2 rows to their CA versions, so its other
     rows, in order, are the baseline's rows in order.

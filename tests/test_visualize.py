@@ -26,7 +26,7 @@ from yolo_attn.modules import (
 
 # The submodule, not the function of the same name that yolo_attn.visualize exports.
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.profiling import load_model
+from yolo_attn.utils.models import load_model
 from yolo_attn.visualize import (
     attention_maps,
     block_attention_map,

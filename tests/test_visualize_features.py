@@ -13,7 +13,7 @@ from torch import nn
 from yolo_attn.cli import main
 from yolo_attn.modules import CBAM
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.profiling import load_model
+from yolo_attn.utils.models import load_model
 from yolo_attn.visualize import (
     capture_layer_outputs,
     feature_maps,
@@ -25,7 +25,7 @@ from yolo_attn.visualize import (
 from yolo_attn.visualize import features as features_module
 
 REPO = Path(__file__).resolve().parents[1]
-CLS_YAML = REPO / "yolo_attn" / "model_yamls" / "yolov8n-cls-cbam.yaml"
+CLS_YAML = REPO / "yolo_attn" / "cfg" / "model_yamls" / "yolov8n-cls-cbam.yaml"
 DET_YAML = REPO / "model_yamls" / "yolov8n-se.yaml"
 IMGSZ = 64
 

@@ -67,6 +67,6 @@ def test_wheel_in_a_fresh_venv_loads_yolo26n_cbam_by_bare_name(tmp_path: Path):
     lines = dict(line.split(": ", 1) for line in output.splitlines() if line.startswith(keys))
     installed = Path(lines["yolo_attn file"]).resolve()
     assert installed.is_relative_to(venv.resolve()), f"imported {installed}, not the wheel in {venv}"
-    assert (installed.parent / "model_yamls" / "yolo26-cbam.yaml").is_file()
+    assert (installed.parent / "cfg" / "model_yamls" / "yolo26-cbam.yaml").is_file()
     assert {p.name for p in (installed.parent / "demos").glob("*.py")} >= {"detect.py", "classify.py", "timeseries.py"}
     assert (lines["scale"], lines["cbam"]) == ("n", "4")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from yolo_attn import cli
-from yolo_attn.generated import base_yaml, find_block, generate, load_base
+from yolo_attn.cfg.generated import base_yaml, find_block, generate, load_base
 
 
 def _block_rows(path: Path, name: str) -> list[tuple[int, list]]:

@@ -21,18 +21,17 @@ from ultralytics.nn.tasks import (
 )
 
 from yolo_attn import cli
-from yolo_attn.blocks import EXTENDS
-from yolo_attn.generated import FAMILIES, TASKS, base_yaml, find_block, load_base
-from yolo_attn.sites import (
+from yolo_attn.cfg.generated import FAMILIES, TASKS, base_yaml, find_block, insert_block, load_base
+from yolo_attn.cfg.sites import (
     SiteError,
     args_label,
-    insert_block,
     named_sites,
     resolve_sites,
     split_site_specs,
     variant_label,
 )
-from yolo_attn.yaml_command import resolve_base
+from yolo_attn.cfg.yaml_command import resolve_base
+from yolo_attn.registry import EXTENDS
 
 MODELS = {
     "detect": DetectionModel,

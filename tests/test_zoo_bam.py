@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from yolo_attn import blocks
+from yolo_attn import registry
+from yolo_attn.cfg.edit import insert_after
 from yolo_attn.modules import BAM, BlockArgumentError
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.rows import YAMLRowError
-from yolo_attn.yaml_edit import insert_after
+from yolo_attn.registry.rows import YAMLRowError
 
 ATOL = 1e-5
 
@@ -92,7 +92,7 @@ def pair(reduction: int = 16, dia_val: int = 4, square_pool: bool = True, c: int
 
 
 def test_the_alias_and_the_reference_defaults():
-    assert blocks.get("BAMBlock").cls is BAM
+    assert registry.get("BAMBlock").cls is BAM
     block = BAM(64)
     assert block.spatial_att.gate_s.gate_s_conv_di_0.dilation == (4, 4)  # the reference's dilation_val=4
     assert block.channel_att.gate_c.gate_c_fc_0.out_features == 4  # 64 // 16

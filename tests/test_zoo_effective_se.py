@@ -57,7 +57,7 @@ def test_a_fresh_gate_is_one_half():
 
 def test_aliases_resolve():
     for name in ("EffectiveSE", "ESE", "EffectiveSEModule"):
-        assert yolo_attn.blocks.get(name).cls is EffectiveSE
+        assert yolo_attn.registry.get(name).cls is EffectiveSE
 
 
 @pytest.mark.seam

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
+from yolo_attn.cfg.edit import insert_after
 from yolo_attn.modules import ELA, BlockArgumentError
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.rows import YAMLRowError
-from yolo_attn.yaml_edit import insert_after
+from yolo_attn.registry.rows import YAMLRowError
 
 ATOL = 1e-5
 

@@ -8,9 +8,9 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 import yolo_attn
+from yolo_attn.cfg.edit import insert_after
 from yolo_attn.modules import EMA, BlockArgumentError
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.yaml_edit import insert_after
 
 ATOL = 1e-5
 

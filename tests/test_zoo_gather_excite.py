@@ -137,7 +137,7 @@ def test_the_default_is_squeeze_excitation_with_a_one_half_start():
     assert block.mlp.fc1.out_channels == 4 and block.gather is None
     x = torch.randn(1, 64, 6, 6)
     torch.testing.assert_close(block(x), 0.5 * x)
-    assert yolo_attn.blocks.get("GE").cls is GatherExcite
+    assert yolo_attn.registry.get("GE").cls is GatherExcite
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ import torch
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from yolo_attn import blocks
+from yolo_attn import registry
+from yolo_attn.cfg.edit import insert_after
 from yolo_attn.modules import BlockArgumentError, LSKBlock
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.rows import YAMLRowError
-from yolo_attn.yaml_edit import insert_after
+from yolo_attn.registry.rows import YAMLRowError
 
 ATOL = 1e-5
 
@@ -44,7 +44,7 @@ class ReferenceLSKblock(nn.Module):
 
 
 def test_the_alias_is_the_reference_class_name():
-    assert blocks.get("LSKblock").cls is LSKBlock is blocks.get("LSKBlock").cls
+    assert registry.get("LSKblock").cls is LSKBlock is registry.get("LSKBlock").cls
 
 
 @pytest.mark.parametrize("channels", [2, 32, 33])

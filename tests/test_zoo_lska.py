@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
+from yolo_attn.cfg.edit import insert_after
 from yolo_attn.modules import LSKA, BlockArgumentError
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.rows import YAMLRowError
-from yolo_attn.yaml_edit import insert_after
+from yolo_attn.registry.rows import YAMLRowError
 
 ATOL = 1e-5
 K_SIZES = (7, 11, 23, 35, 41, 53)

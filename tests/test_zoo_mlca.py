@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
+from yolo_attn.cfg.edit import insert_after
 from yolo_attn.modules import MLCA, BlockArgumentError
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.rows import YAMLRowError
-from yolo_attn.yaml_edit import insert_after
+from yolo_attn.registry.rows import YAMLRowError
 
 ATOL = 1e-5
 

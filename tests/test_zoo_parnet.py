@@ -72,7 +72,7 @@ def test_matches_the_reference_and_loads_its_state_dict_both_ways():
 
 
 def test_no_args():
-    assert yolo_attn.blocks.get("ParNetAttention").expected().startswith("ParNetAttention []")
+    assert yolo_attn.registry.get("ParNetAttention").expected().startswith("ParNetAttention []")
 
 
 @pytest.mark.seam

@@ -8,8 +8,8 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 import yolo_attn
+from yolo_attn.cfg.edit import insert_after
 from yolo_attn.modules import BlockArgumentError, SimAM
-from yolo_attn.yaml_edit import insert_after
 
 ATOL = 1e-5
 

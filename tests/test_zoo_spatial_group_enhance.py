@@ -59,7 +59,7 @@ def test_a_single_position_gives_a_finite_gate_where_the_reference_gives_nan():
 
 def test_default_groups_and_alias():
     assert SpatialGroupEnhance(64).groups == 8
-    assert yolo_attn.blocks.get("SGE").cls is SpatialGroupEnhance
+    assert yolo_attn.registry.get("SGE").cls is SpatialGroupEnhance
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from yolo_attn.yaml_edit import insert_after
+from yolo_attn.cfg.edit import insert_after
 
 FAMILIES = ("yolov8", "yolo11", "yolo26")
 SPPF = 9  # the P5 SPPF layer in all three families

@@ -6,10 +6,11 @@ baseline on it once; then it draws a smaller "target" set (other images, same cl
 two attention variants (CBAM, ECA) from those SAME pretrained weights, with two seeds each at 128 px. Every tensor of
 the baseline lands in its own layer of each variant and the new blocks start as the identity (the transfer summary is
 printed), so at step 0 all three models predict exactly what the pretrained baseline predicts; they train with the
-default fine-tuning protocol of `yolo_attn.protocol` (no weight decay on the mix, new-block lr x30), the baseline
+default fine-tuning protocol (`yolo_attn.finetune.protocol`: no weight decay on the mix, new-block lr x30), the baseline
 included. Every run is evaluated with pycocotools, the engagement of every new block is measured
-(`yolo_attn.engagement`), and the comparison table and plot are written. It is a demonstration of the machinery, not a
-benchmark: the table says whether a difference stands out of the seed noise (with two seeds it rarely does).
+(`yolo_attn.finetune.engagement`), and the comparison table and plot are written. It is a demonstration of the
+machinery, not a benchmark: the table says whether a difference stands out of the seed noise (with two seeds it
+rarely does).
 
 Layout of the output folder (default ``runs/demo/exp``, ``exp2``, ...)::
 

@@ -126,16 +126,3 @@ def format_classify_metrics(metrics: dict[str, Any]) -> str:
         f"{metrics['weights']} on {metrics['data']} ({where})"
         f"\ntop-1 {100 * metrics['top1']:.2f}%   top-5 {100 * metrics['top5']:.2f}%{top5_note}"
     )
-
-
-def __getattr__(name: str) -> Any:
-    """Keep ``read_accuracy``, ``plot_accuracy_curves`` and ``ACCURACY_COLUMN`` importable from here.
-
-    They moved to `yolo_attn.experiments.plots`, the report's figures; imported on first use, so that this module
-    does not import the experiments package.
-    """
-    if name in {"read_accuracy", "plot_accuracy_curves", "ACCURACY_COLUMN"}:
-        from yolo_attn.experiments import plots
-
-        return getattr(plots, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

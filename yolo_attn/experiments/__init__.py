@@ -9,7 +9,7 @@ Modules, in the order data flows (each imports only from those before it):
 - ``cell``: train and evaluate one cell, write its JSON (also ``python -m yolo_attn.experiments.cell``);
 - ``executors``: where cells run, one slot loop (``run_slots``) for all: in this process, or side by side in
   processes pinned to one GPU each; ``submitit_executor``: Slurm job arrays and submitit's local executor (optional
-  ``submitit``); devices are parsed by ``yolo_attn.devices``;
+  ``submitit``); devices are parsed by ``yolo_attn.utils.devices``;
 - ``costs``: params, FLOPs and latency, measured once at report time into files;
 - ``placement``: a placement grid's YAMLs (baseline + each block at each site; ``PlacementGrid`` for ``compare``);
 - ``stats`` (intervals, paired t, Holm), ``aggregate`` (records -> rows, Holm-corrected verdicts), ``seeds`` and

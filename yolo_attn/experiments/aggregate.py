@@ -12,11 +12,11 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from yolo_attn.engagement import NEAR_IDENTITY
 from yolo_attn.experiments.files import read_json, train_dir
 from yolo_attn.experiments.plan import Plan
 from yolo_attn.experiments.stats import ALPHA, holm_verdicts, mean_std, paired_delta
 from yolo_attn.experiments.tasks import get_task
+from yolo_attn.finetune.engagement import NEAR_IDENTITY
 
 COST_KEYS = ("params", "gflops", "gflops_torch", "latency_ms", "latency_p10_ms", "latency_p90_ms", "device", "threads")
 DELTA_KEYS = ("mean", "std", "n", "low", "high", "noise", "seeds_needed")
@@ -113,7 +113,7 @@ def summarize(
 
 
 def engagement_stats(runs: Sequence[dict[str, Any]], stem: str) -> dict[str, Any]:
-    """Summarise the attention blocks' engagement of one model over its blocks and seeds (see `yolo_attn.engagement`).
+    """Summarise the attention blocks' engagement of one model over its blocks and seeds (`finetune.engagement`).
 
     Args:
         runs (Sequence[dict[str, Any]]): Run records; those made before engagement was measured are left out.

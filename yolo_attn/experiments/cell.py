@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from yolo_attn.devices import parse_device
 from yolo_attn.experiments.claims import CellClaim, describe
 from yolo_attn.experiments.files import (
     DONE,
@@ -42,6 +41,7 @@ from yolo_attn.experiments.files import (
 )
 from yolo_attn.experiments.plan import Cell, Plan, load_plan
 from yolo_attn.experiments.tasks import get_task
+from yolo_attn.utils.devices import parse_device
 
 ELSEWHERE_EXIT = 75  # exit status of a cell process that found its cell claimed by another runner (EX_TEMPFAIL)
 
@@ -141,15 +141,15 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         (dict): ``metrics`` (the dict returned by ``evaluate_weights``), ``weights`` (best.pt path), ``train_dir``,
             ``resumed_at_epoch`` (1-based epoch the training continued at, or None for a fresh start), ``transfer``
             (what the pretrained weights' load transferred and how the new blocks started, see
-            ``yolo_attn.transfer.TransferReport``; None from scratch), ``engagement`` (each attention block's
-            ``identity_mix`` and relative change on the val sample, see ``yolo_attn.engagement.run_engagement``).
+            ``yolo_attn.finetune.transfer.TransferReport``; None from scratch), ``engagement`` (each attention block's
+            ``identity_mix`` and relative change on the val sample: ``finetune.engagement.run_engagement``).
     """
     from ultralytics import YOLO
 
-    from yolo_attn.engagement import run_engagement
     from yolo_attn.experiments.files import run_key
+    from yolo_attn.finetune.engagement import run_engagement
+    from yolo_attn.finetune.protocol import LEGACY, FineTuneProtocol, attach
     from yolo_attn.integration import transfer_report_of
-    from yolo_attn.protocol import LEGACY, FineTuneProtocol, attach
 
     key = run_key(Path(model).stem, seed)
     folder = train_dir(out, key)
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--key", required=True, help="cell name, e.g. yolov8n_seed0")
     parser.add_argument("--device", default=None, help="Ultralytics device (default: the plan's)")
     args = parser.parse_args(argv)
-    from yolo_attn.offline import apply_offline_env, install_local_font
+    from yolo_attn.utils.offline import apply_offline_env, install_local_font
 
     apply_offline_env()
     pin_cuda_device()

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from yolo_attn.devices import parse_device
 from yolo_attn.experiments.cell import ELSEWHERE_EXIT, run_cell
 from yolo_attn.experiments.claims import CellQueue, is_free
 from yolo_attn.experiments.files import (
@@ -38,6 +37,7 @@ from yolo_attn.experiments.files import (
 )
 from yolo_attn.experiments.plan import Cell, Plan
 from yolo_attn.experiments.tasks import get_task
+from yolo_attn.utils.devices import parse_device
 
 OnDone = Callable[[CellRecord], None]
 

@@ -1,10 +1,10 @@
 """Placement grids: a base model and each block at each site, written as model YAMLs a comparison trains.
 
 ``placement_grid(base, blocks, sites, out)`` writes the baseline and one YAML per block x site into ``out`` under
-names such as ``yolo11n+EMA@p4.yaml`` (`yolo_attn.sites.variant_label`), and returns them in a fixed order: the
+names such as ``yolo11n+EMA@p4.yaml`` (`yolo_attn.cfg.sites.variant_label`), and returns them in a fixed order: the
 baseline first, then block by block, site by site, as given. A site spec is one variant: ``p4``, or ``p4+p5`` for the
 block at both sites in one model. Sites are named or layer indices, resolved from the base's own structure
-(`yolo_attn.sites.resolve_sites`).
+(`yolo_attn.cfg.sites.resolve_sites`).
 
 The function is deterministic and idempotent: the same arguments give the same names and the same file contents
 (no dates in the headers), so a resumed grid finds its cells again; a file is rewritten only when its text differs.
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from yolo_attn.generated import find_block, header_for, load_base, to_text, yaml_args_for
-from yolo_attn.sites import args_label, insert_block, resolve_sites, site_label, variant_label
-from yolo_attn.yaml_command import resolve_base
+from yolo_attn.cfg.generated import find_block, header_for, insert_block, load_base, to_text, yaml_args_for
+from yolo_attn.cfg.sites import args_label, resolve_sites, site_label, variant_label
+from yolo_attn.cfg.yaml_command import resolve_base
 
 BlockArg = str | tuple[str, Sequence[Any]] | tuple[str, Sequence[Any], dict[str, Any]]
 
@@ -86,7 +86,7 @@ def placement_grid(
 
     Args:
         base (str | Path): A family with scale and task (``yolo11n``, ``yolo11n-seg``), an Ultralytics model YAML
-            name, or a YAML file (`yolo_attn.yaml_command.resolve_base`).
+            name, or a YAML file (`yolo_attn.cfg.yaml_command.resolve_base`).
         blocks (Sequence[BlockArg]): Block names (``"EMA"``), or ``(name, args)`` / ``(name, args, keywords)`` for
             args other than the defaults.
         sites (Sequence[str | int | Sequence[str | int]]): Site specs, one variant each: ``"p4"``, ``"p4+p5"``,

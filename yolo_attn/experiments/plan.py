@@ -17,7 +17,7 @@ from typing import Any
 
 from yolo_attn.experiments.files import PLAN, load_records, read_json, run_key, run_path, write_json_atomic
 from yolo_attn.experiments.tasks import TASKS, get_task
-from yolo_attn.protocol import LEGACY, split_protocol
+from yolo_attn.finetune.protocol import LEGACY, split_protocol
 
 __all__ = ("TASKS", "Cell", "Plan", "check_settings", "load_plan", "make_plan", "save_plan")
 
@@ -55,7 +55,7 @@ class Plan:
         seeds (list[int]): Seeds; every model is trained once per seed.
         settings (dict[str, Any]): What every cell shares and a resume must not change: ``data``, ``epochs``,
             ``imgsz``, ``batch``, ``train_overrides``, ``backend`` (None for classify), ``pretrained``, ``task``,
-            ``protocol`` (the ``attn_*`` settings of `yolo_attn.protocol`, taken out of the overrides; JSON-normalised).
+            ``protocol`` (the ``attn_*`` settings of `finetune.protocol`, taken out of the overrides; JSON-normalised).
         device (str | None): Ultralytics device of the comparison (how cells are placed is the executor's business).
         latency_runs (int): Timed batch-1 passes per model at report time (0 skips latency).
         placement (list[dict[str, str]] | None): For a placement grid (`yolo_attn.experiments.placement`), one

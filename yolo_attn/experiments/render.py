@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from yolo_attn.engagement import NEAR_IDENTITY, SAMPLE_IMAGES
 from yolo_attn.experiments.files import read_json
 from yolo_attn.experiments.plan import Plan
 from yolo_attn.experiments.tasks import get_task
-from yolo_attn.protocol import LEGACY, FineTuneProtocol
+from yolo_attn.finetune.engagement import NEAR_IDENTITY, SAMPLE_IMAGES
+from yolo_attn.finetune.protocol import LEGACY, FineTuneProtocol
 
 
 def protocol(plan: Plan) -> str:

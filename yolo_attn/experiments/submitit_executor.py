@@ -44,7 +44,7 @@ class CellJob(Checkpointable):
                 ``"elsewhere"`` when another runner holds the cell (nothing was touched).
         """
         from yolo_attn.experiments.cell import cell_status, pin_cuda_device, run_cell
-        from yolo_attn.offline import apply_offline_env, install_local_font
+        from yolo_attn.utils.offline import apply_offline_env, install_local_font
 
         apply_offline_env()
         pin_cuda_device()

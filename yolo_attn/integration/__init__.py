@@ -8,8 +8,8 @@
 - `run_yaml`: a default training callback that keeps a generated (or shipped) model YAML in the run folder.
 - `workers`: the DDP callback and the ``ULTRALYTICS_SAFE_LOAD`` allow-list.
 
-Pure logic stays outside: the block table (`yolo_attn.blocks`), row checks (`yolo_attn.rows`) and the transfer plan
-(`yolo_attn.transfer`).
+Pure logic stays outside: the block table (`yolo_attn.registry`), row checks
+(`yolo_attn.registry.rows`) and the transfer plan (`yolo_attn.finetune.transfer`).
 
 Every Ultralytics internal the project relies on (`internals.CHECKS` tests each one against the installed release):
 
@@ -21,7 +21,7 @@ Every Ultralytics internal the project relies on (`internals.CHECKS` tests each 
 - ultralytics.nn.tasks.BaseModel.load(self, weights, verbose) and BaseModel.fuse(self, verbose)
 - ultralytics.nn.tasks.load_checkpoint(weight) and torch_safe_load(weight, safe_only)
 - ultralytics.utils.callbacks.base.default_callbacks['on_pretrain_routine_start']
-- ultralytics/cfg/models/{v8,11,26}/{family}[-{task}].yaml, the bases of generated YAMLs (`yolo_attn.generated`)
+- ultralytics/cfg/models/{v8,11,26}/{family}[-{task}].yaml, the bases of generated YAMLs (`yolo_attn.cfg.generated`)
 - BaseTrainer.save_dir and its args.yaml, written before the on_pretrain_routine_start callbacks (`run_yaml`)
 - C2f / C3k2 attributes cv1, cv2, m, c and args; Bottleneck cv1, cv2, add; Conv.conv (`CA_C2f`, `CA_C3k2` read them)
 - checkpoint keys epoch, model, ema, optimizer (BaseTrainer.save_model) (`experiments.cell` reads ``last.pt``)

@@ -134,7 +134,7 @@ def _safe_load() -> str | None:
 
 
 def _base_yamls() -> str | None:
-    from yolo_attn.generated import FAMILIES, TASKS, base_yaml
+    from yolo_attn.cfg.generated import FAMILIES, TASKS, base_yaml
 
     missing = [base_yaml(f, t).name for f in FAMILIES for t in (None, *TASKS) if not base_yaml(f, t).is_file()]
     return f"no packaged {', '.join(missing)}" if missing else None

@@ -2,7 +2,7 @@
 
 ``BaseModel.load`` (no subclass overrides it) is the one call that every way of loading pretrained weights reaches
 (``YOLO(yaml).load(pt)``, ``pretrained=``, fine-tuning from a checkpoint, DDP workers, ``resume``). The wrapper aligns
-the two model YAMLs (`yolo_attn.transfer`, pure), hands the corresponding layers to Ultralytics' own load under their
+the two model YAMLs (`finetune.transfer`, pure), hands the corresponding layers to Ultralytics' own load under their
 target indices, and starts new blocks as the identity. It relies on ``tasks.load_checkpoint(weights) -> (model, ckpt)``,
 the checkpoint keys ``ema`` / ``model``, and the model attributes ``yaml``, ``model`` (an ``nn.Sequential``),
 ``names``, ``pt_path`` and ``is_fused``.
@@ -17,7 +17,8 @@ from torch import nn
 from ultralytics.nn import tasks
 from ultralytics.utils import LOGGER
 
-from yolo_attn import blocks, transfer
+from yolo_attn import registry
+from yolo_attn.finetune import transfer
 from yolo_attn.integration.patches import original
 from yolo_attn.modules.identity_start import start_as_identity
 
@@ -33,8 +34,8 @@ def load_pretrained(
     """Load pretrained weights into a model, each source layer's tensors into the layer that corresponds to it.
 
     The correspondence comes from the two model YAMLs (``weights``' ``model.yaml`` and ``model.yaml``), see
-    `yolo_attn.transfer`. The corresponding layers are then handed to Ultralytics' own ``BaseModel.load`` under their
-    target indices, so everything else it does (a new class count, class names, the first convolution's channels)
+    `yolo_attn.finetune.transfer`. The corresponding layers are then handed to Ultralytics' own ``BaseModel.load`` under
+    their target indices, so everything else it does (a new class count, class names, the first convolution's channels)
     happens as for any model. Blocks of the target that received no tensor start as the identity when anything was
     transferred (``identity_start: false`` in the model YAML or ``YOLO_ATTN_IDENTITY_START=0`` opts out), so the model
     predicts what the source predicted. When neither model has yolo_attn rows and their rows are the same,
@@ -68,7 +69,7 @@ def load_pretrained(
     if not (_has_our_rows(src_yaml) or _has_our_rows(tgt_yaml)) and _rows(src_yaml) == _rows(tgt_yaml):
         layer_map = {i: i for i in range(len(src_layers))}
     else:
-        alignment = transfer.align(src_yaml, tgt_yaml, blocks.channel_names(), blocks.canonical_names())
+        alignment = transfer.align(src_yaml, tgt_yaml, registry.channel_names(), registry.canonical_names())
         layer_map = alignment.layer_map
     renamed, orphans = transfer.rename_keys(list(source_state), layer_map)
     if alignment is None:
@@ -78,7 +79,7 @@ def load_pretrained(
         for s_key, t_key in renamed.items():  # the source's identity mixes need a place to land
             if s_key.endswith(".identity_mix") and t_key not in target_state:
                 owner = model.get_submodule(t_key.rsplit(".", 1)[0])
-                if blocks.spec_of(owner) is not None:
+                if registry.spec_of(owner) is not None:
                     start_as_identity(owner)
         ultralytics_load(model, _renamed_view(source, layer_map, len(tgt_layers)), verbose=verbose)
     landed, not_landed, first_shape = transfer.land(renamed, orphans, source_state, model.state_dict())
@@ -137,7 +138,9 @@ def _rows(d: dict) -> list:
 
 def _has_our_rows(d: dict) -> bool:
     return any(
-        isinstance(row[2], str) and blocks.get(row[2]) is not None for row in _rows(d) if isinstance(row, (list, tuple))
+        isinstance(row[2], str) and registry.get(row[2]) is not None
+        for row in _rows(d)
+        if isinstance(row, (list, tuple))
     )
 
 

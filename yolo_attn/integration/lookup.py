@@ -3,9 +3,9 @@
 Ultralytics finds ``yolov8-cbam.yaml`` for ``yolov8n-cbam.yaml`` by deleting the scale letter after the first "digit +
 n/s/m/l/x" anywhere in the whole path, so a folder such as ``exp5s/`` or ``tmp.S5ngd/`` gets mangled and the file is not
 found. The wrapper applies that rule to the file name only, and only when Ultralytics' own lookup would fail. It also
-finds the YAMLs shipped in the package (``yolo_attn/model_yamls``) by bare name, as Ultralytics finds its own
+finds the YAMLs shipped in the package (``yolo_attn/cfg/model_yamls``) by bare name, as Ultralytics finds its own
 ``yolov8n.yaml``: ``model=yolo26n-cbam.yaml`` works from any folder; a local file of that name still wins. Last, a
-bare name in the grammar of `yolo_attn.generated` (``yolo11n-ema.yaml``, ``yolov8s-seg-simam.yaml``) is generated from
+bare name in the grammar of `cfg.generated` (``yolo11n-ema.yaml``, ``yolov8s-seg-simam.yaml``) is generated from
 the family's own Ultralytics YAML with the block at the standard sites (`package_yaml_text` gives the text that the
 run folder keeps, so a run reproduces without the generator).
 
@@ -22,12 +22,11 @@ import torch
 from ultralytics.nn import tasks
 from ultralytics.utils import YAML
 
-from yolo_attn import generated
+from yolo_attn.cfg import MODEL_YAMLS_DIR, generated  # MODEL_YAMLS_DIR: shipped variants, found by bare name
+from yolo_attn.cfg.sites import standard_sites
 from yolo_attn.integration.patches import original
-from yolo_attn.sites import standard_sites
 
 SCALE_IN_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-cbam -> yolov8-cbam, Ultralytics' naming rule
-MODEL_YAMLS_DIR = Path(__file__).resolve().parents[1] / "model_yamls"  # shipped variants, found by bare name
 
 
 def resolves_in_ultralytics(name: str) -> bool:
@@ -57,7 +56,7 @@ def yaml_model_load(path: str | Path) -> dict:
 
     Lookup order: the path as given (a local file wins), its file-name-unified twin next to it, Ultralytics' own lookup
     (its packaged configs), then, for a bare name only, :data:`MODEL_YAMLS_DIR` with the same scale-letter rule, then
-    generation by name (`yolo_attn.generated`: ``yolo11n-ema.yaml`` for any registered block).
+    generation by name (`yolo_attn.cfg.generated`: ``yolo11n-ema.yaml`` for any registered block).
 
     Args:
         path (str | Path): Model YAML path, e.g. ``model_yamls/yolov8n-cbam.yaml``, or a bare name such as

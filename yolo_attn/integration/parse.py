@@ -20,10 +20,10 @@ from torch import nn
 from ultralytics.nn import tasks
 from ultralytics.utils import LOGGER
 
-from yolo_attn import blocks
+from yolo_attn import registry
 from yolo_attn.integration.lookup import resolves_in_ultralytics, ultralytics_names
 from yolo_attn.integration.patches import original
-from yolo_attn.rows import check_row, row_error, unknown_name_error, yaml_args
+from yolo_attn.registry.rows import check_row, row_error, unknown_name_error, yaml_args
 
 PROBE_SIZE = 64  # side of the zero image used to learn each placeholder's input shape (a multiple of stride 32)
 DEFAULT_IMGSZ = 640  # Ultralytics' default image size; spatial kernels must fit the feature map at this size
@@ -47,7 +47,7 @@ def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, 
     ultralytics_parse = original("parse_model", tasks.parse_model)
     rows = list(d.get("backbone", [])) + list(d.get("head", []))
     _check_names(rows)
-    ours = {i: row for i, row in enumerate(rows) if isinstance(row[2], str) and blocks.get(row[2]) is not None}
+    ours = {i: row for i, row in enumerate(rows) if isinstance(row[2], str) and registry.get(row[2]) is not None}
     if not ours:
         return ultralytics_parse(d, ch, verbose=verbose)
 
@@ -77,10 +77,10 @@ def _check_names(rows: list) -> None:
         if not (isinstance(row, (list, tuple)) and len(row) == 4 and isinstance(row[2], str)):
             continue
         name = row[2]
-        if blocks.get(name) is None and not resolves_in_ultralytics(name):
-            from yolo_attn.plugins import FAILED
+        if registry.get(name) is None and not resolves_in_ultralytics(name):
+            from yolo_attn.registry.plugins import FAILED
 
-            raise unknown_name_error(i, list(row), [*ultralytics_names(), *blocks.names()], FAILED)
+            raise unknown_name_error(i, list(row), [*ultralytics_names(), *registry.names()], FAILED)
 
 
 def _first(block: nn.Module) -> nn.Module:
@@ -93,7 +93,7 @@ def _with_placeholders(d: dict, ours: dict[int, list]) -> dict:
     d = copy.deepcopy(d)
     n_backbone = len(d.get("backbone", []))
     for i, (f, n, name, args) in ours.items():
-        spec = blocks.get(name)
+        spec = registry.get(name)
         placeholder = [f, n, "nn.Identity", []] if spec.parent is None else [f, n, spec.parent.__name__, args]
         section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
         d[section][j] = placeholder
@@ -144,7 +144,7 @@ def _build_real(i: int, row: list, placeholder: nn.Module, shape: torch.Size) ->
         block (nn.Module): The block, or an ``nn.Sequential`` of repeats.
         args (list): The constructor args, for the layer table.
     """
-    spec = blocks.get(row[2])
+    spec = registry.get(row[2])
     if spec.parent is not None:
         args = spec.cls.parent_args(placeholder)
         return spec.cls(*args), args

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ultralytics.engine import model as engine_model
 from ultralytics.nn import tasks
 
-from yolo_attn import blocks
+from yolo_attn import registry
 from yolo_attn.integration import fusing, loading, lookup, parse, run_yaml, workers
 from yolo_attn.integration.patches import ORIGINALS, Hook, Patch
 
@@ -25,7 +25,7 @@ PATCHES: tuple[Patch | Hook, ...] = (
 )
 
 # a block may not take a name that a model YAML already resolves to an Ultralytics module (unless override=True)
-blocks.add_name_check(lookup.ultralytics_owner)
+registry.add_name_check(lookup.ultralytics_owner)
 
 
 def register() -> None:

@@ -15,21 +15,22 @@ from typing import Any
 import torch
 from ultralytics.utils.callbacks import base as callbacks_base
 
-from yolo_attn import blocks
+from yolo_attn import registry
 from yolo_attn.modules.identity_start import IDENTITY_MIX_HOOK
 
 DDP_EVENT = "on_pretrain_routine_start"
 
 
 def register_in_worker(trainer: Any = None) -> None:
-    """Training callback that registers yolo_attn; its pickled reference makes DDP workers import the package.
+    """Training callback whose pickled reference makes a DDP worker import yolo_attn, and so register its blocks.
+
+    Unpickling the reference imports this module, whose package's ``__init__`` registers the blocks before the worker
+    parses its model YAML; in the process that added the callback the blocks are registered already. So the call
+    itself has nothing left to do.
 
     Args:
         trainer (Any): The Ultralytics trainer calling back (unused).
     """
-    from yolo_attn.integration.registration import register
-
-    register()
 
 
 def add_ddp_callback() -> None:
@@ -57,12 +58,12 @@ def _module_classes(cls: type) -> list[type]:
 def allowed_globals() -> list[Any]:
     """The globals a checkpoint of registered blocks may reference: their modules' classes, the identity-mix hook."""
     found: list[Any] = [IDENTITY_MIX_HOOK]
-    for spec in blocks.specs():
+    for spec in registry.specs():
         found += _module_classes(spec.cls)
     return list(dict.fromkeys(found))
 
 
-def _on_block_change(event: str, spec: blocks.BlockSpec) -> None:
+def _on_block_change(event: str, spec: registry.BlockSpec) -> None:
     """Block-table listener: allow-list a block registered while yolo_attn is registered (removal keeps it)."""
     if event == "add":
         torch.serialization.add_safe_globals(_module_classes(spec.cls))
@@ -71,12 +72,12 @@ def _on_block_change(event: str, spec: blocks.BlockSpec) -> None:
 def add_safe_globals() -> None:
     """Allow-list every registered block for weights-only loading, and follow later registrations."""
     torch.serialization.add_safe_globals(allowed_globals())
-    blocks.add_listener(_on_block_change)
+    registry.add_listener(_on_block_change)
 
 
 def remove_safe_globals() -> None:
     """Remove what `add_safe_globals` added (and anything later registered), keeping everything else."""
-    blocks.remove_listener(_on_block_change)
+    registry.remove_listener(_on_block_change)
     ours = set(allowed_globals())
     kept = [g for g in torch.serialization.get_safe_globals() if (g[0] if isinstance(g, tuple) else g) not in ours]
     torch.serialization.clear_safe_globals()

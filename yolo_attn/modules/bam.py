@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import check_channels, check_positive_int, check_reduction
 from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 DILATION_CONV_NUM = 2  # the reference SpatialGate's dilation_conv_num (not a YAML arg: the reference BAM fixes it)
 

@@ -12,7 +12,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules import gating
 from yolo_attn.modules.arg_checks import (
     BlockArgumentError,
@@ -24,6 +23,7 @@ from yolo_attn.modules.arg_checks import (
 )
 from yolo_attn.modules.fusion import fold_batchnorm, pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 SPATIAL_POOLS = ("max_mean", "mean")
 
@@ -292,10 +292,10 @@ class CBAM(AttentionBlock):
             (torch.Tensor): Output of shape (B, C, H, W).
         """
         ca, sa = self.channel_attention, self.spatial_attention
-        if getattr(ca, "identity_mix", None) is not None or getattr(sa, "identity_mix", None) is not None:
+        if ca.identity_mix is not None or sa.identity_mix is not None:
             return self.blend(x, sa(ca(x)))  # gates with mixes of their own (started as the identity one by one)
         channel = ca.gate(x)
-        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        mix = self.identity_mix
         if gating.lean_applies([x, channel, mix]):
             # training: the spatial gate pools the channel-gated map x * channel without keeping it (recomputed in
             # backward), and the output keeps x and the two gates only

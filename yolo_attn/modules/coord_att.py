@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import check_channels, check_positive_int
 from yolo_attn.modules.fusion import fold_batchnorm, positionwise
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 MIN_HIDDEN = 8  # the reference code's floor on the hidden width: mip = max(8, C // r)
 
@@ -56,7 +56,7 @@ class CoordAtt(AttentionBlock):
         torch.Size([2, 64, 20, 24])
     """
 
-    standard_sites = "positional"  # yolo_attn.sites: a positional gate: before SPPF, whose max-pools blur where
+    standard_sites = "positional"  # yolo_attn.cfg.sites: a positional gate: before SPPF, whose max-pools blur where
 
     def __init__(self, c1: int, r: int = 32) -> None:
         """Initialize coordinate attention.

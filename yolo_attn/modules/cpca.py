@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 # (name, kernel (kh, kw)) of the depthwise convolutions, in the reference's order
 _DEPTHWISE = (

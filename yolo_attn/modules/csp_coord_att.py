@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from ultralytics.nn.modules.block import Bottleneck, C2f, C3k, C3k2, PSABlock
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.coord_att import CoordAtt
+from yolo_attn.registry import register_block
 
 
 class CoordAttBottleneck(nn.Module):

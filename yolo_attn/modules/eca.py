@@ -7,9 +7,9 @@ import math
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:

@@ -11,7 +11,7 @@ def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) 
     """Apply a 1x1 convolution's weights to channel vectors: ``x @ W.T + b``, the convolution at a single position.
 
     On the pooled descriptors of a gate, a matrix product (one ``addmm``) costs a fraction of what a convolution call
-    on a 1x1 map costs on CPU (issue 9); the numbers are the same, and the module keeps its checkpoint layout.
+    on a 1x1 map costs on CPU; the numbers are the same, and the module keeps its checkpoint layout.
 
     Args:
         weight (torch.Tensor): Weight of shape (C_out, C_in) or (C_out, C_in, 1, 1).
@@ -28,7 +28,7 @@ def positionwise(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> t
     """Apply a 1x1 convolution's weights at every position of a 1-D map, as one batched product (``baddbmm``).
 
     The same numbers as the convolution, for the short pooled strips of coordinate attention, where a convolution
-    call costs several times the product on CPU (issue 9).
+    call costs several times the product on CPU.
 
     Args:
         weight (torch.Tensor): Weight of shape (C_out, C_in) or (C_out, C_in, 1, 1).
@@ -102,7 +102,7 @@ def fuse_blocks(module: nn.Module) -> int:
     Returns:
         (int): How many blocks were fused.
     """
-    from yolo_attn import blocks as table  # the block table; imported here because the blocks import this module
+    from yolo_attn.registry import table  # the block table; imported here because the blocks import this module
 
     registered = table.classes()
     ours = (m for m in module.modules() if type(m).__module__.startswith("yolo_attn.") or isinstance(m, registered))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules import gating
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels
 from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 @register_block(aliases=("GAM_Attention", "GAMAttention"))
@@ -100,7 +100,7 @@ class GAM(AttentionBlock):
         mc = self.channel_gate(x)
         x1 = x * mc  # kept by the spatial gate's first convolution in training, as its input
         ms = self.spatial_attention(x1).sigmoid()
-        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        mix = self.identity_mix
         if mix is None:
             return self.gated(x1, ms)
         if gating.lean_applies([x, mc, ms, mix]):

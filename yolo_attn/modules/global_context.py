@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules import gating
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_bool, check_channels
 from yolo_attn.modules.fusion import pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 def _transform(c1: int, planes: int) -> nn.Sequential:
@@ -176,7 +176,7 @@ class GlobalContext(AttentionBlock):
             scale = _apply(self.channel_mul_conv, context).sigmoid()[:, :, None, None]
         if self.channel_add_conv is not None:
             shift = _apply(self.channel_add_conv, context)[:, :, None, None]
-        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        mix = self.identity_mix
         if mix is None:
             out = x if scale is None else x * scale
             return out if shift is None else out + shift

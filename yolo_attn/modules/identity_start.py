@@ -11,7 +11,7 @@ Built from scratch, a block has no ``identity_mix`` (it is registered as ``None`
 formula. The mix costs one scalar per block and is an ordinary parameter: it is saved in checkpoints and state dicts,
 trained, averaged by EMA, and exported to ONNX like any weight.
 
-Where the mix is computed (issue 14): the blend is never a set of extra passes over the full map.
+Where the mix is computed: the blend is never a set of extra passes over the full map.
 
 - A multiplicative gate (``y = x * g``, the factors of ``g`` possibly several: SE, ECA, CBAM, SAM, CoordAtt, SimAM,
   ...) ends its ``forward`` with ``self.gated(x, *factors)``, which blends on the gate:
@@ -59,6 +59,18 @@ class AttentionBlock(nn.Module):
         super().__init__()
         self.register_parameter("identity_mix", None)
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a block saved before the identity mix existed gets ``identity_mix = None`` (the paper's form).
+
+        The one place that keeps checkpoints of earlier releases loading: every method may then read
+        ``self.identity_mix`` directly. Plain and weights-only (``ULTRALYTICS_SAFE_LOAD=1``) unpickling both call it.
+
+        Args:
+            state (dict): The pickled ``__dict__``.
+        """
+        super().__setstate__(state)
+        self._parameters.setdefault("identity_mix", None)
+
     def start_as_identity(self) -> AttentionBlock:
         """Make this block return its input until training teaches it otherwise.
 
@@ -74,7 +86,7 @@ class AttentionBlock(nn.Module):
                 for p in getattr(self, self.zero_output).parameters():
                     p.zero_()
             return self
-        if getattr(self, "identity_mix", None) is not None:
+        if self.identity_mix is not None:
             return self
         like = next(self.parameters(), torch.zeros(()))
         self.identity_mix = nn.Parameter(torch.zeros((), device=like.device, dtype=like.dtype))
@@ -94,7 +106,7 @@ class AttentionBlock(nn.Module):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        mix = self.identity_mix
         return gating.gate(x, *factors, mix=mix)
 
     def blend(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -107,7 +119,7 @@ class AttentionBlock(nn.Module):
         Returns:
             (torch.Tensor): Output of shape (B, C, H, W).
         """
-        mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
+        mix = self.identity_mix
         return y if mix is None else lerp(x, y, mix)
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:

@@ -8,9 +8,9 @@ import numbers
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 def mlca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:

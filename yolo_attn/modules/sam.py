@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import check_channels
 from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 @register_block(bench_levels=("P3", "P4", "P5"))
@@ -38,7 +38,7 @@ class SAM(AttentionBlock):
         torch.Size([2, 64, 20, 20])
     """
 
-    standard_sites = "positional"  # yolo_attn.sites: gated before SPPF, whose max-pools carry the gated responses
+    standard_sites = "positional"  # yolo_attn.cfg.sites: gated before SPPF, whose max-pools carry the gated responses
 
     def __init__(self, c1: int) -> None:
         """Initialize SAM.

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, _is_int, check_channels, check_positive_int
 from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 @register_block(aliases=("SK",))

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 @register_block(bench_levels=("P4", "P5"))
@@ -50,7 +50,7 @@ class MHSA(AttentionBlock):
         torch.Size([2, 64, 10, 12])
     """
 
-    standard_sites = "global"  # yolo_attn.sites: O((HW)^2) over all positions: none at the highest-resolution level
+    standard_sites = "global"  # yolo_attn.cfg.sites: O((HW)^2) over all positions: none at the highest-resolution level
 
     zero_output = "proj"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -50,7 +50,7 @@ class ShuffleAttention(AttentionBlock):
     Departures from the reference:
         - Default ``G=8``, not the reference's ``groups=64`` (its ResNet setting): at 64, C must be a multiple of
           128, which yolov8n's P3 (64 channels) is not; 2G = 16 divides every P3-P5 width of YOLOv8, YOLO11 and YOLO26
-          at every scale, and 8 is what the forks' copies use (issue 13).
+          at every scale, and 8 is what the forks' copies use.
         - Global average pooling is ``mean`` over H and W (the reference: ``AdaptiveAvgPool2d(1)``), the same numbers,
           exported as ReduceMean at any input size.
         - The divisibility of C by 2G is checked at build time (the fork copies crash in ``reshape``).

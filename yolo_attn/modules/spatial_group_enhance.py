@@ -8,9 +8,9 @@ from operator import mul
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 EPS = 1e-5  # added to the standard deviation, as in the reference
 

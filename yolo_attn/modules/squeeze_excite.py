@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import check_channels, check_reduction
 from yolo_attn.modules.fusion import pointwise
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 @register_block(bench_levels=("P3", "P4", "P5"))

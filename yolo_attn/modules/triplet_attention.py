@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
 from yolo_attn.modules.arg_checks import check_bool, check_channels
 from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 KERNEL = 7  # the reference's fixed kernel size
 

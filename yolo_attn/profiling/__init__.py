@@ -3,7 +3,6 @@
 from yolo_attn.profiling.cost import (
     cost_table,
     count_params,
-    load_model,
     measure_latency,
     model_cost,
     print_cost_table,
@@ -11,6 +10,7 @@ from yolo_attn.profiling.cost import (
     torch_gflops,
 )
 from yolo_attn.profiling.saved import SavedTensors, count_saved, saved_by_module
+from yolo_attn.utils.models import load_model
 
 __all__ = (
     "SavedTensors",

@@ -1,6 +1,6 @@
 """The README's block cost table: per block, what its yolov8n variant adds and how much slower it runs than yolov8n.
 
-For every registered block whose ``yolov8n-<block>.yaml`` builds (`yolo_attn.generated`; an extends block needs its
+For every registered block whose ``yolov8n-<block>.yaml`` builds (`yolo_attn.cfg.generated`; an extends block needs its
 parent in yolov8n, so CA_C3k2 has no yolov8n variant), the parameters and GFLOPs the block adds at the standard sites
 (`yolo_attn.profiling.cost.static_cost`, Ultralytics' counter on the fused model), and the batch-1 latency ratio
 against yolov8n in each runtime, from one paired, shuffled run of all models (`yolo_attn.profiling.runtime`), built
@@ -15,11 +15,12 @@ from typing import Any
 
 from torch import nn
 
-from yolo_attn import blocks
-from yolo_attn.profiling.cost import load_model, static_cost
+from yolo_attn import registry
+from yolo_attn.cfg.sites import SiteError
+from yolo_attn.profiling.cost import static_cost
 from yolo_attn.profiling.runtime import runtime_costs
 from yolo_attn.profiling.training import FINE_TUNED_MIX, fine_tuned
-from yolo_attn.sites import SiteError
+from yolo_attn.utils.models import load_model
 
 BASELINE = "yolov8n.yaml"
 
@@ -35,7 +36,7 @@ def yolov8n_variants(names: Sequence[str] | None = None) -> tuple[dict[str, nn.M
         skipped (dict[str, str]): Block name -> why it has no yolov8n variant (no standard site in yolov8n), or why
             the variant cannot be measured (it fails ``model.float()``, which the cost counters call).
     """
-    names = [s.name for s in blocks.specs()] if names is None else list(names)
+    names = [s.name for s in registry.specs()] if names is None else list(names)
     models, skipped = {}, {}
     for name in names:
         try:

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from yolo_attn import blocks as table
 from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling.paired import paired_times, ratio_stats
 from yolo_attn.profiling.plain import Plain, has_plain
+from yolo_attn.registry import table
 
 #: Channels of the P3, P4, P5 outputs of yolov8n, and their strides.
 YOLOV8N_LEVELS: dict[str, tuple[int, int]] = {"P3": (64, 8), "P4": (128, 16), "P5": (256, 32)}
@@ -31,7 +31,7 @@ YOLOV8N_LEVELS: dict[str, tuple[int, int]] = {"P3": (64, 8), "P4": (128, 16), "P
 def bench_levels_of(spec: table.BlockSpec) -> tuple[str, ...]:
     """Return the yolov8n levels a block is benchmarked at: its declared ``bench_levels``, else its standard sites.
 
-    A block that declares no ``bench_levels`` is benchmarked where `yolo_attn.sites` puts it in a detection model:
+    A block that declares no ``bench_levels`` is benchmarked where `yolo_attn.cfg.sites` puts it in a detection model:
     the backbone site (P5 in yolov8n) and the neck inputs its placement keeps (all three levels, or the lowest
     resolutions only, as for global attention). Blocks that extend an Ultralytics block (kind ``"extends"``) replace a
     C2f rather than take a feature map of one shape: they have no micro-benchmark (their cost is in the model tables).
@@ -46,7 +46,7 @@ def bench_levels_of(spec: table.BlockSpec) -> tuple[str, ...]:
         return tuple(spec.bench_levels)
     if spec.kind != table.CHANNEL:
         return ()
-    from yolo_attn.sites import placement_of
+    from yolo_attn.cfg.sites import placement_of
 
     levels = list(YOLOV8N_LEVELS)
     neck = placement_of(spec).neck
@@ -116,7 +116,7 @@ def bench_blocks(
     """Benchmark blocks at the P3/P4/P5 shapes of yolov8n: time / clone, ours vs plain, ops per forward.
 
     Each block is built with random weights, in eval mode and fused (as ``model.fuse()`` leaves it); its plain
-    formulation (``yolo_attn.profiling.plain``) runs on an unfused copy, as the blocks ran before issue 9.
+    formulation (``yolo_attn.profiling.plain``) runs on an unfused copy, as the blocks ran before the speed work.
 
     Args:
         names (Sequence[str] | None): Block names from `bench_blocks_table`; None for all.

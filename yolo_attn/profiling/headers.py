@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from yolo_attn.cfg import MODEL_YAMLS_DIR
 from yolo_attn.profiling.cost import static_cost
 
-SHIPPED_YAMLS = Path(__file__).resolve().parents[1] / "model_yamls"
+SHIPPED_YAMLS = MODEL_YAMLS_DIR
 DETECT_IMGSZ, CLS_IMGSZ = 640, 224
 # unscaled shipped stems: yolov8-cbam, yolo11-ca-c3k2, yolov8-cls-se (the scale letter goes after the family)
 SHIPPED_STEM = re.compile(r"^(yolov8|yolo11|yolo26)(-cls)?-(.+)$")

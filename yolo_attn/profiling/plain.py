@@ -1,4 +1,4 @@
-"""Plain formulations of the blocks: the forward passes as first written, before the speed work of issue 9.
+"""Plain formulations of the blocks: the forward passes as first written, before the speed work (fused gates).
 
 Each block that has one declares it as its method ``forward_plain(x)`` (the block's output before its identity mix):
 it computes what the block's ``forward`` computes, reading the block's own weights, in the straightforward
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from yolo_attn import blocks
+from yolo_attn import registry
 
 
 def plain_function(block: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -34,7 +34,7 @@ def plain_function(block: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """
     plain = getattr(block, "forward_plain", None)
     if not callable(plain):
-        known = [s.name for s in blocks.specs() if has_plain(s.cls)]
+        known = [s.name for s in registry.specs() if has_plain(s.cls)]
         raise TypeError(f"no plain formulation (forward_plain) for {type(block).__name__}; blocks with one: {known}")
     blend = getattr(block, "blend", None)
     if callable(blend):
@@ -105,8 +105,8 @@ class _HiddenPlain(nn.Module):
 def plain_model(model: nn.Module) -> nn.Module:
     """Return an eval-mode copy of ``model`` whose yolo_attn blocks run their plain, unfusable formulation.
 
-    This is the model as it ran before issue 9: every block's forward as first written, and its BatchNorms left in
-    place by ``model.fuse()`` (which folds only Ultralytics' own layers in the copy). For benchmarks only.
+    This is the model as it ran before that speed work: every block's forward as first written, and its BatchNorms left
+    in place by ``model.fuse()`` (which folds only Ultralytics' own layers in the copy). For benchmarks only.
 
     Args:
         model (nn.Module): A model (e.g. an Ultralytics ``DetectionModel``) holding yolo_attn blocks.

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo_attn.profiling.cost import _input_channels, deployed_model, load_model, static_cost
+from yolo_attn.profiling.cost import _input_channels, deployed_model, static_cost
 from yolo_attn.profiling.paired import paired_times, ratio_stats
+from yolo_attn.utils.models import load_model
 
 RUNTIMES = ("torch", "onnxruntime")
 ONNX_OPSET = 17

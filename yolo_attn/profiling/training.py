@@ -50,11 +50,11 @@ def fine_tuned(module: nn.Module, mix: float = FINE_TUNED_MIX) -> nn.Module:
     Returns:
         (nn.Module): ``module``.
     """
-    from yolo_attn import blocks
+    from yolo_attn import registry
+    from yolo_attn.finetune.transfer import outermost_attention_blocks
     from yolo_attn.modules.identity_start import AttentionBlock
-    from yolo_attn.transfer import outermost_attention_blocks
 
-    is_block = isinstance(module, AttentionBlock) or blocks.spec_of(module) is not None
+    is_block = isinstance(module, AttentionBlock) or registry.spec_of(module) is not None
     found = {"": module} if is_block else outermost_attention_blocks(module)
     for block in found.values():
         start_as_identity(block)
@@ -254,7 +254,7 @@ def bench_mix(
         names (Sequence[str] | None): Block names from `bench_blocks_table`; None for all.
         imgsz (int): Square image size whose P3/P4/P5 feature-map shapes are used.
         rounds (int): Paired rounds per block and level.
-        threads (int | None): CPU threads (1 by default, as issue 14 measured it).
+        threads (int | None): CPU threads (1 by default, as the training tables were measured).
         mix (float): The mix value.
         seed (int): Seed of weights, inputs and shuffling.
 

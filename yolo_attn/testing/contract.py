@@ -40,11 +40,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo_attn import blocks
+from yolo_attn import registry
 from yolo_attn.modules.fusion import fuse_blocks
 from yolo_attn.modules.identity_start import start_as_identity
 from yolo_attn.modules.random_weights import randomize_
-from yolo_attn.rows import YAMLRowError
+from yolo_attn.registry.rows import YAMLRowError
 from yolo_attn.testing.report import FAIL, PASS, SKIP, CheckReport, PropertyResult
 
 C = 64  # channels of the block-level checks (yolov8n's P3)
@@ -80,9 +80,9 @@ def resolve(target: str | type[nn.Module]) -> type[nn.Module]:
             return getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as e:
             raise ValueError(f"cannot import {target!r}: {type(e).__name__}: {e}") from e
-    spec = blocks.get(target)
+    spec = registry.get(target)
     if spec is None:
-        raise ValueError(f"{target!r} is neither module:Class nor a registered block ({', '.join(blocks.names())})")
+        raise ValueError(f"{target!r} is neither module:Class nor a registered block ({', '.join(registry.names())})")
     return spec.cls
 
 
@@ -122,18 +122,18 @@ def check_block(
     cls = resolve(cls)
     report = CheckReport(getattr(cls, "__name__", str(cls)))
     temporary = None
-    spec = next((s for s in blocks.specs() if s.cls is cls), None)
+    spec = next((s for s in registry.specs() if s.cls is cls), None)
     started = time.perf_counter()
     try:
         if spec is None:
             name = _free_name(cls)
-            blocks.register_block(cls, name=name, origin="check_block")
-            temporary, spec = name, blocks.get(name)
+            registry.register_block(cls, name=name, origin="check_block")
+            temporary, spec = name, registry.get(name)
         kind = "extends " + spec.parent.__name__ if spec.parent is not None else "channel-preserving"
         report.results.append(
             PropertyResult("registers", PASS, f"{kind}; identity start: {spec.identity}", time.perf_counter() - started)
         )
-    except blocks.BlockRegistrationError as e:
+    except registry.BlockRegistrationError as e:
         report.results.append(PropertyResult("registers", FAIL, str(e), time.perf_counter() - started))
         for name in PROPERTIES:
             report.results.append(PropertyResult(name, SKIP, "the class cannot be registered"))
@@ -151,14 +151,14 @@ def check_block(
             _run(report, name, lambda check=check: check(context))
     finally:
         if temporary is not None:
-            blocks.unregister_block(temporary)
+            registry.unregister_block(temporary)
     return report
 
 
 def _free_name(cls: type) -> str:
     """The class name, or ``<name>_checked`` when it is taken by another block or Ultralytics."""
     name = cls.__name__
-    taken = blocks.get(name)
+    taken = registry.get(name)
     if (taken is None or taken.cls is cls) and not _ultralytics_owns(name):
         return name
     return f"{name}_checked"
@@ -185,7 +185,7 @@ def _run(report: CheckReport, name: str, check: Callable[[], str]) -> None:
 class _Context:
     """What the property checks share: the declaration, the arguments, and the detectors built once."""
 
-    def __init__(self, spec: blocks.BlockSpec, kwargs: dict[str, Any], imgsz: int, compile: bool, onnx: bool) -> None:
+    def __init__(self, spec: registry.BlockSpec, kwargs: dict[str, Any], imgsz: int, compile: bool, onnx: bool) -> None:
         self.spec, self.kwargs, self.imgsz, self.compile, self.onnx = spec, kwargs, imgsz, compile, onnx
         self.models: dict[str, nn.Module] = {}
         self.cfgs: dict[str, dict] = {}
@@ -217,7 +217,7 @@ class _Context:
         if base not in self.cfgs:
             from ultralytics.nn.tasks import yaml_model_load
 
-            from yolo_attn.yaml_edit import insert_after
+            from yolo_attn.cfg.edit import insert_after
 
             d = yaml_model_load(base)
             if self.spec.parent is None:
@@ -327,7 +327,7 @@ def _normal_weights(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def _ours(model: nn.Module, spec: blocks.BlockSpec) -> list[nn.Module]:
+def _ours(model: nn.Module, spec: registry.BlockSpec) -> list[nn.Module]:
     return [m for m in model.modules() if type(m) is spec.cls]
 
 
@@ -402,14 +402,14 @@ def _check_bad_arg(ctx: _Context) -> str:
     raise AssertionError(f"a row with args {bad} built without a YAMLRowError")
 
 
-def _attention_parts(block: nn.Module, spec: blocks.BlockSpec) -> list[nn.Module]:
+def _attention_parts(block: nn.Module, spec: registry.BlockSpec) -> list[nn.Module]:
     """The block itself, or the attention blocks inside a block that extends an Ultralytics one."""
-    from yolo_attn.transfer import outermost_attention_blocks
+    from yolo_attn.finetune.transfer import outermost_attention_blocks
 
     return [block] if spec.parent is None else [b for p, b in outermost_attention_blocks(block).items() if p]
 
 
-def _start(block: nn.Module, spec: blocks.BlockSpec, mix: float | None = None) -> nn.Module:
+def _start(block: nn.Module, spec: registry.BlockSpec, mix: float | None = None) -> nn.Module:
     """Start a block (or the attention blocks inside an extends block) as the identity; optionally set the mix."""
     for target in _attention_parts(block, spec):
         start_as_identity(target)
@@ -597,8 +597,8 @@ def _check_onnx(ctx: _Context) -> str:
 
 
 def _check_transfer(ctx: _Context) -> str:
+    from yolo_attn.finetune.transfer import rename_keys
     from yolo_attn.integration.loading import load_pretrained
-    from yolo_attn.transfer import rename_keys
 
     baseline, target = _normal_weights(ctx.model(block=False)), ctx.model()
     report = load_pretrained(target, baseline, verbose=False)

@@ -4,6 +4,7 @@ One PNG grid per image with the map of every yolo_attn block (``attention_maps``
 layers beside those maps, with Grad-CAM for classifiers (``feature_maps``).
 """
 
+from yolo_attn.utils.images import letterbox_image
 from yolo_attn.visualize.features import (
     capture_layer_outputs,
     feature_maps,
@@ -21,7 +22,6 @@ from yolo_attn.visualize.overlay import (
     capture_attention_maps,
     find_attention_blocks,
     image_files,
-    letterbox_image,
     plot_attention_grid,
 )
 

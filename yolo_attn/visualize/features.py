@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from yolo_attn.profiling.cost import load_model
+from yolo_attn.utils.models import load_model
 from yolo_attn.visualize.overlay import (
     AttentionMap,
     capture_attention_maps,

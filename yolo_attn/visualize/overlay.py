@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from yolo_attn import blocks
-from yolo_attn.profiling.cost import load_model
+from yolo_attn import registry
+from yolo_attn.utils.images import letterbox_image
+from yolo_attn.utils.models import load_model
 
 
 def attention_block_classes() -> tuple[type[nn.Module], ...]:
@@ -31,7 +32,7 @@ def attention_block_classes() -> tuple[type[nn.Module], ...]:
     Blocks that extend an Ultralytics block (C2f-like) are not among them: the walk descends into them to the blocks
     inside (their CoordAtts).
     """
-    return tuple(blocks.channel_blocks().values())
+    return tuple(registry.channel_blocks().values())
 
 
 PANEL_COLUMNS = 4  # panels per row of the grid
@@ -208,32 +209,6 @@ def image_files(source: str | Path) -> list[Path]:
             return files
         raise FileNotFoundError(f"no image files ({', '.join(sorted(IMG_FORMATS))}) in folder {source}")
     raise FileNotFoundError(f"image source {source} does not exist; expected an image file or a folder of images")
-
-
-def letterbox_image(path: Path, imgsz: int, stride: int = 32) -> tuple[np.ndarray, torch.Tensor]:
-    """Read an image and preprocess it as Ultralytics' predictor does, into a square letterbox.
-
-    Args:
-        path (Path): Image file.
-        imgsz (int): Side of the square letterbox, a multiple of ``stride``.
-        stride (int): The model's largest stride.
-
-    Returns:
-        image (np.ndarray): Letterboxed RGB image of shape (imgsz, imgsz, 3), uint8.
-        tensor (torch.Tensor): Network input of shape (1, 3, imgsz, imgsz), float32 in [0, 1].
-
-    Raises:
-        FileNotFoundError: If the file cannot be read as an image.
-    """
-    from ultralytics.data.augment import LetterBox
-    from ultralytics.utils.patches import imread
-
-    bgr = imread(str(path))
-    if bgr is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    rgb = np.ascontiguousarray(LetterBox((imgsz, imgsz), auto=False, stride=stride)(image=bgr)[..., ::-1])
-    tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div(255)
-    return rgb, tensor
 
 
 def draw_overlay(ax: Any, fig: Any, image: np.ndarray, values: torch.Tensor, title: str, fontsize: int = 8) -> None:

@@ -10,7 +10,7 @@ Writes a model YAML to edit.
   ``mean``); keywords are placed at their position in the block's signature, with the defaults before them, so the
   row is plain positional YAML: ``CBAM k=3`` writes ``[-1, 1, CBAM, [16, 3]]``.
 - ``--task``: ``seg``, ``pose``, ``obb`` or ``cls`` for a family base (same as writing ``yolo11n-seg``).
-- ``--at``: named sites of the base (`yolo_attn.sites`: ``p3``, ``p4``, ``p5``, ``sppf``, ``neck``, ``all``) and/or
+- ``--at``: named sites of the base (`yolo_attn.cfg.sites`: ``p3``, ``p4``, ``p5``, ``sppf``, ``neck``, ``all``) and/or
   layer indices, as separate words and/or joined by ``,`` or ``+`` (``--at p4 p5``, ``--at 4,6``), instead of the
   standard sites. A block goes after each; an extends block replaces the row. A site the base lacks is refused with the
   sites it has.
@@ -28,17 +28,18 @@ from typing import Any
 
 import yaml
 
-from yolo_attn.generated import (
+from yolo_attn.cfg.generated import (
     FAMILIES,
     TASKS,
     base_yaml,
     find_block,
     header_for,
+    insert_block,
     load_base,
     to_text,
     yaml_args_for,
 )
-from yolo_attn.sites import insert_block, resolve_sites, site_label, standard_sites
+from yolo_attn.cfg.sites import resolve_sites, site_label, standard_sites
 
 FAMILY_BASE = re.compile(r"^(?P<family>" + "|".join(FAMILIES) + r")(?P<scale>[nslmx]?)(?:-(?P<task>[a-z]+))?$")
 
@@ -116,7 +117,7 @@ def write_yaml(
         keywords (dict[str, Any] | None): Keyword args, placed at their position in the block's signature.
         task (str | None): Task of a family base.
         at (str | Sequence[str | int] | None): Site names and/or layer indices of the base
-            (`yolo_attn.sites.resolve_sites`); None for the standard sites.
+            (`yolo_attn.cfg.sites.resolve_sites`); None for the standard sites.
         out (str | Path | None): Output file; default ``{stem}-{block}.yaml`` in the working folder.
 
     Returns:

@@ -15,7 +15,7 @@ Ultralytics model of any task (v3, v5u, v8, v9, v10, 11, 12, 26, RT-DETR backbon
 A block goes after each site (in line: every later consumer of the site reads the block), or, for a block that
 extends an Ultralytics block, replaces the row at the site (which must be a row of its parent).
 
-**Standard sites** (`standard_sites`): the sites of the shipped ``yolo_attn/model_yamls`` files, as rules on the same
+**Standard sites** (`standard_sites`): the sites of the shipped ``cfg/model_yamls`` files, as rules on the same
 structure (so ``yolo11n-ema.yaml`` is generated with EMA where ``yolo11-cbam.yaml`` has CBAM):
 
 - Detect, Segment, Pose and OBB models (the last head row reads several levels, P3/P4/P5):
@@ -33,8 +33,8 @@ A block picks its placement by the class attribute ``standard_sites`` (a key of 
 ``"channel"``): ``"positional"`` for gates that encode where (CoordAtt, SAM: before SPPF's max-pools blur it),
 ``"global"`` for attention over all H*W tokens (MHSA: O((HW)^2), so the highest-resolution level gets none).
 
-This module reads model dicts (``backbone``/``head`` rows) and imports neither Ultralytics nor the blocks' modules
-(`insert_block` imports `yolo_attn.generated` when called).
+X
+(`insert_block` imports `yolo_attn.cfg.generated` when called).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from yolo_attn.blocks import EXTENDS, BlockSpec
+from yolo_attn.registry import EXTENDS, BlockSpec
 
 OWN_ATTENTION = frozenset({"C2PSA", "C2fPSA", "PSA", "A2C2f"})  # Ultralytics rows that already are attention
 SPPF_NAMES = frozenset({"SPPF", "SPP", "SPPELAN"})
@@ -215,43 +215,6 @@ def describe_sites(cfg: dict) -> str:
     listed = ", ".join(f"{k} ({', '.join(map(str, v))})" for k, v in names.items())
     n_rows = len(cfg["backbone"]) + len(cfg["head"])
     return f"its sites are {listed}, or a layer index 0..{n_rows - 2}"
-
-
-def insert_block(
-    base_cfg: dict,
-    block: str | BlockSpec,
-    args: Sequence[Any] = (),
-    sites: str | Sequence[str | int] | None = None,
-    keywords: dict[str, Any] | None = None,
-) -> tuple[dict, list[int]]:
-    """Return ``base_cfg`` with a block at named sites or layer indices, and the indices of the rows it added.
-
-    Args:
-        base_cfg (dict): Model dict (``backbone``/``head`` rows), left unchanged.
-        block (str | BlockSpec): A registered block (YAML name or alias, case-insensitive) or its spec.
-        args (Sequence[Any]): The block's positional YAML args (empty: its defaults).
-        sites (str | Sequence[str | int] | None): Site tokens (see `resolve_sites`); None: the standard sites.
-        keywords (dict[str, Any] | None): Keyword args, placed at their position in the block's signature.
-
-    Returns:
-        cfg (dict): The new model dict, every shifted ``from`` renumbered.
-        added (list[int]): Layer indices of the block rows in ``cfg`` (for an extends block, the rows replaced).
-
-    Raises:
-        SiteError: For a site the model lacks, or an extends block at a row that is not its parent.
-        ValueError: For args that do not fit the block.
-    """
-    from yolo_attn.generated import find_block, generate, yaml_args_for
-
-    spec = find_block(block) if isinstance(block, str) else block
-    try:
-        row_args = yaml_args_for(spec, args, keywords) if args or keywords else []
-    except TypeError as e:
-        raise ValueError(f"{spec.name} {list(args)} {keywords or ''}: {e}. Expected {spec.expected()}") from None
-    at = standard_sites(base_cfg, spec) if sites is None else resolve_sites(base_cfg, sites)
-    cfg = generate(base_cfg, spec, row_args, at)
-    added = at if spec.kind == EXTENDS else [s + k + 1 for k, s in enumerate(at)]
-    return cfg, added
 
 
 def site_label(sites: str | Sequence[str | int]) -> str:

@@ -19,7 +19,7 @@ import os
 import warnings
 from importlib import metadata
 
-from yolo_attn import blocks
+from yolo_attn.registry import table
 
 GROUP = "yolo_attn.blocks"
 DISABLE_ENV = "YOLO_ATTN_DISABLE_PLUGIN_AUTOLOAD"
@@ -67,9 +67,9 @@ def load_plugins() -> dict[str, str]:
         (value, dist), ep = next(iter(entries.items()))
         try:
             cls = ep.load()
-            spec = blocks.get(name)
+            spec = table.get(name)
             if spec is None or spec.cls is not cls:
-                blocks.register_block(cls, name=name, origin=dist)
+                table.register_block(cls, name=name, origin=dist)
         except Exception as e:  # third-party code: any failure is reported with its name, never raised
             _fail(name, f"plugin {name} = {value!r} from package {dist} failed to load: {type(e).__name__}: {e}")
             continue

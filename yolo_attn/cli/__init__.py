@@ -16,9 +16,9 @@ Examples:
 
 Anything that is not one of our verbs goes to ``ultralytics.cfg.entrypoint`` unchanged, so ``train``, ``val``,
 ``predict``, ``export``, ``settings`` and every ``key=value`` behave exactly as with ``yolo``; ``train`` also takes the
-fine-tuning protocol's ``attn_*=value`` settings (see `yolo_attn.protocol`), which are kept from Ultralytics. It runs
-offline by default (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0`` unless you set them, and a local font), see
-``yolo_attn.offline``.
+fine-tuning protocol's ``attn_*=value`` settings (`yolo_attn.finetune.protocol`), which are kept from Ultralytics.
+It runs offline by default (``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=0`` unless you set them, and a local font), see
+``yolo_attn.utils.offline``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from yolo_attn.offline import apply_offline_env, install_local_font
+from yolo_attn.utils.offline import apply_offline_env, install_local_font
 
 if TYPE_CHECKING:
     from yolo_attn.experiments.placement import PlacementGrid
@@ -71,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 def take_protocol(argv: list[str]) -> list[str]:
     """Take the fine-tuning protocol's ``attn_*=value`` settings out of a ``yolo`` command and apply them to training.
 
-    ``yolo-attn train`` (``yolo-attn detect train`` ...) trains new attention blocks with `yolo_attn.protocol`'s
-    default protocol, changed by any ``attn_*`` setting given (installed as Ultralytics default callbacks for this
-    process); Ultralytics never sees those keys. Other modes take no ``attn_*`` setting.
+    ``yolo-attn train`` (``yolo-attn detect train`` ...) trains new attention blocks with the default protocol of
+    `yolo_attn.finetune.protocol`, changed by any ``attn_*`` setting given (installed as Ultralytics default callbacks
+    for this process); Ultralytics never sees those keys. Other modes take no ``attn_*`` setting.
 
     Args:
         argv (list[str]): The command's arguments.
@@ -83,7 +83,7 @@ def take_protocol(argv: list[str]) -> list[str]:
     """
     from ultralytics.cfg import smart_value
 
-    from yolo_attn.protocol import install_default, split_protocol
+    from yolo_attn.finetune.protocol import install_default, split_protocol
 
     mine = [a for a in argv if a.startswith("attn_") and "=" in a]
     if "train" not in argv:
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a model YAML to edit: a base with a block at named sites (--at p4 p5) or the standard sites",
         description="Write BASE with a block at --at (named sites of the base: p3 p4 p5 (end of each backbone "
         "stage), sppf, neck (each head input), all; or layer indices; separate words or joined by , or +) or at the "
-        "standard sites (yolo_attn.sites), every later `from` renumbered, and print the rows added. BASE: yolo11n, "
+        "standard sites (yolo_attn.cfg.sites), every later `from` renumbered, and print the rows added. BASE: yolo11n, "
         "yolov8s-seg, yolo26 (family, optional scale and task), any Ultralytics model YAML name (yolov8-p2, yolov9t, "
         "yolo12n-pose), or a YAML file. The block: --block NAME [ARG ...] or the word after BASE; a registered name "
         "or alias, case-insensitive. ARG ... and key=value: the block's YAML args (YAML values; keywords go to their "
@@ -492,9 +492,9 @@ def placement_models(args: argparse.Namespace) -> list[str] | PlacementGrid | No
     Returns:
         (list[str] | PlacementGrid | None): The models to compare; None when neither was given.
     """
+    from yolo_attn.cfg.generated import UnknownBlockError
+    from yolo_attn.cfg.sites import SiteError
     from yolo_attn.experiments.placement import PlacementGrid
-    from yolo_attn.generated import UnknownBlockError
-    from yolo_attn.sites import SiteError
 
     grid = {"--base": args.base, "--blocks": args.blocks, "--at": args.at}
     given = [name for name, value in grid.items() if value]
@@ -601,9 +601,9 @@ def _run_check_block(args: argparse.Namespace, overrides: dict) -> None:
 
 
 def _run_yaml(args: argparse.Namespace, overrides: dict) -> None:
-    from yolo_attn.generated import UnknownBlockError
-    from yolo_attn.sites import SiteError
-    from yolo_attn.yaml_command import parse_values, write_yaml_rows
+    from yolo_attn.cfg.generated import UnknownBlockError
+    from yolo_attn.cfg.sites import SiteError
+    from yolo_attn.cfg.yaml_command import parse_values, write_yaml_rows
 
     words = list(args.words)
     if args.block is not None:
@@ -632,7 +632,7 @@ def _yaml_error(message: str) -> NoReturn:
 
 
 def _run_migrate(args: argparse.Namespace, overrides: dict) -> None:
-    from yolo_attn.migrate import MigrationError, migrate_file
+    from yolo_attn.cfg.migrate import MigrationError, migrate_file
 
     try:
         out = migrate_file(args.src, args.out)

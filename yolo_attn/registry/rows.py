@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from yolo_attn import blocks
+from yolo_attn.registry import table
 
 REGISTER_HINT = (
     "To add a block: decorate its class with @yolo_attn.register_block (name= and aliases= optional) before the model "
@@ -34,7 +34,7 @@ def yaml_args(args: list) -> tuple[list, dict]:
 def row_error(i: int, row: list, problem: str) -> YAMLRowError:
     """Return the error for layer ``i``'s row: the layer, the row, the problem, then what the block expects."""
     f, n, name, args = row
-    spec = blocks.get(name)
+    spec = table.get(name)
     expected = f" Expected {spec.expected(name)}." if spec is not None else ""
     return YAMLRowError(f"model YAML layer {i} [{f}, {n}, {name}, {args}]: {problem}.{expected}")
 
@@ -50,7 +50,7 @@ def check_row(i: int, row: list) -> None:
         YAMLRowError: When the row cannot build the block.
     """
     f, n, name, args = row
-    spec = blocks.get(name)
+    spec = table.get(name)
     if not isinstance(f, int) or isinstance(f, bool):
         raise row_error(i, row, f"'from' must be one integer layer index, got {f!r}; {name} takes a single input")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -58,7 +58,7 @@ def check_row(i: int, row: list) -> None:
     if not isinstance(args, list):
         raise row_error(i, row, f"args must be a list, got {args!r}")
     positional, keywords = yaml_args(args)
-    if spec.kind == blocks.EXTENDS:
+    if spec.kind == table.EXTENDS:
         # parse_model reads args[0] as the output channels and inserts the repeat count after it: an empty list would
         # fail there with a bare IndexError, a surplus arg with a bare TypeError naming the parent class
         if not positional:
@@ -98,7 +98,7 @@ def unknown_name_error(i: int, row: list, known: Iterable[str], failed_plugins: 
         by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=5) if by_lower[m] not in close
     ]
     hint = f"closest known names: {', '.join(close[:5])}" if close else "no known name is close"
-    ours = ", ".join(blocks.names())
+    ours = ", ".join(table.names())
     return YAMLRowError(
         f"model YAML layer {i} [{f}, {n}, {name}, {args}]: unknown module {name!r}: neither Ultralytics nor yolo_attn "
         f"knows it ({hint}). yolo_attn blocks: {ours}. {REGISTER_HINT}"

@@ -10,9 +10,11 @@ loader of plugin packages' entry points). The declaration holds what the other p
 - the benchmark levels (``bench_levels``) of the block micro-benchmark, where it is benchmarked.
 
 What a block computes in other forms is a method of the block class, so nothing else needs a table: ``forward_plain``
-(the plain formulation of the benchmark), ``fuse`` (inference form), ``attention_map`` (the visualizer's map),
-``start_as_identity`` (the identity start; blocks without one get the generic identity mix of
-`yolo_attn.modules.identity_start.add_identity_mix`), ``check_feature_map`` (size constraints at 640 px).
+(the plain formulation the profiler times the block against; kept on the class, as ``fuse`` is, so that a user's block
+can declare one and no list of blocks is kept elsewhere; CBAM and ParNet also compute their forward through it),
+``fuse`` (inference form), ``attention_map`` (the visualizer's map), ``start_as_identity`` (the identity start; blocks
+without one get the generic identity mix of `yolo_attn.modules.identity_start.add_identity_mix`), ``check_feature_map``
+(size constraints at 640 px).
 
 This module is pure: it imports neither Ultralytics nor the blocks. A name that Ultralytics already resolves in a
 model YAML is refused through the name checks the integration installs (`add_name_check`).
@@ -126,12 +128,6 @@ def add_name_check(check: Callable[[str], str | None]) -> None:
     """
     if check not in _NAME_CHECKS:
         _NAME_CHECKS.append(check)
-
-
-def remove_name_check(check: Callable[[str], str | None]) -> None:
-    """Remove a check installed by `add_name_check` (no-op when absent)."""
-    if check in _NAME_CHECKS:
-        _NAME_CHECKS.remove(check)
 
 
 def add_listener(listener: Callable[[str, BlockSpec], None]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo_attn.transfer import outermost_attention_blocks
+from yolo_attn.finetune.transfer import outermost_attention_blocks
 
 SAMPLE_IMAGES = 16  # validation images per measurement
 NEAR_IDENTITY = 0.01  # engagement below which a block is "within 1% of the identity" (see the README)
@@ -131,7 +131,7 @@ def engagement_report(model: nn.Module, files: Sequence[Path], imgsz: int, devic
     """
     from ultralytics.utils.checks import check_imgsz
 
-    from yolo_attn.visualize.overlay import letterbox_image
+    from yolo_attn.utils.images import letterbox_image
 
     stride = int(getattr(model, "stride", torch.tensor([32])).max())
     imgsz = check_imgsz(imgsz, stride=stride)

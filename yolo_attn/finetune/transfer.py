@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo_attn import blocks
+from yolo_attn import registry
 from yolo_attn.modules.identity_start import AttentionBlock
 
 INPUT = -1  # the image, as the source of the first row
@@ -244,7 +244,7 @@ def outermost_attention_blocks(model: nn.Module) -> dict[str, nn.Module]:
     Returns:
         (dict[str, nn.Module]): Module path (``model.10``) -> block.
     """
-    channel = tuple(blocks.channel_blocks().values())
+    channel = tuple(registry.channel_blocks().values())
     found: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
         if isinstance(module, (AttentionBlock, *channel)) and not any(name.startswith(f"{p}.") for p in found):

@@ -30,10 +30,10 @@ from typing import Any
 
 import yaml
 
-from yolo_attn import blocks
-from yolo_attn.blocks import CHANNEL, BlockSpec
-from yolo_attn.generated import UnknownBlockError, find_block, to_text
-from yolo_attn.rows import yaml_args
+from yolo_attn import registry
+from yolo_attn.cfg.generated import UnknownBlockError, find_block, to_text
+from yolo_attn.registry import CHANNEL, BlockSpec
+from yolo_attn.registry.rows import yaml_args
 
 #: Fork-only class names -> our YAML name. The block table's names and aliases need no entry (matched directly and
 #: case-insensitively); this lists only spellings the forks use that are no registered name.
@@ -152,13 +152,13 @@ def _resolve(name: str) -> tuple[BlockSpec | None, str | None]:
     """(our block, None), (None, None) for Ultralytics' own module, or (None, why it cannot be mapped)."""
     from yolo_attn.integration.lookup import resolves_in_ultralytics
 
-    if blocks.get(name) is not None:
-        return blocks.get(name), None
+    if registry.get(name) is not None:
+        return registry.get(name), None
     if resolves_in_ultralytics(name):
         return None, None
     target = FORK_NAMES.get(name)
     if target is not None:
-        spec = blocks.get(target)
+        spec = registry.get(target)
         return (spec, None) if spec else (None, f"{name} maps to {target}, which is not registered")
     try:
         return find_block(name), None

@@ -35,7 +35,7 @@ from typing import Any
 
 from torch import nn
 
-from yolo_attn.transfer import outermost_attention_blocks
+from yolo_attn.finetune.transfer import outermost_attention_blocks
 
 PREFIX = "yolo_attn protocol: "
 STATE = "_yolo_attn_protocol"  # trainer attribute holding the warm-up state
@@ -309,7 +309,7 @@ def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Calla
             LOGGER.warning(
                 f"{PREFIX}multi-GPU yolo-attn train keeps Ultralytics' own param groups (attn_mix_decay, attn_lr_mult, "
                 "attn_mix_init not applied); for them use yolo-attn compare, or in Python "
-                "YOLO(...).train(trainer=yolo_attn.protocol.attach(model, protocol), ...)"
+                "YOLO(...).train(trainer=yolo_attn.finetune.protocol.attach(model, protocol), ...)"
             )
             return
         original = trainer.build_optimizer

@@ -1,0 +1,1 @@
+"""Small helpers that belong to no single concern: devices, offline set-up, model loading, image letterboxing."""
