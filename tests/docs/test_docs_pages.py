@@ -32,7 +32,7 @@ INCLUDE = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$')
 CODE_SPAN = re.compile(r"`[^`]*`")
 NUMBER_CELL = re.compile(r"^[-+−~]?\d")
 # README sections the docs include (pymdownx.snippets "README.md:<section>"): one copy of the block table and example
-README_SECTIONS = {"blocks", "own-block"}
+README_SECTIONS = {"blocks", "own-block", "python-api"}
 # docs/benchmarks files no script writes (yet), and why
 NO_SCRIPT = {"protocol": "eight `yolo-attn compare` folders, one per protocol option, assembled into one table"}
 # the pages the README must link to (deliverable 7 of the redesign)
@@ -112,6 +112,9 @@ def command_lines(text: str, program: str = "yolo-attn") -> list[str]:
             if line.startswith(program + " "):
                 found.append(line)
     found += [s for s in re.findall(r"`([^`\n]+)`", text) if s.startswith(program + " ")]
+    for _, rows in tables(text):  # a verb table: "| `compare --data D ...` | what it does |"
+        if cells(rows[0])[0] == "verb":
+            found += [f"{program} " + re.findall(r"`([^`]+)`", cells(row)[0])[0] for row in rows[2:]]
     return found
 
 
