@@ -97,3 +97,32 @@ def test_every_benchmark_script_writes_through_the_writer_and_offers_no_docs():
     )
     assert proc.returncode == 0, proc.stderr
     assert "docs/benchmarks/demo_detect.md" in proc.stdout
+
+
+def test_demo_tables_writes_the_reports_table_of_each_demo(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_tables", publish.REPO / "scripts" / "demo_tables.py")
+    demo_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_tables)
+    report = tmp_path / "compare.md"
+    report.write_text(
+        "# Comparison\n\nfine-tuned from w\n\n| Model | mAP50-95 |\n|---|---|\n| yolov8n | 0.141 |\n\nnotes\n"
+    )
+    assert demo_tables.first_table(report) == "| Model | mAP50-95 |\n|---|---|\n| yolov8n | 0.141 |"
+
+    ran = []
+
+    def fake_run_demo(task, out):
+        ran.append((task, out))
+        return f"| Model | {task} mAP |\n|---|---|\n| m | 0.5 |", 75.0, 120.0
+
+    monkeypatch.setattr(demo_tables, "run_demo", fake_run_demo)
+    monkeypatch.setattr(publish, "DOCS_BENCHMARKS", tmp_path / "bench")
+    monkeypatch.setattr(sys, "argv", ["scripts/demo_tables.py", "--task", "segment", "pose", "--out", str(tmp_path)])
+    assert demo_tables.main() == 0
+    assert ran == [("segment", tmp_path / "segment"), ("pose", tmp_path / "pose")]
+    fields, body = publish.read_benchmark(tmp_path / "bench" / "demo_tasks.md")
+    assert fields["Command"].endswith(f"scripts/demo_tables.py --task segment pose --out {tmp_path}")
+    assert "**segment**\n\n| Model | segment mAP |" in body and "**pose**" in body
+    assert "`yolo-attn demo --task pose`: 1 min 15 s wall, 120 s CPU (user + sys)" in body
