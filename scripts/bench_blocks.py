@@ -1,4 +1,4 @@
-"""Block micro-benchmark for the README: time / same-shape clone() at P3/P4/P5 of yolov8n, ops, ours vs plain.
+"""Block micro-benchmark for the docs: time / same-shape clone() at P3/P4/P5 of yolov8n, ops, ours vs plain.
 
 Every figure is a median over paired, shuffled rounds (see ``yolo_attn.profiling.paired``). ``--models`` adds
 whole-model tables: each yolo_attn model twice, as shipped ("new") and with its blocks' pre-issue-9 formulation
