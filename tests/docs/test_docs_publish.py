@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,7 +89,9 @@ def test_every_benchmark_script_writes_through_the_writer_and_offers_no_docs():
     assert len(writers) >= 7, writers
     for path in writers:
         text = path.read_text()
-        assert "add_docs_argument(" in text or path.name == "demo_tables.py", f"{path.name}: no --docs/--no-docs"
+        assert "add_docs_argument(" in text or path.name in {"demo_tables.py", "protocol_table.py"}, (
+            f"{path.name}: no --docs/--no-docs"
+        )
     proc = subprocess.run(
         [sys.executable, str(publish.REPO / "scripts" / "demo_tables.py"), "--help"],
         capture_output=True,
@@ -126,3 +129,34 @@ def test_demo_tables_writes_the_reports_table_of_each_demo(tmp_path, monkeypatch
     assert fields["Command"].endswith(f"scripts/demo_tables.py --task segment pose --out {tmp_path}")
     assert "**segment**\n\n| Model | segment mAP |" in body and "**pose**" in body
     assert "`yolo-attn demo --task pose`: 1 min 15 s wall, 120 s CPU (user + sys)" in body
+
+
+def test_protocol_table_reads_each_options_compare_csv(tmp_path, monkeypatch):
+    import csv
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("protocol_table", publish.REPO / "scripts" / "protocol_table.py")
+    protocol_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(protocol_table)
+    columns = ["stem", "map50_95_mean", "map50_95_std", "engagement_mean", "engagement_min", "engagement_max"]
+    columns += [f"delta_map50_95_{k}" for k in ("mean", "low", "high", "noise")]
+    for i, (_, settings) in enumerate(protocol_table.OPTIONS):
+        folder = tmp_path / protocol_table.folder_name(settings)
+        folder.mkdir()
+        with (folder / "compare.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerow(["yolov8n", 0.1411, 0.0036, "", "", "", "", "", "", ""])
+            writer.writerow(["yolov8n-cbam", 0.139, 0.001, 0.034, 0.0087, 0.0921, -0.0021, -0.0265, 0.0222, "True"])
+            writer.writerow(
+                ["yolov8n-eca", 0.141, 0.002, 0.0218, 0.001, 0.0527, -0.0008 * i, -0.0011, -0.0005, "False"]
+            )
+    table = protocol_table.protocol_table(tmp_path).splitlines()
+    assert len(table) == 2 + len(protocol_table.OPTIONS)
+    assert table[0].startswith("| protocol | baseline mAP50-95 | CBAM engagement |")
+    assert "| 0.1411 ± 0.0036 | 3.40% [0.87%, 9.21%] | -0.0021 [-0.0265, +0.0222] *noise* |" in table[2]
+    assert table[3].endswith("| 2.18% [0.10%, 5.27%] | -0.0008 [-0.0011, -0.0005] |")
+    command = protocol_table.compare_command(Path("DEMO"), Path("cmp"), protocol_table.OPTIONS[3][1])
+    assert command[3:6] == ["compare", "--data", "DEMO/data/subset/data.yaml"]
+    assert command[-2:] == ["attn_mix_decay=False", "attn_lr_mult=30"]
+    assert "--latency-runs" in command and "cmp/mix_decayFalse_lr_mult30" in command
