@@ -1,4 +1,4 @@
-"""Block micro-benchmark for the README: time / same-shape clone() at P3/P4/P5 of yolov8n, ops, ours vs plain.
+"""Block micro-benchmark for the docs: time / same-shape clone() at P3/P4/P5 of yolov8n, ops, ours vs plain.
 
 Every figure is a median over paired, shuffled rounds (see ``yolo_attn.profiling.paired``). ``--models`` adds
 whole-model tables: each yolo_attn model twice, as shipped ("new") and with its blocks' pre-issue-9 formulation
@@ -13,7 +13,11 @@ whole-model tables: each yolo_attn model twice, as shipped ("new") and with its 
     python scripts/bench_blocks.py --train                   # training: fwd+bwd / clone, saved bytes, mix price,
                                                              # whole-model steps; from scratch and fine-tuned
     python scripts/bench_blocks.py --train --train-parts steps --step-rounds 5   # only the whole-model steps
-    python scripts/bench_blocks.py --cost-table              # README block cost table (params, GFLOPs, eager, ORT)
+    python scripts/bench_blocks.py --cost-table              # the block cost table (params, GFLOPs, eager, ORT)
+
+Each table is also written to ``docs/benchmarks/<name>.md`` with the command, the machine, the date and the commit
+(``yolo_attn.profiling.publish``), which the documentation site includes: blocks_inference, whole_models_<runtime>,
+cost_table, train_blocks, mix_price, train_steps. A run with ``--blocks`` writes nothing there unless ``--docs``.
 
 Every registered block is benchmarked: at its declared ``bench_levels``, else at the levels of its standard sites.
 Fine-tuned means the block after ``start_as_identity()`` with its ``identity_mix`` set to 0.3 (``--mix``).
@@ -35,6 +39,8 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 
 def main() -> None:
+    from yolo_attn.profiling.publish import add_docs_argument, wants_docs
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blocks", nargs="+", default=None, help="block names (default: all)")
     parser.add_argument("--no-blocks", action="store_true", help="skip the block table")
@@ -71,12 +77,14 @@ def main() -> None:
     train.add_argument("--step-rounds", type=int, default=10, help="paired rounds per block of the training steps")
     train.add_argument("--step-imgsz", type=int, default=320)
     train.add_argument("--step-batch", type=int, default=8)
-    train.add_argument("--cost-table", action="store_true", help="the README's block cost table, every block")
+    train.add_argument("--cost-table", action="store_true", help="the block cost table of the docs, every block")
     train.add_argument(
         "--cost-runtimes", nargs="*", default=["torch", "onnxruntime"], help="runtimes of the cost table (none: static)"
     )
     train.add_argument("--no-fine-tuned", action="store_true", help="cost table: scratch models only")
+    add_docs_argument(parser, "each table")
     args = parser.parse_args()
+    args.docs = wants_docs(args.docs, full_run=args.blocks is None)
     if args.allocator == "pinned":
         from yolo_attn.profiling.allocator import pin_glibc_allocator
 
@@ -85,6 +93,7 @@ def main() -> None:
     import yolo_attn  # noqa: F401  (registers the blocks)
     from yolo_attn.profiling.blocks import bench_blocks, blocks_table, profiler_table
     from yolo_attn.profiling.plain import plain_model
+    from yolo_attn.profiling.publish import write_benchmark
     from yolo_attn.profiling.runtime import runtime_costs, runtime_table
     from yolo_attn.utils.models import load_model
 
@@ -107,9 +116,13 @@ def main() -> None:
             on_runtime=lambda partial: print(block_costs_table(partial) + "\n", flush=True),
         )
         print(block_costs_table(rows, skipped))
+        if args.docs:
+            print(write_benchmark("cost_table", block_costs_table(rows, skipped), note=_settings(args, "model_rounds")))
     if not (args.no_blocks or args.train or args.cost_table):
         rows = bench_blocks(args.blocks, args.imgsz, args.rounds, args.threads, compiled=args.compile)
         print(blocks_table(rows))
+        if args.docs:
+            print(write_benchmark("blocks_inference", blocks_table(rows), note=_settings(args, "rounds", "imgsz")))
     if args.models:
         models, names = [], []
         for spec in args.models:
@@ -129,10 +142,14 @@ def main() -> None:
             if twin is not row and twin is not None:
                 row.update({key: twin[key] for key in ("params", "gflops", "gflops_torch")})
         print(runtime_table(rows))
+        if args.docs:
+            table = runtime_table(rows)
+            print(write_benchmark(f"whole_models_{args.runtime}", table, note=_settings(args, "model_rounds")))
 
 
 def train_tables(args: argparse.Namespace) -> None:
     """Print the training tables that ``--train-parts`` selects."""
+    from yolo_attn.profiling.publish import write_benchmark
     from yolo_attn.profiling.train_step import bench_train_steps, train_steps_header, train_steps_line
     from yolo_attn.profiling.training import bench_blocks_train, bench_mix, mix_table, train_table
 
@@ -145,11 +162,19 @@ def train_tables(args: argparse.Namespace) -> None:
             f"{args.train_rounds} rounds, {args.threads} threads; saved activations exclude parameters and the input:"
         )
         print(train_table(rows), flush=True)
+        if args.docs:
+            print(
+                write_benchmark("train_blocks", train_table(rows), note=_settings(args, "train_rounds", "train_batch"))
+            )
     if "mix" in args.train_parts:
         rows = bench_mix(args.blocks, args.imgsz, args.mix_rounds, args.mix_threads, mix=args.mix)
         where = f"{args.mix_rounds} rounds, {args.mix_threads} threads"
         print(f"\nEval, fused, mix {args.mix} / no mix, same weights, {where}:")
         print(mix_table(rows), flush=True)
+        if args.docs:
+            print(
+                write_benchmark("mix_price", mix_table(rows), note=_settings(args, "mix_rounds", "mix_threads", "mix"))
+            )
     if "steps" in args.train_parts:
         from yolo_attn import registry
         from yolo_attn.profiling.block_costs import yolov8n_variants
@@ -171,6 +196,18 @@ def train_tables(args: argparse.Namespace) -> None:
             print(f"\nyolov8n: {rows[0]['baseline_mem'] / 2**20:.0f} MiB saved for backward.")
         for name in skipped:
             print(f"{name}: no yolov8n variant")
+        if rows and args.docs:
+            from yolo_attn.profiling.train_step import train_steps_table
+
+            note = _settings(args, "step_rounds", "step_imgsz", "step_batch")
+            note += "".join(f"; {name}: no yolov8n variant" for name in skipped)
+            print(write_benchmark("train_steps", train_steps_table(rows), note=note))
+
+
+def _settings(args: argparse.Namespace, *names: str) -> str:
+    """The settings a table depends on, as one line for its docs file (threads and allocator always)."""
+    shown = {"threads": args.threads, "allocator": args.allocator, **{name: getattr(args, name) for name in names}}
+    return "Settings: " + ", ".join(f"{key.replace('_', '-')} {value}" for key, value in shown.items())
 
 
 if __name__ == "__main__":

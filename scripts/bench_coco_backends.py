@@ -1,6 +1,6 @@
 """Time pycocotools against faster-coco-eval on one synthetic box set and check they give the same 12 numbers.
 
-python scripts/bench_coco_backends.py --images 5000
+python scripts/bench_coco_backends.py --images 5000      # also writes docs/benchmarks/coco_backends.md
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from yolo_attn.data import synthetic_detection_case
 from yolo_attn.evaluation import METRIC_NAMES, coco_metrics
 from yolo_attn.evaluation.coco_eval import check_detections, load_coco_json
+from yolo_attn.profiling.publish import add_docs_argument, wants_docs, write_benchmark
 
 
 def main() -> None:
@@ -18,6 +19,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-12, help="largest allowed |difference| of a metric")
+    add_docs_argument(parser, "the table")
     args = parser.parse_args()
 
     gt, detections = synthetic_detection_case(n_images=args.images, seed=args.seed)
@@ -47,6 +49,15 @@ def main() -> None:
     print(f"{exact}/12 metrics bit-identical; largest difference (12 metrics and per-class AP) {worst:.1e}")
     assert worst <= args.tolerance, f"backends disagree by {worst:.1e} > {args.tolerance:.1e}"
     print(f"all 12 metrics agree within {args.tolerance:.0e}")
+    if wants_docs(args.docs):
+        table = ["| backend | seconds (load, evaluate, accumulate, summarize) |", "| --- | ---: |"]
+        table += [f"| {backend} | {seconds[backend]:.2f} |" for backend in seconds]
+        note = (
+            f"{args.images} images, {n_gt} ground-truth boxes, {len(detections)} detections, 4 classes, seed "
+            f"{args.seed}. Speed-up {seconds['pycocotools'] / seconds['faster-coco-eval']:.1f}x; {exact}/12 metrics "
+            f"bit-identical, largest difference (12 metrics and per-class AP) {worst:.1e}."
+        )
+        print(write_benchmark("coco_backends", "\n".join(table), note=note))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ its scaled name, ``model_yamls/<family>n-<variant>.yaml``, exactly as a user loa
 
     python scripts/profile_variants.py                     # CPU, 640 px, 20 timed passes after 5 warm-up passes
     python scripts/profile_variants.py --device 0 --runs 200 --warmup 50
+
+Also writes docs/benchmarks/profile_variants_<device>.md (``--no-docs``: print only).
 """
 
 from __future__ import annotations
@@ -40,15 +42,22 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=int, default=20, help="timed batch-1 forward passes per model")
     parser.add_argument("--warmup", type=int, default=5, help="untimed passes before timing")
+    from yolo_attn.profiling.publish import add_docs_argument, wants_docs, write_benchmark
+
+    add_docs_argument(parser, "the table")
     args = parser.parse_args()
     from yolo_attn.profiling.cost import print_cost_table
 
     baselines = variants(args.yamls, args.scale)
     if not baselines:
         parser.error(f"no yolov8-*.yaml / yolo11-*.yaml / yolo26-*.yaml in {args.yamls}")
-    print_cost_table(
+    table = print_cost_table(
         list(baselines), imgsz=args.imgsz, device=args.device, runs=args.runs, warmup=args.warmup, baselines=baselines
     )
+    if wants_docs(args.docs, full_run=args.yamls == YAML_DIR):
+        where = "cpu" if args.device == "cpu" else "gpu"
+        note = f"Scale {args.scale}, {args.imgsz} px, {args.runs} timed passes after {args.warmup} warm-up passes."
+        print(write_benchmark(f"profile_variants_{where}", table, device=args.device, note=note))
 
 
 if __name__ == "__main__":

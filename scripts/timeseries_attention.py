@@ -8,6 +8,8 @@ gates over time. See yolo_attn/demos/timeseries.py for the network and the data.
 Usage:
     python scripts/timeseries_attention.py                                   # 3 seeds, 10 epochs, runs/timeseries/exp*
     python scripts/timeseries_attention.py --epochs 20 --seeds 0 1 2 3 4 --out runs/ts
+
+A run with the default settings also writes its table to docs/benchmarks/timeseries.md (``--docs`` for any run).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from yolo_attn.demos.timeseries import TrainSettings, run_comparison  # noqa: E402
+from yolo_attn.profiling.publish import add_docs_argument, wants_docs, write_benchmark  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="torch CPU threads (default 1: the network is tiny)",
     )
+    add_docs_argument(parser, "the table")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch < 1 or args.threads < 1:
         parser.error(f"--epochs, --batch and --threads must be >= 1, got {args.epochs}, {args.batch}, {args.threads}")
@@ -55,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = TrainSettings(epochs=args.epochs, batch=args.batch, lr=args.lr, n_train=args.n_train, n_val=args.n_val)
     start = time.perf_counter()
     table, _ = run_comparison(out, args.seeds, settings)
-    print(f"\n{table}\n\nCSVs, summary.md and attention_over_time.png in {out} ({time.perf_counter() - start:.0f} s)")
+    wall = time.perf_counter() - start
+    print(f"\n{table}\n\nCSVs, summary.md and attention_over_time.png in {out} ({wall:.0f} s)")
+    default = parser.parse_args([])
+    same = all(getattr(args, k) == getattr(default, k) for k in ("epochs", "seeds", "batch", "lr", "n_train", "n_val"))
+    if wants_docs(args.docs, full_run=same):
+        print(write_benchmark("timeseries", table, note=f"{wall:.0f} s wall, {args.threads} thread(s)."))
     return 0
 
 

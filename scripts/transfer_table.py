@@ -12,11 +12,12 @@ The last column is the step-0 relative difference of the eval-mode raw outputs (
 |baseline|, on two random 64 px images) after yolo_attn's load.
 
 Usage:
-    python scripts/transfer_table.py
+    python scripts/transfer_table.py          # also writes docs/benchmarks/transfer_table.md (--no-docs: print only)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from pathlib import Path
@@ -32,16 +33,21 @@ from ultralytics.utils.torch_utils import intersect_dicts
 import yolo_attn  # noqa: F401  (registers the blocks with Ultralytics)
 from yolo_attn.integration import load_pretrained
 from yolo_attn.modules.random_weights import randomize_
+from yolo_attn.profiling.publish import add_docs_argument, wants_docs, write_benchmark
 
 MODEL_YAMLS = Path(__file__).resolve().parents[1] / "model_yamls"
 
 
 def main() -> None:
-    """Print the table as markdown."""
+    """Print the table as markdown, and write it to the docs."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_docs_argument(parser, "the table")
+    args = parser.parse_args()
     image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     baselines: dict[str, nn.Module] = {}
-    print("| model | Ultralytics (key + shape) | yolo_attn (alignment) | new blocks | step-0 rel. diff |")
-    print("| --- | ---: | ---: | --- | ---: |")
+    lines = ["| model | Ultralytics (key + shape) | yolo_attn (alignment) | new blocks | step-0 rel. diff |"]
+    lines.append("| --- | ---: | ---: | --- | ---: |")
+    print("\n".join(lines))
     worst = 0.0
     for path in sorted(MODEL_YAMLS.glob("*.yaml")):
         name = re.sub(r"^(yolov8|yolo11|yolo26)-", r"\1n-", path.name)
@@ -61,8 +67,12 @@ def main() -> None:
         worst = max(worst, diff)
         new = ", ".join(sorted({f"{n} x {k}" for k, n in _counts(report.new_blocks).items()}))
         total = report.source_tensors
-        print(f"| {name} | {by_key}/{total} | {report.transferred}/{total} | {new} | {diff:.2g} |")
-    print(f"\nmax step-0 relative output difference over all YAMLs: {worst:.3g}")
+        lines.append(f"| {name} | {by_key}/{total} | {report.transferred}/{total} | {new} | {diff:.2g} |")
+        print(lines[-1])
+    summary = f"max step-0 relative output difference over all YAMLs: {worst:.3g}"
+    print(f"\n{summary}")
+    if wants_docs(args.docs):
+        print(write_benchmark("transfer_table", "\n".join(lines), note=summary))
 
 
 def _counts(blocks: dict[str, str]) -> dict[str, int]:

@@ -339,5 +339,8 @@ def format_metrics(report: dict[str, Any]) -> str:
     ]
     if report.get("ultralytics"):
         u = report["ultralytics"]
-        lines += ["", f"Ultralytics val: mAP50-95 {u['mAP50-95']:.4f}, mAP50 {u['mAP50']:.4f} (see README for the gap)"]
+        lines += [
+            "",
+            f"Ultralytics val: mAP50-95 {u['mAP50-95']:.4f}, mAP50 {u['mAP50']:.4f} (why they differ: docs/coco.md)",
+        ]
     return "\n".join(lines)

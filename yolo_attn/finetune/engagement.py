@@ -23,7 +23,7 @@ from torch import nn
 from yolo_attn.finetune.transfer import outermost_attention_blocks
 
 SAMPLE_IMAGES = 16  # validation images per measurement
-NEAR_IDENTITY = 0.01  # engagement below which a block is "within 1% of the identity" (see the README)
+NEAR_IDENTITY = 0.01  # engagement below which a block is "within 1% of the identity" (see docs/fine-tuning.md)
 
 
 def relative_change(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "attn_mix_init": float,
 }
 # What runs made before these options got: Ultralytics' own groups. The default (no decay on the mix, lr x30 for new
-# blocks, exact identity start, no warm-up) was chosen on the demo's fine-tuning, see the README's fine-tuning section.
+# blocks, exact identity start, no warm-up) was chosen on the demo's fine-tuning, see docs/fine-tuning.md.
 LEGACY = FineTuneProtocol(mix_decay=True, lr_mult=1.0)
 
 

@@ -1,4 +1,4 @@
-"""The README's block cost table: per block, what its yolov8n variant adds and how much slower it runs than yolov8n.
+"""The block cost table of the docs: per block, what its yolov8n variant adds and how much slower it runs than yolov8n.
 
 For every registered block whose ``yolov8n-<block>.yaml`` builds (`yolo_attn.cfg.generated`; an extends block needs its
 parent in yolov8n, so CA_C3k2 has no yolov8n variant), the parameters and GFLOPs the block adds at the standard sites
