@@ -99,7 +99,9 @@ class CAA(AttentionBlock):
         out    = x * factor
 
     Shapes: (B, C, H, W) -> (B, C, H, W); every layer is padded to keep H x W, so the block runs at any feature-map
-    size (1 x 1 included). Parameters: ``2 C^2 + (h + v + 6) C``, 138,240 at C = 256 with the default 11 x 11.
+    size (1 x 1 included; in training, as for every BatchNorm layer, PyTorch refuses batch 1 at a 1 x 1 map, where the
+    detector's own BatchNorms fail too). Parameters: ``2 C^2 + (h + v + 6) C``, 138,240 at C = 256 with the default
+    11 x 11.
 
     YAML: ``[-1, 1, CAA, [h_kernel_size, v_kernel_size]]``, both optional (default 11, the reference's); input channels
     are inferred. ``h_kernel_size`` is the width of the horizontal strip, ``v_kernel_size`` the height of the vertical
