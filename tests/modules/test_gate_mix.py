@@ -157,9 +157,10 @@ def test_blend_on_the_gate_in_onnx_runtime():
         fuse_blocks(block)
     model = Parallel(mixed + plain).eval()
     buffer = io.BytesIO()
+    opset = max(17, *(getattr(b, "onnx_min_opset", 17) for b in plain))  # DeformConv exists from opset 19
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, X[:1], buffer, opset_version=17, dynamo=False, input_names=["x"])
+        torch.onnx.export(model, X[:1], buffer, opset_version=opset, dynamo=False, input_names=["x"])
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     outputs = [torch.from_numpy(o) for o in session.run(None, {"x": X[:1].numpy()})]
     x = X[:1]

@@ -2,7 +2,9 @@
 
 The model is traced at one size and run by onnxruntime at another batch, height and width: pooling, the CoordAtt
 split and the attention reshapes must follow the input, not the size seen at export. Fused blocks (what
-``model.fuse()`` leaves, and what Ultralytics exports) run their merged products, so they are exported too.
+``model.fuse()`` leaves, and what Ultralytics exports) run their merged products, so they are exported too. A block
+whose operator ONNX has only from a later opset declares it (``onnx_min_opset``, DeformableLKA's DeformConv: 19); below
+it, its export must stop with an error naming that opset (check_block and its own tests run it at that opset).
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def test_onnx_export_follows_the_input_size(name, opset, fused):
     if fused:
         block = deployed_block(block)
     buffer = io.BytesIO()
+    needs = getattr(block, "onnx_min_opset", opset)  # an operator ONNX has only from a later opset (DeformConv: 19)
+    if opset < needs:  # the export must stop with an error that names the opset it needs
+        with warnings.catch_warnings(), pytest.raises(Exception, match=rf"needs opset {needs} or later"):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(block, torch.randn(1, 32, 8, 10), buffer, opset_version=opset, dynamo=False)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values; the comparison below is the check
         torch.onnx.export(
