@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from yolo_attn import blocks
+from yolo_attn import registry
 from yolo_attn.modules import MSCA, BlockArgumentError
 from yolo_attn.modules.random_weights import randomize_
 
@@ -69,7 +69,7 @@ def test_runs_at_every_feature_map_size():
 
 
 def test_the_forks_name_is_an_alias():
-    assert blocks.get("SegNext_Attention").cls is MSCA
+    assert registry.get("SegNext_Attention").cls is MSCA
 
 
 @pytest.mark.parametrize("bad", [0, -16, 16.0, "16"])

@@ -143,8 +143,8 @@ def test_too_few_channels_are_refused(cls, c):
 def test_the_aliases_resolve_and_ultralytics_psa_is_not_shadowed():
     from ultralytics.nn.modules import PSA
 
-    from yolo_attn import blocks
+    from yolo_attn import registry
 
-    assert blocks.get("PSA_p").cls is ParallelPolarizedSelfAttention
-    assert blocks.get("PSA_s").cls is SequentialPolarizedSelfAttention
-    assert blocks.get("PSA") is None and PSA.__module__.startswith("ultralytics")
+    assert registry.get("PSA_p").cls is ParallelPolarizedSelfAttention
+    assert registry.get("PSA_s").cls is SequentialPolarizedSelfAttention
+    assert registry.get("PSA") is None and PSA.__module__.startswith("ultralytics")

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import DeformConv2d, deform_conv2d
 
-from yolo_attn.blocks import register_block
+from yolo_attn.registry import register_block
 from yolo_attn.modules.arg_checks import check_channels
 from yolo_attn.modules.identity_start import AttentionBlock
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
+from yolo_attn.registry import register_block
 from yolo_attn.modules.arg_checks import check_channels
 from yolo_attn.modules.identity_start import AttentionBlock
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo_attn.blocks import register_block
+from yolo_attn.registry import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
 
