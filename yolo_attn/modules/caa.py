@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo_attn.registry import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.fusion import fold_batchnorm
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 BN_MOMENTUM, BN_EPS = 0.03, 0.001  # the reference's norm_cfg=dict(type='BN', momentum=0.03, eps=0.001)
 

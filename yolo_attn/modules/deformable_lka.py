@@ -9,9 +9,9 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import DeformConv2d, deform_conv2d
 
-from yolo_attn.registry import register_block
 from yolo_attn.modules.arg_checks import check_channels
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 #: The ONNX opset that has ``DeformConv`` (the first one): the block exports at it or later.
 DEFORM_CONV_OPSET = 19

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolo_attn.registry import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 def _kaiming_fan_in_(conv: nn.Conv2d) -> None:

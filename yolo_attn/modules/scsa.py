@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo_attn.registry import register_block
 from yolo_attn.modules.arg_checks import BlockArgumentError, check_channels, check_positive_int
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 
 def window_pool_matrix(index: torch.Tensor, size: int | torch.Tensor, window: int) -> torch.Tensor:
