@@ -177,6 +177,9 @@ class iRMB(AttentionBlock):
     (``relu``, ``silu``, ``gelu``, ...); ``dw_ks`` is the odd depthwise kernel; ``se_ratio > 0`` adds a
     squeeze-excite gate after it; ``v_group`` groups ``v`` by head.
 
+    The YOLO forks ship another module under the name ``iRMB``; this block is the authors' module, so a fork's row
+    (which starts with a channel count) is refused with a message saying that channels are inferred.
+
     State dict: the reference's keys and shapes (``norm``, ``qk.conv``, ``v.conv``, ``conv_local.conv``,
     ``conv_local.norm``, ``se.conv_reduce``, ``se.conv_expand``, ``proj.conv``), so the reference module's
     state dict loads strictly, and ours into it.
