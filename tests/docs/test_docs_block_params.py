@@ -50,7 +50,7 @@ def test_the_table_has_a_params_column_for_every_row():
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "params"), block_rows(), ids=[name for name, _ in block_rows()])
 def test_readme_params_added_match_the_built_model(name, params):
-    from yolo_attn.sites import SiteError
+    from yolo_attn.cfg.sites import SiteError
 
     try:
         added = params_of(f"yolov8n-{name.lower()}.yaml") - baseline_params()
