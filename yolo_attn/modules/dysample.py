@@ -56,6 +56,8 @@ class DySample(AttentionBlock):
         - Arguments are checked at build time (``BlockArgumentError``) instead of by ``assert``.
         - Identity start (below): with ``identity_mix`` the output is blended with nearest upsampling.
 
+    ONNX: ``grid_sample`` exports as ``GridSample``, opset 16 or later (``onnx_opset``); H and W follow the input.
+
     Identity start: DySample takes the place of nearest-neighbour upsampling, not of the identity. Started as the
     identity (a fresh block in a pretrained network), it gets ``identity_mix = 0`` and returns
     ``nearest(x) + identity_mix * (dysample(x) - nearest(x))``: at step 0 exactly the ``nn.Upsample(None, s,
@@ -76,6 +78,8 @@ class DySample(AttentionBlock):
         >>> up(torch.randn(2, 64, 20, 15)).shape
         torch.Size([2, 64, 40, 30])
     """
+
+    onnx_opset: int = 16  # the lowest ONNX opset it exports at: grid_sample is ONNX GridSample (opset 16)
 
     def __init__(self, c1: int, scale: int = 2, style: str = "lp", groups: int = 4, dyscope: bool = False) -> None:
         """Initialize DySample.
@@ -191,7 +195,11 @@ class DySample(AttentionBlock):
         mix = getattr(self, "identity_mix", None)  # getattr: blocks unpickled from checkpoints older than the mix
         if mix is None:
             return y
-        return lerp(F.interpolate(x, scale_factor=self.scale, mode="nearest"), y, mix)
+        return lerp(self.identity_output(x), y, mix)
+
+    def identity_output(self, x: torch.Tensor) -> torch.Tensor:
+        """Return what the block returns at its identity start: the nearest upsampling it replaces, (B, C, sH, sW)."""
+        return F.interpolate(x, scale_factor=self.scale, mode="nearest")
 
     def attention_map(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Return the mean length of the learned offsets at each input pixel (B, H, W), in input pixels."""
