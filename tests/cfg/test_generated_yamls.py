@@ -22,7 +22,7 @@ from yolo_attn.cfg.generated import FAMILIES, TASKS, base_yaml, find_block, gene
 from yolo_attn.cfg.sites import PLACEMENTS, SiteError, standard_sites
 from yolo_attn.cfg.yaml_command import write_yaml
 from yolo_attn.integration import lookup, run_yaml
-from yolo_attn.registry import EXTENDS, BlockSpec
+from yolo_attn.registry import CHANNEL, REPLACES, BlockSpec
 
 SHIPPED = sorted((Path(generated.__file__).parent / "model_yamls").glob("*.yaml"))
 SHIPPED_BLOCK = {"ca": "CoordAtt", "ca-c3k2": "CA_C3k2"}  # shipped file names that are no block name or alias
@@ -59,8 +59,8 @@ def _block_rows(cfg: dict, spec: BlockSpec) -> list[int]:
 
 
 def _expected_rows(sites: list[int], spec: BlockSpec) -> list[int]:
-    """Where the block rows land: an inserted row shifts every later one; an extends block stays in place."""
-    return sites if spec.kind == EXTENDS else [s + k + 1 for k, s in enumerate(sorted(sites))]
+    """Where the block rows land: an inserted row shifts every later one; an extends or replacing block stays."""
+    return sites if spec.kind != CHANNEL else [s + k + 1 for k, s in enumerate(sorted(sites))]
 
 
 @pytest.mark.parametrize("placement", sorted(PLACEMENTS))
@@ -77,8 +77,8 @@ def test_every_registered_block_resolves_by_name_at_its_sites(family: str, task:
     for spec in registry.specs():
         for written in {spec.name, spec.name.lower(), spec.name.upper(), *(a.swapcase() for a in spec.aliases)}:
             name = _name(family, task, written, scale="s")
-            if spec.kind == EXTENDS and any(r[2] != spec.parent.__name__ for r in _parent_sites(base, spec)):
-                with pytest.raises(SiteError, match=f"extends {spec.parent.__name__}"):
+            if spec.kind != CHANNEL and any(r[2] != spec.stands_for for r in _parent_sites(base, spec)):
+                with pytest.raises(SiteError, match=f"replaces {spec.stands_for} rows"):
                     lookup.yaml_model_load(name)
                 continue
             cfg = lookup.yaml_model_load(name)
@@ -87,11 +87,11 @@ def test_every_registered_block_resolves_by_name_at_its_sites(family: str, task:
             sites = standard_sites(base, spec)
             rows = cfg["backbone"] + cfg["head"]
             assert _block_rows(cfg, spec) == _expected_rows(sites, spec), name
-            if task != "cls":  # the head reads the refined maps wherever a neck site is one of its inputs
+            if task != "cls" and spec.kind != REPLACES:  # the head reads the refined maps at its neck sites
                 head_in = rows[-1][0]
                 assert sum(rows[j][2] in spec.names for j in head_in) == len(sites) - 1, name
             plain = [r[2] for r in rows if r[2] not in spec.names]
-            if spec.kind != EXTENDS:
+            if spec.kind == CHANNEL:
                 assert plain == [r[2] for r in base["backbone"] + base["head"]], name
 
 

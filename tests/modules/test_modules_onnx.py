@@ -44,6 +44,8 @@ BLOCKS = {s.name: (lambda s=s: default_block(s, 32, 48)) for s in shipped()} | {
 @pytest.mark.parametrize("name", list(BLOCKS))
 def test_onnx_export_follows_the_input_size(name, opset, fused):
     block = randomize_(BLOCKS[name]()).eval()
+    if opset < getattr(block, "onnx_opset", 0):  # the lowest opset the block declares (GridSample: 16)
+        pytest.skip(f"{name} exports at ONNX opset {block.onnx_opset} or later")
     if fused:
         block = deployed_block(block)
     buffer = io.BytesIO()

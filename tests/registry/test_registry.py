@@ -58,6 +58,25 @@ def test_input_channels_inferred_at_every_scale(name, scale):
     assert model(torch.zeros(1, 3, 64, 96))[0].shape[0] == 1
 
 
+@pytest.mark.parametrize("scale", ["n", "l"])
+@pytest.mark.parametrize("name", [s.name for s in shipped("replaces")])
+def test_blocks_that_replace_rows_stand_where_those_rows_stood(name, scale):
+    # an upsampler in place of nn.Upsample: same place, same output shape (the Concat after it checks), channels
+    # inferred, no later index shifted
+    spec = yolo_attn.registry.get(name)
+    rows = [[-1, 1, name, []], [[-1, 3], 1, "Concat", [1]], [-1, 1, "Conv", [512, 3, 2]]]
+    ours = build(small_yaml(rows, scale))
+    theirs = build(small_yaml([[-1, 1, *spec.replaced_row([])], *rows[1:]], scale))
+    block, replaced = ours.model[5], theirs.model[5]
+    assert type(block) is spec.cls and type(replaced) is spec.replaces
+    extra = sum(p.numel() for p in block.parameters())
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) + extra
+    x = torch.randn(1, width(512, scale), 5, 3)
+    assert block(x).shape == replaced(x).shape
+    image = torch.zeros(1, 3, 64, 96)
+    assert ours.eval()(image)[0].shape == theirs.eval()(image)[0].shape
+
+
 def test_repeats_build_a_sequence_of_blocks():
     assert isinstance(build(small_yaml([[-1, 2, "SE", [8]]], "n")).model[5], yolo_attn.SE)  # depth 0.33: 2 -> 1
     model = build(small_yaml([[-1, 2, "SE", [8]]], "l"))

@@ -20,6 +20,15 @@ def default_block(spec: registry.BlockSpec, c: int, c2: int | None = None) -> nn
     return spec.cls(c) if spec.parent is None else spec.cls(c, c if c2 is None else c2)
 
 
+def output_shape(block: nn.Module, x: torch.Tensor) -> torch.Size:
+    """The shape a block with its default arguments returns for ``x``: ``x``'s, or for a block that replaces rows of
+    another module (an upsampler such as DySample) the shape that module returns (an ``nn.Upsample``: upsampled)."""
+    spec = registry.spec_of(block)
+    if spec is None or spec.kind != registry.REPLACES:
+        return x.shape
+    return spec.replaces(*spec.replaced_row([])[1])(x).shape
+
+
 class Parallel(nn.Module):
     """Every block applied to the same input, side by side (not chained: a chain of random blocks amplifies rounding).
 

@@ -9,11 +9,13 @@ Ultralytics model of any task (v3, v5u, v8, v9, v10, 11, 12, 26, RT-DETR backbon
   input's). A level made only of its downsampling row (the stem Conv of P1) is no stage.
 - ``sppf``: the SPPF / SPP / SPPELAN row.
 - ``neck``: each input of the head (the rows the last row, Detect/Segment/Pose/OBB/v10Detect/Classify, reads).
+- ``up``: the ``nn.Upsample`` rows (the neck's top-down path), where a model has them.
 - ``all``: every stage from ``p3`` up, ``sppf`` and ``neck`` together.
 - a raw layer index (``6``) is a site too.
 
 A block goes after each site (in line: every later consumer of the site reads the block), or, for a block that
-extends an Ultralytics block, replaces the row at the site (which must be a row of its parent).
+extends an Ultralytics block, replaces the row at the site (which must be a row of its parent); so does a block that
+replaces rows of another module (an upsampler such as DySample at ``nn.Upsample`` rows).
 
 **Standard sites** (`standard_sites`): the sites of the shipped ``cfg/model_yamls`` files, as rules on the same
 structure (so ``yolo11n-ema.yaml`` is generated with EMA where ``yolo11-cbam.yaml`` has CBAM):
@@ -28,6 +30,8 @@ structure (so ``yolo11n-ema.yaml`` is generated with EMA where ``yolo11-cbam.yam
   row); ``stages`` (a count) keeps only the lowest-resolution stages.
 - Blocks that extend an Ultralytics block (``CA_C2f`` extends ``C2f``) replace rows of their parent instead: the last
   parent row before SPPF and the parent rows the head reads (classification: the parent rows that end a stage).
+- Blocks that replace rows of another module (kind ``"replaces"``: DySample for ``nn.Upsample``) replace every such
+  row of the model (a model without one, such as a classifier, has no standard site for them).
 
 A block picks its placement by the class attribute ``standard_sites`` (a key of `PLACEMENTS`, default
 ``"channel"``): ``"positional"`` for gates that encode where (CoordAtt, SAM: before SPPF's max-pools blur it),
@@ -45,7 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from yolo_attn.registry import EXTENDS, BlockSpec
+from yolo_attn.registry import EXTENDS, REPLACES, BlockSpec
 
 OWN_ATTENTION = frozenset({"C2PSA", "C2fPSA", "PSA", "A2C2f"})  # Ultralytics rows that already are attention
 SPPF_NAMES = frozenset({"SPPF", "SPP", "SPPELAN"})
@@ -56,7 +60,7 @@ POOLS = frozenset({"nn.MaxPool2d", "nn.AvgPool2d", "MaxPool2d", "AvgPool2d"})
 UPSAMPLE = frozenset({"nn.Upsample", "Upsample"})
 TRANSPOSED = frozenset({"ConvTranspose", "DWConvTranspose2d"})  # args [c2, k, s]: the map grows by s
 LEVELS = range(2, 7)  # p2 .. p6
-SITE_NAME = re.compile(r"^p\d$|^sppf$|^neck$|^all$")
+SITE_NAME = re.compile(r"^p\d$|^sppf$|^neck$|^up$|^all$")
 
 
 class SiteError(ValueError):
@@ -157,13 +161,16 @@ def named_sites(cfg: dict) -> dict[str, list[int]]:
         cfg (dict): Model dict, e.g. Ultralytics' ``yolo11-pose.yaml``.
 
     Returns:
-        (dict[str, list[int]]): ``p2``..``p6`` (those the model has), ``sppf`` (if any), ``neck`` and ``all``.
+        (dict[str, list[int]]): ``p2``..``p6`` (those the model has), ``sppf`` (if any), ``neck``, ``up`` (if any)
+            and ``all``.
     """
     sites = {name: [i] for name, i in stage_sites(cfg).items()}
     if sppf := sppf_sites(cfg):
         sites["sppf"] = sppf
     sites["neck"] = sorted(set(head_inputs(cfg)))
-    union = {i for name, v in sites.items() if name not in ("p2",) for i in v}
+    if up := [i for i, row in enumerate(cfg["backbone"] + cfg["head"]) if row[2] in UPSAMPLE]:
+        sites["up"] = up
+    union = {i for name, v in sites.items() if name not in ("p2", "up") for i in v}
     sites["all"] = sorted(union)
     return sites
 
@@ -258,6 +265,11 @@ def standard_sites(cfg: dict, spec: BlockSpec) -> list[int]:
         SiteError: When the layout lacks what the rules need (no SPPF, no parent rows, ...).
     """
     rows = cfg["backbone"] + cfg["head"]
+    if spec.kind == REPLACES:
+        sites = [i for i, row in enumerate(rows[:-1]) if row[2] == spec.stands_for]
+        if not sites:
+            raise SiteError(f"{spec.name} replaces {spec.stands_for} rows, but this model has none")
+        return sites
     placement = placement_of(spec)
     if is_classifier(cfg):
         sites = sorted({*stage_sites(cfg).values(), len(cfg["backbone"]) - 1})

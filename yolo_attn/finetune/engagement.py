@@ -6,7 +6,8 @@ the whole C x H x W feature map); a block's engagement is its mean over a fixed 
 `SAMPLE_IMAGES` validation images, sorted by file name, letterboxed to the run's ``imgsz``). It is 0 exactly for a
 block at the identity and the same quantity for blocks built from scratch, so the two protocols compare. For a block
 with a mix, ``out - x = mix * (block(x) - x)``: its engagement is ``|mix|`` times the relative change of the block's
-own formula.
+own formula. A block that replaces a row (DySample for ``nn.Upsample``) is measured against what that row computes, its
+``identity_output`` (the nearest upsampling), in place of its input ``x``.
 
 `run_engagement` measures the weights that are evaluated: Ultralytics' ``best.pt`` holds the EMA as its ``model``.
 """
@@ -64,7 +65,9 @@ def measure_engagement(model: nn.Module, images: Sequence[torch.Tensor] | torch.
 
     def record(path: str):
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            changes[path].append(relative_change(inputs[0], output).cpu())
+            start = getattr(module, "identity_output", None)  # a block that replaces a row: what that row computed
+            reference = inputs[0] if start is None else start(inputs[0])
+            changes[path].append(relative_change(reference, output).cpu())
 
         return hook
 

@@ -5,7 +5,8 @@ A YAML that inserts a row shifts every later index, so the tensors after it are 
 happens to have the same shape. Here the two model YAMLs (the checkpoint's ``model.yaml`` and the target's) decide
 which layer is which:
 
-1. Each row gets a canonical name (``CA_C2f`` stands where ``C2f`` stood); channel-preserving attention rows are
+1. Each row gets a canonical name (``CA_C2f`` stands where ``C2f`` stood; ``DySample []`` stands where
+   ``nn.Upsample [None, 2, "nearest"]`` stood, name and args); channel-preserving attention rows are
    *transparent*: they may be inserted or removed on either side without moving anything else.
 2. The other rows are aligned by longest common subsequence on (canonical name, repeats, args). The head's class count
    (its first arg) is left out, since fine-tuning changes it.
@@ -68,7 +69,9 @@ def model_rows(d: dict, transparent: set[str], canonical: dict[str, str]) -> lis
     Args:
         d (dict): Model YAML dict (``backbone``, ``head``; ``nc``), e.g. ``model.yaml`` of an Ultralytics model.
         transparent (set[str]): Names of channel-preserving rows that may be inserted anywhere (our attention blocks).
-        canonical (dict[str, str]): Name -> the name it stands in for (``{"CA_C2f": "C2f"}``).
+        canonical (dict[str, str | Callable]): Name -> the name it stands in for (``{"CA_C2f": "C2f"}``), or a
+            function of the row's args returning the name and args of the row it stands in for (a block that replaces
+            a row of another module, such as DySample for ``nn.Upsample``).
 
     Returns:
         (list[Row]): One entry per layer.
@@ -85,12 +88,15 @@ def model_rows(d: dict, transparent: set[str], canonical: dict[str, str]) -> lis
             raise ValueError(f"model YAML layer {i}: expected [from, repeats, module, args], got {row!r}")
         f, n, name, args = row
         name = str(name)
-        args = list(args or [])
+        args = [None if a == "None" else a for a in args or []]  # parse_model reads YAML's string 'None' as None
         if i == len(raw) - 1 and args:  # the task head: its first arg is the class count, which fine-tuning changes
             args[0] = "nc"
         sources = f if isinstance(f, (list, tuple)) else [f]
         inputs = tuple(INPUT if (s < 0 and i + s < 0) else (i + s if s < 0 else s) for s in map(int, sources))
-        key = (canonical.get(name, name).removeprefix("torch."), n, repr(args))
+        canon = canonical.get(name, name)
+        if callable(canon):
+            canon, args = canon(args)
+        key = (canon.removeprefix("torch."), n, repr(args))
         rows.append(Row(i, name, key, inputs, name in transparent))
     return rows
 
@@ -155,7 +161,7 @@ def align(source: dict, target: dict, transparent: set[str], canonical: dict[str
         source (dict): The checkpoint's model YAML dict.
         target (dict): The model YAML dict of the model being loaded into.
         transparent (set[str]): Names of channel-preserving rows that may be inserted or removed anywhere.
-        canonical (dict[str, str]): Name -> the name it stands in for, e.g. ``{"CA_C2f": "C2f"}``.
+        canonical (dict[str, str]): Name -> the name it stands in for, e.g. ``{"CA_C2f": "C2f"}`` (see `model_rows`).
 
     Returns:
         (Alignment): The correspondence and the first difference.

@@ -1,7 +1,8 @@
 """Model parsing: a wrapper around ``ultralytics.nn.tasks.parse_model`` that also builds registered blocks.
 
 It swaps the rows naming registered blocks for placeholders that parse_model already knows (``nn.Identity`` for
-channel-preserving blocks, the parent block for blocks that extend one), lets parse_model build and scale the network,
+channel-preserving blocks, the parent block for blocks that extend one, the replaced row's module for blocks that
+replace one: an ``nn.Upsample`` of the same scale for an upsampler), lets parse_model build and scale the network,
 learns each placeholder's input shape from one tiny forward pass, then swaps in the real blocks. It depends only on
 parse_model's signature ``(d, ch, verbose)``, its return value ``(nn.Sequential, save)``, the layers' attributes
 ``i``, ``f``, ``type``, ``np``, and on the layer table's lines starting with the layer index (for the replay that
@@ -94,7 +95,10 @@ def _with_placeholders(d: dict, ours: dict[int, list]) -> dict:
     n_backbone = len(d.get("backbone", []))
     for i, (f, n, name, args) in ours.items():
         spec = registry.get(name)
-        placeholder = [f, n, "nn.Identity", []] if spec.parent is None else [f, n, spec.parent.__name__, args]
+        if spec.kind == registry.REPLACES:
+            placeholder = [f, n, *spec.replaced_row(args)]
+        else:
+            placeholder = [f, n, "nn.Identity", []] if spec.parent is None else [f, n, spec.parent.__name__, args]
         section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
         d[section][j] = placeholder
     return d

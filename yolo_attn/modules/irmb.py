@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.registry import register_block
 from yolo_attn.modules.arg_checks import (
     BlockArgumentError,
     check_bool,
@@ -18,6 +17,7 @@ from yolo_attn.modules.arg_checks import (
     check_positive_int,
 )
 from yolo_attn.modules.identity_start import AttentionBlock
+from yolo_attn.registry import register_block
 
 EPS = 1e-6  # the eps of every norm of EMO's ``get_norm``
 NORMS = ("bn_2d", "ln_2d", "none")

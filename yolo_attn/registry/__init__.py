@@ -12,6 +12,7 @@ from yolo_attn.registry.rows import YAMLRowError
 from yolo_attn.registry.table import (
     CHANNEL,
     EXTENDS,
+    REPLACES,
     BlockRegistrationError,
     BlockSpec,
     add,
@@ -35,6 +36,7 @@ from yolo_attn.registry.table import (
 __all__ = (
     "CHANNEL",
     "EXTENDS",
+    "REPLACES",
     "BlockRegistrationError",
     "BlockSpec",
     "PluginWarning",

@@ -4,8 +4,11 @@ A block is declared once, where it is defined, with `register_block` (also the p
 loader of plugin packages' entry points). The declaration holds what the other parts need:
 
 - the YAML name and its aliases (YAML resolution, the layer table, the checkpoint allow-list);
-- the kind: ``"channel"`` (a channel-preserving ``Block(c1, *yaml_args)`` whose input channels are inferred) or
-  ``"extends"`` (it extends an Ultralytics block such as C2f, takes its parent's YAML args and scales like it);
+- the kind: ``"channel"`` (a channel-preserving ``Block(c1, *yaml_args)`` whose input channels are inferred),
+  ``"extends"`` (it extends an Ultralytics block such as C2f, takes its parent's YAML args and scales like it) or
+  ``"replaces"`` (a ``Block(c1, *yaml_args)`` that stands in place of a row of another module with the same output
+  shape, as the upsampler DySample replaces ``nn.Upsample``: its classmethod ``replaced_args(*yaml_args)`` gives that
+  row's args);
 - the argument signature, from which row checks and their messages are derived (`BlockSpec.expected`);
 - the benchmark levels (``bench_levels``) of the block micro-benchmark, where it is benchmarked.
 
@@ -29,7 +32,7 @@ from typing import Any
 
 from torch import nn
 
-CHANNEL, EXTENDS = "channel", "extends"
+CHANNEL, EXTENDS, REPLACES = "channel", "extends", "replaces"
 
 
 class BlockRegistrationError(ValueError):
@@ -45,6 +48,8 @@ class BlockSpec:
         cls (type[nn.Module]): The block class.
         aliases (tuple[str, ...]): Other YAML names of the block, e.g. ``("CA-C2f",)``.
         parent (type[nn.Module] | None): The Ultralytics block it extends (kind ``"extends"``), else None.
+        replaces (type[nn.Module] | None): The module whose rows it stands in for (kind ``"replaces"``, e.g.
+            ``nn.Upsample``), else None.
         bench_levels (tuple[str, ...]): yolov8n levels (``"P3"``, ``"P4"``, ``"P5"``) of the block micro-benchmark;
             empty when the block is not benchmarked.
         origin (str): Who declared it: ``"yolo_attn"``, a plugin's distribution name, or a user's module.
@@ -59,11 +64,35 @@ class BlockSpec:
     bench_levels: tuple[str, ...] = ()
     origin: str = "yolo_attn"
     identity: str = "own"
+    replaces: type[nn.Module] | None = None
 
     @property
     def kind(self) -> str:
-        """``"channel"`` for a channel-preserving block, ``"extends"`` for one that extends an Ultralytics block."""
-        return EXTENDS if self.parent is not None else CHANNEL
+        """``"channel"`` (channel-preserving), ``"extends"`` (extends an Ultralytics block) or ``"replaces"``."""
+        return EXTENDS if self.parent is not None else REPLACES if self.replaces is not None else CHANNEL
+
+    @property
+    def stands_for(self) -> str | None:
+        """The YAML name of the rows the block takes the place of (``"C2f"``, ``"nn.Upsample"``); None: inserted."""
+        if self.parent is not None:
+            return self.parent.__name__
+        if self.replaces is not None:
+            torch_nn = self.replaces.__module__.startswith("torch.nn")
+            return f"nn.{self.replaces.__name__}" if torch_nn else self.replaces.__name__
+        return None
+
+    def replaced_row(self, args: Sequence[Any]) -> tuple[str, list]:
+        """Return the module name and args of the row a ``"replaces"`` block's row stands in for.
+
+        Args:
+            args (Sequence[Any]): The block row's YAML args (a trailing mapping holds keyword args).
+
+        Returns:
+            (tuple[str, list]): E.g. ``("nn.Upsample", [None, 2, "nearest"])`` for ``DySample []``.
+        """
+        args = list(args or [])
+        keywords = args.pop() if args and isinstance(args[-1], dict) else {}
+        return self.stands_for, list(self.cls.replaced_args(*args, **keywords))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -87,6 +116,11 @@ class BlockSpec:
         """
         name = alias or self.name
         params = ", ".join(_describe(p) for p in self.yaml_parameters())
+        if self.replaces is not None:
+            return (
+                f"{name} [{params}] (no channel argument: input channels are inferred; it stands in place of a "
+                f"{self.stands_for} row)"
+            )
         if self.parent is None:
             return f"{name} [{params}] (no channel argument: input channels are inferred)"
         return (
@@ -142,19 +176,21 @@ def remove_listener(listener: Callable[[str, BlockSpec], None]) -> None:
         _LISTENERS.remove(listener)
 
 
-def identity_kind(cls: type[nn.Module], parent: type[nn.Module] | None) -> str:
+def identity_kind(cls: type[nn.Module], parent: type[nn.Module] | None, replaces: type[nn.Module] | None = None) -> str:
     """Return how a new block of ``cls`` starts as the identity, or raise why it cannot be registered.
 
     Args:
         cls (type[nn.Module]): The block class.
         parent (type[nn.Module] | None): The Ultralytics block it extends, if any.
+        replaces (type[nn.Module] | None): The module whose rows it stands in for, if any.
 
     Returns:
         (str): ``"own"``, ``"mix"`` or ``"inner"`` (see `BlockSpec.identity`).
 
     Raises:
         BlockRegistrationError: When ``cls`` is no ``nn.Module``, takes no input-channel argument, its forward does
-            not take exactly one tensor, or an extends block does not subclass its parent or lacks ``parent_args``.
+            not take exactly one tensor, an extends block does not subclass its parent or lacks ``parent_args``, or a
+            block that replaces rows lacks ``replaced_args`` (or also extends a parent).
     """
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise BlockRegistrationError(f"{cls!r} is not an nn.Module subclass; a block must be one")
@@ -185,6 +221,11 @@ def identity_kind(cls: type[nn.Module], parent: type[nn.Module] | None) -> str:
                 f"that placeholder as a {cls.__name__} with the same shapes"
             )
         return "inner"
+    if replaces is not None and not callable(getattr(cls, "replaced_args", None)):
+        raise BlockRegistrationError(
+            f"{cls.__name__} replaces {replaces.__name__} rows but has no classmethod replaced_args(*yaml_args) -> "
+            f"list: the network is scaled with a {replaces.__name__} placeholder built from those args"
+        )
     return "own" if callable(getattr(cls, "start_as_identity", None)) else "mix"
 
 
@@ -194,6 +235,7 @@ def register_block(
     name: str | None = None,
     aliases: Sequence[str] = (),
     parent: type[nn.Module] | None = None,
+    replaces: type[nn.Module] | None = None,
     bench_levels: Sequence[str] = (),
     override: bool = False,
     origin: str | None = None,
@@ -212,6 +254,8 @@ def register_block(
         name (str | None): YAML name; defaults to the class name.
         aliases (Sequence[str]): Other YAML names.
         parent (type[nn.Module] | None): The Ultralytics block ``cls`` extends.
+        replaces (type[nn.Module] | None): The module whose rows ``cls`` stands in for, with the same output shape
+            (``nn.Upsample`` for an upsampler); ``cls.replaced_args(*yaml_args)`` gives the args of that row.
         bench_levels (Sequence[str]): Levels of yolov8n (``P3``/``P4``/``P5``) the block micro-benchmark times it at.
         override (bool): Replace a block already registered under one of the names, or shadow an Ultralytics module
             of that name in YAMLs. Without it, a taken name raises `BlockRegistrationError`.
@@ -231,7 +275,9 @@ def register_block(
     """
 
     def decorate(block: type[nn.Module]) -> type[nn.Module]:
-        identity = identity_kind(block, parent)
+        if parent is not None and replaces is not None:
+            raise BlockRegistrationError(f"{block.__name__}: a block extends a parent or replaces rows, not both")
+        identity = identity_kind(block, parent, replaces)
         spec = BlockSpec(
             name=name or block.__name__,
             cls=block,
@@ -240,6 +286,7 @@ def register_block(
             bench_levels=tuple(bench_levels),
             origin=origin or block.__module__.split(".")[0],
             identity=identity,
+            replaces=replaces,
         )
         add(spec, override=override)
         return block
@@ -327,7 +374,7 @@ def get(name: str) -> BlockSpec | None:
 
 
 def specs(kind: str | None = None) -> Iterator[BlockSpec]:
-    """Yield each registered block once, in registration order, optionally of one kind (``channel``/``extends``)."""
+    """Yield each registered block once, in registration order, optionally of one kind (`BlockSpec.kind`)."""
     seen: set[int] = set()
     for spec in _TABLE.values():
         if id(spec) not in seen and (kind is None or spec.kind == kind):
@@ -362,6 +409,14 @@ def spec_of(module: nn.Module | type[nn.Module]) -> BlockSpec | None:
     return next((by_class[c] for c in cls.__mro__ if c in by_class), None)
 
 
-def canonical_names() -> dict[str, str]:
-    """Extends-block YAML name -> its parent's name, for aligning checkpoints (CA_C2f stands where C2f stood)."""
-    return {alias: s.parent.__name__ for s in specs(EXTENDS) for alias in s.names}
+def canonical_names() -> dict[str, str | Callable[[list], tuple[str, list]]]:
+    """YAML name -> what it stands for, for aligning checkpoints (CA_C2f stands where C2f stood).
+
+    An extends block maps to its parent's name (same args); a block that replaces rows maps to a function of its row's
+    args giving the replaced row's name and args (``DySample []`` -> ``("nn.Upsample", [None, 2, "nearest"])``).
+    """
+    found: dict[str, str | Callable[[list], tuple[str, list]]] = {}
+    for s in specs():
+        if s.kind != CHANNEL:
+            found.update(dict.fromkeys(s.names, s.stands_for if s.kind == EXTENDS else s.replaced_row))
+    return found

@@ -4,13 +4,15 @@ Properties, one row each in the report:
 
 - **registers**: the class can be a block (an input-channel argument first, a forward of one tensor; an extends block
   subclasses its parent and has ``parent_args``), and how it starts as the identity.
-- **shape kept**: the output has the input's shape (an extends block: its parent's output shape) at yolov8n's P3, P4
-  and P5 shapes, at scale x widths, at batch 2 and at an odd H x W (spatial sizes for ``imgsz``, 320 by default).
+- **shape kept**: the output has the input's shape (an extends block: its parent's output shape; a block that replaces
+  rows: the replaced module's output shape, e.g. upsampled) at yolov8n's P3, P4 and P5 shapes, at scale x widths, at
+  batch 2 and at an odd H x W (spatial sizes for ``imgsz``, 320 by default).
 - **YAML rows v8/11/26**: the block builds from a YAML row in YOLOv8, YOLO11 and YOLO26 (after layer 9, or in place of
-  every parent row), with channels inferred, and the detector runs.
+  every parent row, or of every row it replaces, e.g. ``nn.Upsample``), with channels inferred, and the detector runs.
 - **bad arg -> YAMLRowError**: a row with a surplus argument raises a `YAMLRowError` naming the block.
 - **identity start**: a trained (random-weight) block started as the identity returns its input within 1e-6 (an extends
-  block: its parent's output), and from that start one optimiser step lets every parameter get a gradient.
+  block: its parent's output; a replacing block: the replaced module's output), and from that start one optimiser step
+  lets every parameter get a gradient.
 - **state dict + pickle**: the state dict, ``torch.save``/``torch.load`` and ``deepcopy`` round-trip.
 - **safe load**: a detector checkpoint holding the block loads with Ultralytics' weights-only loading (what
   ``ULTRALYTICS_SAFE_LOAD=1`` turns on) and computes the same.
@@ -131,7 +133,8 @@ def check_block(
             name = _free_name(cls)
             registry.register_block(cls, name=name, origin="check_block")
             temporary, spec = name, registry.get(name)
-        kind = "extends " + spec.parent.__name__ if spec.parent is not None else "channel-preserving"
+        kind = {registry.EXTENDS: "extends ", registry.REPLACES: "replaces "}.get(spec.kind, "channel-preserving")
+        kind += spec.stands_for or ""
         report.results.append(
             PropertyResult("registers", PASS, f"{kind}; identity start: {spec.identity}", time.perf_counter() - started)
         )
@@ -210,6 +213,15 @@ class _Context:
         """The parent block an extends block is built like."""
         return self.spec.parent(c, c, **self.kwargs)
 
+    def expected(self, x: torch.Tensor) -> torch.Tensor:
+        """What the block computes on ``x`` when it starts as the identity: ``x``, its parent's or the replaced output.
+
+        For an extends block the parent is a fresh one (the identity check loads the block's tensors into it).
+        """
+        if self.spec.kind == registry.REPLACES:
+            return self.spec.replaces(*self.spec.replaced_row(self.row_args())[1])(x)
+        return x if self.spec.parent is None else self.parent(x.shape[1]).eval()(x)
+
     def row_args(self) -> list:
         """The YAML args: the keyword arguments as a trailing mapping."""
         return [dict(self.kwargs)] if self.kwargs else []
@@ -222,16 +234,18 @@ class _Context:
             from yolo_attn.cfg.edit import insert_after
 
             d = yaml_model_load(base)
-            if self.spec.parent is None:
+            if self.spec.kind == registry.CHANNEL:
                 d = insert_after(d, INSERT_AFTER, self.spec.name, self.row_args())
             else:
-                parent = self.spec.parent.__name__
+                parent = self.spec.stands_for
                 hits = 0
                 for section in ("backbone", "head"):
                     for row in d[section]:
                         if row[2] == parent:
                             row[2], hits = self.spec.name, hits + 1
-                            if self.kwargs:
+                            if self.spec.kind == registry.REPLACES:
+                                row[3] = self.row_args()
+                            elif self.kwargs:
                                 row[3] = [*row[3], dict(self.kwargs)]
                 if not hits:
                     raise _Skip(f"{base} has no {parent} row to replace")
@@ -239,8 +253,8 @@ class _Context:
         return copy.deepcopy(self.cfgs[base])
 
     def home(self) -> str:
-        """The base of the single-detector checks: yolov8n, or for an extends block the first base with its parent."""
-        if self.spec.parent is None:
+        """The base of the single-detector checks: yolov8n, or the first base with the rows the block stands for."""
+        if self.spec.kind == registry.CHANNEL:
             return BASES[0]
         for base in BASES:
             try:
@@ -248,7 +262,7 @@ class _Context:
                 return base
             except _Skip:
                 continue
-        raise _Skip(f"none of {', '.join(BASES)} has a {self.spec.parent.__name__} row to replace")
+        raise _Skip(f"none of {', '.join(BASES)} has a {self.spec.stands_for} row to replace")
 
     def model(self, base: str | None = None, block: bool = True) -> nn.Module:
         """A fresh detector of ``base`` (default `home`) with the block, or the plain baseline, in eval mode.
@@ -343,13 +357,13 @@ def _check_shape(ctx: _Context) -> str:
         x = torch.randn(shape)
         block = randomize_(ctx.make(shape[1]), 0)
         with torch.no_grad():
-            expected = x.shape if ctx.spec.parent is None else ctx.parent(shape[1]).eval()(x).shape
+            expected = ctx.expected(x).shape
             for mode in (True, False):
                 got = block.train(mode)(x).shape
                 if got != expected:
                     wrong.append(f"{tuple(shape)} -> {tuple(got)} ({'train' if mode else 'eval'})")
     if wrong:
-        raise AssertionError(f"output shape differs from {'input' if ctx.spec.parent is None else 'parent'}: {wrong}")
+        raise AssertionError(f"output shape differs from {ctx.spec.stands_for or 'input'}: {wrong}")
     return f"{len(shapes)} shapes, train and eval"
 
 
@@ -371,8 +385,9 @@ def _check_yaml(ctx: _Context) -> str:
         for handle in handles:
             handle.remove()
         if ctx.spec.parent is None:
-            bad = [(tuple(i), tuple(o)) for i, o in seen if i != o]
-            assert not bad, f"{base}: input and output shapes differ in the model: {bad}"
+            bad = [(tuple(i), tuple(o)) for i, o in seen if ctx.expected(torch.zeros(i)).shape != o]
+            what = ctx.spec.stands_for or "input"
+            assert not bad, f"{base}: output shapes differ from the {what}'s in the model (in, out): {bad}"
         found.append(f"{base[:-6]}: {len(layers)} x C={seen[0][0][1]}")
     return ", ".join(found)
 
@@ -394,7 +409,8 @@ def _check_bad_arg(ctx: _Context) -> str:
             raise AssertionError(f"YAML args must all be optional (inferred channels first), got {params}")
         d = ctx.cfg(ctx.home())
         bad = [*args, "surplus"]
-        d["backbone"][INSERT_AFTER + 1][3] = bad
+        row = next(r for r in d["backbone"] + d["head"] if r[2] == ctx.spec.name)
+        row[3] = bad
     try:
         DetectionModel(d, verbose=False)
     except YAMLRowError as e:
@@ -426,7 +442,7 @@ def _check_identity(ctx: _Context) -> str:
     block = randomize_(ctx.make(), 0).eval()
     with torch.no_grad():
         if ctx.spec.parent is None:
-            expected = x
+            expected = ctx.expected(x)
         else:
             parent = ctx.parent().eval()
             missing = parent.load_state_dict(
