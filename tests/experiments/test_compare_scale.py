@@ -238,7 +238,7 @@ def test_killed_cell_resumes_from_last_pt_through_the_checkpoint_path(synthetic_
 
     delayed = CellJob().checkpoint(str(out), key, "cpu")  # what submitit requeues on preemption or timeout
     assert isinstance(delayed.function, CellJob) and delayed.args == (str(out), key, "cpu")
-    assert delayed.result() == "done"
+    assert delayed.result()["status"] == "done"  # CellJob returns the cell's record: what job.result() gives
     (record,) = load_records(out)
     assert record["status"] == "done" and record["resumed_at_epoch"] == saved + 1  # continued, not started over
     with (train_dir(out, key) / "results.csv").open() as f:

@@ -1,4 +1,4 @@
-"""The one slot loop of every executor (run_slots), with a fake launcher: nothing trains, nothing sleeps long."""
+"""The one slot loop of every executor (run_slots), with a fake submit: nothing trains, nothing sleeps long."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class FakeJob:
         self.cell, self.slot, self.polls, self.log = cell, slot, polls, log
         self.stopped = False
 
-    def finished(self) -> bool:
+    def done(self) -> bool:
         self.polls -= 1
         return self.polls < 0
 
@@ -23,7 +23,7 @@ class FakeJob:
         self.log["running"].remove(self.cell.key)
         return {"stem": self.cell.stem, "seed": self.cell.seed, "status": "done", "metrics": {}}
 
-    def stop(self) -> None:
+    def cancel(self) -> None:
         self.stopped = True
 
 

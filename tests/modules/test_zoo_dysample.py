@@ -14,8 +14,8 @@ from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 import yolo_attn
 from yolo_attn import registry
-from yolo_attn.engagement import measure_engagement
 from yolo_attn.finetune import transfer
+from yolo_attn.finetune.engagement import measure_engagement
 from yolo_attn.modules import BlockArgumentError, DySample
 from yolo_attn.modules.random_weights import randomize_
 

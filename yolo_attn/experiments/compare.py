@@ -10,23 +10,26 @@ from its ``last.pt``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ultralytics.utils import LOGGER, colorstr
 
 from yolo_attn.experiments.cell import pending_cells
-from yolo_attn.experiments.claims import is_free, report_lock
+from yolo_attn.experiments.claims import report_lock
 from yolo_attn.experiments.costs import LATENCY_THREADS, measure_costs, measure_runtime
-from yolo_attn.experiments.executors import device_slots, run_parallel, run_sequential
+from yolo_attn.experiments.executors import EXECUTORS
 from yolo_attn.experiments.files import FAILED, CellRecord, default_out, load_records, load_runs
 from yolo_attn.experiments.placement import PlacementGrid
 from yolo_attn.experiments.plan import Plan, load_plan, make_plan, save_plan
 from yolo_attn.experiments.report import write_report
+from yolo_attn.experiments.tasks import TASKS
+from yolo_attn.utils.settings import NO_FLAG, document, setting, settings_fields
 
 PREFIX = colorstr("compare: ")
-EXECUTORS = ("sequential", "parallel", "local", "slurm")
+# --help sections of the settings (yolo_attn.cli.compare adds the placement grid options after the first)
+WHAT, TRAIN, WHERE, REPORT = "what to compare", "training and evaluation", "where the cells run", "report"
 
 __all__ = (
     "EXECUTORS",
@@ -40,78 +43,125 @@ __all__ = (
 )
 
 
+@document
 @dataclass(frozen=True)
 class CompareSettings:
-    """Every setting of one ``compare`` call (see `compare` for what each does).
+    """Every setting of one comparison, declared once: the Python `compare` keywords, the CLI flags, ``plan.json``.
 
-    The first group is the plan (`make_plan`: what every cell shares, guarded on resume), the second where and how
-    the cells run and the report is measured.
-
-    Attributes:
-        data (str | Path): Data set (data YAML, or an ImageFolder root for classify).
-        models (Sequence[str | Path] | PlacementGrid): Model YAMLs or weights, the first is the baseline; or a
-            placement grid, whose YAMLs are written to ``<out>/models/`` when the comparison runs.
-        seeds (Sequence[int]): Training seeds.
-        epochs (int): Training epochs of every run.
-        imgsz (int | None): Image size; None: the task's default.
-        batch (int): Batch size.
-        train_overrides (dict[str, Any]): More Ultralytics train settings, identical for every run.
-        backend (str): COCO evaluation backend (detection).
-        pretrained (str | Path | None): Source weights of every model, or None.
-        task (str): Ultralytics task of every model.
-        device (str | int | None): Ultralytics device.
-        latency_runs (int): Timed batch-1 passes per model at report time (0 skips latency).
-        out (str | Path | None): Comparison folder; None makes a new ``runs/compare/exp*``.
-        executor (str): One of ``EXECUTORS``.
-        per_device (int): Cells at once per device (``"parallel"``, ``"local"``).
-        slurm (dict[str, Any]): ``SlurmExecutor`` parameters.
-        array_parallelism (int | None): Most Slurm array tasks at once.
-        runtime (str | None): Deployment runtime also timed in the report, or None.
-        wait (bool): Wait for cells another runner holds.
+    Each field is a `yolo_attn.utils.settings.setting`: its type, its default, its help text (``yolo-attn compare
+    --help`` prints it, and the ``Attributes`` below are written from it) and its command-line flag. The fields with
+    ``plan=True`` are what `make_plan` records in ``plan.json``: the grid (``models``, ``seeds``), the settings every
+    cell shares (guarded on resume) and the device and latency runs. The others say where and how the cells run and
+    the report is measured. A new setting is one more field here: `compare` takes it as a keyword, the CLI as a flag.
     """
 
-    data: str | Path
-    models: Sequence[str | Path] | PlacementGrid
-    seeds: Sequence[int]
-    epochs: int
-    imgsz: int | None = None
-    batch: int = 16
-    train_overrides: dict[str, Any] = field(default_factory=dict)
-    backend: str = "pycocotools"
-    pretrained: str | Path | None = None
-    task: str = "detect"
-    device: str | int | None = None
-    latency_runs: int = 50
-    out: str | Path | None = None
-    executor: str = "sequential"
-    per_device: int = 1
-    slurm: dict[str, Any] = field(default_factory=dict)
-    array_parallelism: int | None = None
-    runtime: str | None = None
-    wait: bool = True
+    data: str | Path = setting(
+        help="data.yaml, or for classify an ImageFolder root (required unless --report)",
+        group=WHAT,
+        plan=True,
+        cli_default=None,
+    )
+    models: Sequence[str | Path] | PlacementGrid = setting(
+        help="model YAMLs or weights; the first is the baseline. Or (Python) a PlacementGrid, the --base/--blocks/--at "
+        "grid, whose YAMLs are written to <out>/models/",
+        group=WHAT,
+        plan=True,
+        cli_default=None,
+        nargs="+",
+    )
+    seeds: Sequence[int] = setting(
+        help="training seeds; every model is trained once per seed", group=WHAT, plan=True, cli_default=[0]
+    )
+    epochs: int = setting(help="training epochs of every run", group=WHAT, plan=True, cli_default=100)
+    imgsz: int | None = setting(
+        None,
+        help="train, evaluation and profiling image size (default: the task's, 640; 224 for classify)",
+        group=TRAIN,
+        plan=True,
+    )
+    batch: int = setting(16, help="batch size for training and evaluation", group=TRAIN, plan=True)
+    device: str | int | None = setting(
+        None, help="cpu, 0, or 0,1,2,3 (Ultralytics syntax; default: automatic)", group=TRAIN, plan=True
+    )
+    out: str | Path | None = setting(
+        None,
+        help="output folder (default: a new runs/compare/exp*); pass an interrupted comparison's folder to resume it",
+        group=WHERE,
+        type=Path,
+    )
+    train_overrides: dict[str, Any] = setting(
+        help="more Ultralytics train settings, identical for every run (key=value on the command line)",
+        factory=dict,
+        flag=NO_FLAG,
+        plan=True,
+    )
+    backend: str = setting(
+        "pycocotools",
+        help="COCO evaluation backend of detection",
+        group=TRAIN,
+        plan=True,
+        choices=("pycocotools", "faster-coco-eval"),
+    )
+    latency_runs: int = setting(50, help="timed batch-1 passes per model (0: skip)", group=REPORT, plan=True)
+    pretrained: str | Path | None = setting(
+        None,
+        help="weights every model (baseline included) is fine-tuned from, e.g. yolov8n.pt (default: from scratch)",
+        group=TRAIN,
+        plan=True,
+    )
+    executor: str = setting(
+        "sequential",
+        help="where cells run: in this process one after another (default), local processes (parallel), submitit's "
+        "local executor (local) or a Slurm job array (slurm)",
+        group=WHERE,
+        cli_default=None,
+        choices=tuple(EXECUTORS),
+    )
+    per_device: int = setting(1, help="cells at once per device with --parallel / --executor local", group=WHERE)
+    slurm: dict[str, Any] = setting(
+        help="Slurm options for --executor slurm, e.g. partition=gpu,time=720,gpus_per_task=1,cpus_per_task=8,"
+        "account=ACC,mem_gb=32; any other key passes to sbatch as is (reservation=r1)",
+        factory=dict,
+        group=WHERE,
+        action="append",
+        metavar="KEY=VALUE,...",
+    )
+    array_parallelism: int | None = setting(None, help="most Slurm array tasks running at once", group=WHERE)
+    runtime: str | None = setting(
+        None,
+        help="also time the models in this runtime (CPU, --latency-runs paired shuffled rounds): a second table",
+        group=REPORT,
+        choices=("torch", "onnxruntime"),
+    )
+    task: str = setting(
+        "detect",
+        help="detect (COCO mAP), classify (top-1/top-5), segment (mask + box mAP), pose (pose + box mAP) or obb "
+        "(rotated-box mAP); default: the first model's task. Every model must be of it",
+        group=TRAIN,
+        plan=True,
+        cli_default=None,
+        choices=tuple(TASKS),
+    )
+    wait: bool = setting(
+        True,
+        help="wait (default) for the cells that another run of this folder is training, taking over the claim of one "
+        "whose runner dies; --no-wait leaves them to it and reports what has finished",
+        group=WHERE,
+    )
 
     def __post_init__(self) -> None:
+        """Refuse an unknown executor; a dict setting given as None is empty (a copy of the one given otherwise)."""
+        for f in settings_fields(self):
+            if f.default_factory is dict:
+                object.__setattr__(self, f.name, dict(getattr(self, f.name) or {}))
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
 
     def plan(self) -> Plan:
-        """Return the validated plan of these settings (`make_plan`); a placement grid needs `resolved` first."""
+        """Return the validated plan of the ``plan=True`` settings (`make_plan`); a placement grid needs `resolved`."""
         if isinstance(self.models, PlacementGrid):
             raise ValueError("a placement grid's models are written into its comparison folder: use resolved(out)")
-        return make_plan(
-            data=self.data,
-            models=self.models,
-            seeds=self.seeds,
-            epochs=self.epochs,
-            imgsz=self.imgsz,
-            batch=self.batch,
-            device=self.device,
-            train_overrides=dict(self.train_overrides),
-            backend=self.backend,
-            latency_runs=self.latency_runs,
-            pretrained=self.pretrained,
-            task=self.task,
-        )
+        return make_plan(**{f.name: getattr(self, f.name) for f in settings_fields(self) if f.metadata["plan"]})
 
     def resolved(self, out: Path) -> tuple[CompareSettings, list[dict[str, str]] | None]:
         """Return these settings with a placement grid's YAMLs written into ``out/models`` and named as models.
@@ -131,30 +181,13 @@ class CompareSettings:
 
 
 def compare(
-    data: str | Path,
-    models: Sequence[str | Path] | PlacementGrid,
-    seeds: Sequence[int],
-    epochs: int,
-    imgsz: int | None = None,
-    batch: int = 16,
-    device: str | int | None = None,
-    out: str | Path | None = None,
-    train_overrides: dict[str, Any] | None = None,
-    backend: str = "pycocotools",
-    latency_runs: int = 50,
-    pretrained: str | Path | None = None,
-    executor: str = "sequential",
-    per_device: int = 1,
-    slurm: dict[str, Any] | None = None,
-    array_parallelism: int | None = None,
-    runtime: str | None = None,
-    task: str = "detect",
-    wait: bool = True,
+    data: str | Path, models: Sequence[str | Path] | PlacementGrid, seeds: Sequence[int], epochs: int, **settings: Any
 ) -> Path:
     """Train every model with every seed under identical settings, evaluate each, and report.
 
     The arguments become one `CompareSettings` run by `run_comparison` (use those two directly to build settings
-    once and run them again, e.g. with more seeds).
+    once and run them again, e.g. with more seeds). Every keyword is a field of `CompareSettings`, documented there
+    (the ``yolo-attn compare`` flags are made from the same fields); any other is refused with a ``TypeError``.
 
     Detection (``task="detect"``) is evaluated with COCO mAP; classification (``task="classify"``) with top-1 / top-5
     from Ultralytics' classification validator (``evaluate_classifier``), and its report adds ``accuracy.png``, the
@@ -191,57 +224,16 @@ def compare(
             report adds the block x site heat map (``placement_<metric>.png``).
         seeds (Sequence[int]): Training seeds; every model is trained once per seed.
         epochs (int): Training epochs of every run.
-        imgsz (int | None): Train, evaluation and profiling image size; None: 640 (detect) or 224 (classify).
-        batch (int): Batch size for training and evaluation.
-        device (str | int | None): Ultralytics device: None (auto), ``"cpu"``, ``0`` or ``"0,1,2,3"``.
-        out (str | Path | None): Comparison folder; None makes a new ``runs/compare/exp*``.
-        train_overrides (dict[str, Any] | None): More Ultralytics train settings (``workers=0``, ``lr0=0.005``...),
-            identical for every run. ``data``, ``epochs``, ``imgsz``, ``batch``, ``device``, ``pretrained`` are
-            arguments here; ``seed``, ``project``, ``name``, ``exist_ok`` are set per run and cannot be overridden.
-        backend (str): COCO evaluation backend, ``"pycocotools"`` or ``"faster-coco-eval"`` (ignored for classify).
-        latency_runs (int): Timed forward passes per model for the batch-1 latency (0 skips latency).
-        pretrained (str | Path | None): Source weights every model (baseline included) is fine-tuned from; None
-            trains YAML models from scratch.
-        executor (str): One of ``EXECUTORS``.
-        per_device (int): Cells at once per device (``"parallel"`` and ``"local"``).
-        slurm (dict[str, Any] | None): ``SlurmExecutor`` parameters (``submitit_executor.parse_slurm_options``).
-        array_parallelism (int | None): Most Slurm array tasks at once.
-        runtime (str | None): Also time the models in this deployment runtime (``"torch"`` or ``"onnxruntime"``,
-            CPU, paired shuffled rounds as ``yolo-attn profile --runtime``), in a second table of the report.
-        task (str): ``"detect"``, ``"classify"``, ``"segment"``, ``"pose"`` or ``"obb"``; every model must be of that
-            task (the CLI takes it from the first model and refuses a grid that mixes tasks).
-        wait (bool): Cells that another run of the same folder holds (see ``yolo_attn.experiments.claims``) are
-            never touched. True waits for them to finish there, and runs one here if its runner dies; False leaves
-            them and reports what has finished. A Slurm submission skips them, and the cells whose array tasks are
-            still queued, either way.
+        **settings (Any): The other `CompareSettings` fields by name. ``train_overrides`` are Ultralytics train
+            settings (``workers=0``, ``lr0=0.005``...): ``data``, ``epochs``, ``imgsz``, ``batch``, ``device``,
+            ``pretrained`` are settings here; ``seed``, ``project``, ``name``, ``exist_ok`` are set per run and
+            cannot be overridden. ``slurm``: ``SlurmExecutor`` parameters (``submitit_executor.parse_slurm_options``).
 
     Returns:
         (Path): The comparison folder, holding ``plan.json``, ``runs/*.json`` and (unless Slurm jobs are still
             pending) ``compare.csv``, ``compare.md``, ``compare.png`` (and ``accuracy.png`` for classify).
     """
-    return run_comparison(
-        CompareSettings(
-            data=data,
-            models=models,
-            seeds=seeds,
-            epochs=epochs,
-            imgsz=imgsz,
-            batch=batch,
-            train_overrides=dict(train_overrides or {}),
-            backend=backend,
-            pretrained=pretrained,
-            task=task,
-            device=device,
-            latency_runs=latency_runs,
-            out=out,
-            executor=executor,
-            per_device=per_device,
-            slurm=dict(slurm or {}),
-            array_parallelism=array_parallelism,
-            runtime=runtime,
-            wait=wait,
-        )
-    )
+    return run_comparison(CompareSettings(data, models, seeds, epochs, **settings))
 
 
 def run_comparison(settings: CompareSettings) -> Path:
@@ -259,12 +251,12 @@ def run_comparison(settings: CompareSettings) -> Path:
     out = (default_out() if settings.out is None else Path(settings.out)).resolve()
     settings, placement = settings.resolved(out)
     plan = replace(settings.plan(), placement=placement)
-    executor, device, per_device, wait = settings.executor, settings.device, settings.per_device, settings.wait
+    executor = EXECUTORS[settings.executor](plan, out, settings)
     save_plan(out, plan)
     cells = pending_cells(plan, out)
     LOGGER.info(
         f"{PREFIX}{len(plan.models)} models x {len(plan.seeds)} seeds -> {out}; {len(plan.cells) - len(cells)} "
-        f"finished before, {len(cells)} to run ({executor}). Resume with out={out}"
+        f"finished before, {len(cells)} to run ({executor.name}). Resume with out={out}"
     )
 
     def partial_report(record: CellRecord) -> None:  # a table to look at while cells run; never stops them
@@ -273,29 +265,8 @@ def run_comparison(settings: CompareSettings) -> Path:
         except Exception as error:
             LOGGER.warning(f"{PREFIX}partial report failed ({error}); the cells go on, the final report retries")
 
-    if executor == "sequential":
-        run_sequential(plan, cells, out, on_done=partial_report, wait=wait)
-    elif executor == "parallel":
-        run_parallel(plan, cells, out, device_slots(device, per_device), on_done=partial_report, wait=wait)
-    else:
-        from yolo_attn.experiments import submitit_executor
-
-        if executor == "local":
-            slots = device_slots(device, per_device)
-            submitit_executor.run_local(plan, cells, out, slots, on_done=partial_report, wait=wait)
-        else:
-            queued = submitit_executor.queued_in_slurm(out)
-            elsewhere = [c.key for c in cells if c.key in queued or not is_free(out, c.key)]
-            if elsewhere:
-                LOGGER.info(f"{PREFIX}not resubmitted, queued or running already: {', '.join(elsewhere)}")
-            cells = [cell for cell in cells if cell.key not in elsewhere]
-            if cells:
-                jobs = submitit_executor.submit_slurm(
-                    plan, cells, out, dict(settings.slurm), settings.array_parallelism, plan.device
-                )
-                print(submitit_executor.watch_hint(jobs, out), flush=True)
-            if cells or elsewhere:
-                return out
+    if executor.run(cells, on_done=partial_report) is None:  # submitted, not waited for: report with --report
+        return out
     failed = failed_cells(out, plan)
     if failed:
         LOGGER.warning(f"{PREFIX}{len(failed)} cell(s) failed: {', '.join(failed)}; rerun the command to redo them")

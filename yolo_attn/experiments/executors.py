@@ -1,15 +1,20 @@
-"""Executors decide only where cells run; every one runs the same ``run_cell`` through the same slot loop.
+"""Executors decide only where cells run: objects with submitit's interface, picked by name from ``EXECUTORS``.
 
-``run_slots(cells, out, slots, launch)`` is the one loop: it takes the next pending cell that no other runner holds,
-starts it in a free slot with the executor's launcher (a `Launcher`, returning a `Launched` cell: ``finished()``,
-``result()``, ``stop()``), collects the records and calls ``on_done``. The executors are launchers:
+An executor's ``submit(cell, slot)`` starts one cell and returns a `Job` with submitit's names: ``done()``,
+``result()`` (the cell's `CellRecord`) and ``cancel()``. Where submitit runs the cells its own ``submitit.Job`` is that
+job; the in-process and child-process executors return job objects of their own with the same three methods.
+``run(cells)`` drives them through the one slot loop, `run_slots`: it takes the next pending cell that no other runner
+holds, submits it in a free slot, collects the records and calls ``on_done``. ``EXECUTORS``:
 
-- ``run_sequential``: one cell after another in this process (each cell may itself be one Ultralytics DDP job over
-  several GPUs when the device is a list).
-- ``run_parallel``: one cell per device slot at a time, each in its own process (``python -m
+- ``"sequential"`` (`SequentialExecutor`): one cell after another in this process (each cell may itself be one
+  Ultralytics DDP job over several GPUs when the device is a list).
+- ``"parallel"`` (`ParallelExecutor`): one cell per device slot at a time, each in its own process (``python -m
   yolo_attn.experiments.cell``) started with ``CUDA_VISIBLE_DEVICES`` set to its one GPU and ``device=0`` inside, its
   console output in ``logs/<key>.log``; the console shows one progress line per running cell.
-- Slurm job arrays and submitit's local executor: ``yolo_attn.experiments.submitit_executor`` (optional ``submitit``).
+- ``"local"`` (`LocalExecutor`): submitit's local executor, at most ``per_device`` jobs per device at once.
+- ``"slurm"`` (`SlurmExecutor`): the pending cells as one Slurm job array; returns once submitted.
+
+The last two need the optional ``submitit`` (``yolo_attn.experiments.submitit_executor``), imported when chosen.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, ClassVar, Protocol
+
+from ultralytics.utils import LOGGER, colorstr
 
 from yolo_attn.experiments.cell import ELSEWHERE_EXIT, run_cell
 from yolo_attn.experiments.claims import CellQueue, is_free
 from yolo_attn.experiments.files import (
     DONE,
     ELSEWHERE,
+    FAILED,
     CellRecord,
     log_path,
     read_json,
@@ -40,109 +48,341 @@ from yolo_attn.experiments.tasks import get_task
 from yolo_attn.utils.devices import parse_device
 
 OnDone = Callable[[CellRecord], None]
+PREFIX = colorstr("compare: ")
 
 
-def run_sequential(
-    plan: Plan, cells: Sequence[Cell], out: Path, on_done: OnDone | None = None, wait: bool = True
-) -> list[CellRecord]:
-    """Run ``cells`` one after another in this process, on the plan's device (`run_slots` with one in-process slot).
+class Job(Protocol):
+    """A submitted cell, by submitit's names (``submitit.Job`` is one)."""
 
-    Cells that another runner holds are left to it; with ``wait`` they are looked at again every few seconds until
-    they finish there (their record is returned) or their claim is freed (then they run here).
-
-    Args:
-        plan (Plan): The comparison.
-        cells (Sequence[Cell]): Cells to run (usually the pending ones).
-        out (Path): Comparison folder.
-        on_done (OnDone | None): Called with each cell's record when it ends (e.g. to write a partial report).
-        wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
-
-    Returns:
-        (list[CellRecord]): The records, in the order the cells ended.
-    """
-    from ultralytics.utils import LOGGER
-
-    def launch(cell: Cell, slot: Slot) -> Launched:
-        LOGGER.info(f"compare: {cell.key}: training {plan.settings['epochs']} epochs")
-        return _Done(cell, slot, run_cell(plan, cell, out))
-
-    slot = Slot("" if plan.device is None else str(plan.device), label_text="")
-    return run_slots(cells, out, [slot], launch, on_done=on_done, wait=wait, say=LOGGER.info)
-
-
-class Launched(Protocol):
-    """A cell started in a slot by an executor's launcher: what `run_slots` needs to know of it."""
-
-    cell: Cell
-    slot: Slot
-
-    def finished(self) -> bool:
+    def done(self) -> bool:
         """Return True once the cell has ended (its record, if any, is written)."""
         ...
 
-    def result(self) -> CellRecord | None:
-        """Return the ended cell's record, or None when it found its cell claimed by another runner."""
+    def result(self) -> CellRecord:
+        """Return the ended cell's record (``status`` "elsewhere" when another runner held it); may raise."""
         ...
 
-    def stop(self) -> None:
+    def cancel(self) -> None:
         """Stop the cell (this runner is interrupted); a rerun resumes it."""
         ...
 
 
-Launcher = Callable[["Cell", "Slot"], Launched]  # starts one cell in one free slot
+class Where(Protocol):
+    """The settings an executor reads (`yolo_attn.experiments.compare.CompareSettings` has them)."""
+
+    @property
+    def device(self) -> str | int | None:
+        """Ultralytics device of the comparison."""
+        ...
+
+    @property
+    def per_device(self) -> int:
+        """Cells at once per device."""
+        ...
+
+    @property
+    def slurm(self) -> dict[str, Any]:
+        """``SlurmExecutor`` parameters."""
+        ...
+
+    @property
+    def array_parallelism(self) -> int | None:
+        """Most Slurm array tasks at once."""
+        ...
+
+    @property
+    def wait(self) -> bool:
+        """Wait for the cells another runner holds."""
+        ...
+
+
+Submit = Callable[["Cell", "Slot"], Job]  # starts one cell in one free slot
+
+
+class Executor:
+    """Where the cells of one comparison run: `submit` starts one, `run` settles a list of them.
+
+    Args:
+        plan (Plan): The comparison (already saved in ``out/plan.json``, which cells in other processes read).
+        out (Path): Comparison folder.
+        where (Where): Device, cells per device, Slurm options, whether to wait for cells held elsewhere.
+    """
+
+    name: ClassVar[str]
+    waits: ClassVar[bool] = True  # False: `run` submits the cells and returns before they end (Slurm)
+    poll_s: float = 1.0  # seconds between looks at the running cells
+
+    def __init__(self, plan: Plan, out: Path, where: Where) -> None:
+        self.plan, self.out, self.where = plan, Path(out), where
+
+    def slots(self) -> list[Slot]:
+        """Return where cells may run, one at a time each (default: ``per_device`` on each device, `device_slots`)."""
+        return device_slots(self.where.device, self.where.per_device)
+
+    def submit(self, cell: Cell, slot: Slot) -> Job:
+        """Start ``cell`` in ``slot`` and return its job."""
+        raise NotImplementedError
+
+    def run(self, cells: Sequence[Cell], on_done: OnDone | None = None) -> list[CellRecord] | None:
+        """Run ``cells`` through `run_slots` with this executor's slots and `submit`.
+
+        Args:
+            cells (Sequence[Cell]): Cells to run (usually the pending ones).
+            on_done (OnDone | None): Called with each cell's record when it ends (e.g. to write a partial report).
+
+        Returns:
+            (list[CellRecord] | None): The records, in the order the cells ended; None when the cells were submitted
+                and not waited for (``waits`` False).
+        """
+        return run_slots(
+            cells, self.out, self.slots(), self.submit, on_done=on_done, poll_s=self.poll_s, wait=self.where.wait
+        )
+
+
+class SequentialExecutor(Executor):
+    """One cell after another in this process, on the plan's device (a list of GPUs: one DDP job per cell)."""
+
+    name = "sequential"
+
+    def slots(self) -> list[Slot]:
+        """Return this process's one slot."""
+        return [Slot("" if self.plan.device is None else str(self.plan.device), label_text="")]
+
+    def submit(self, cell: Cell, slot: Slot) -> Finished:
+        """Run ``cell`` here and now; return its finished job."""
+        LOGGER.info(f"compare: {cell.key}: training {self.plan.settings['epochs']} epochs")
+        return Finished(run_cell(self.plan, cell, self.out))
+
+    def run(self, cells: Sequence[Cell], on_done: OnDone | None = None) -> list[CellRecord]:
+        """Run ``cells`` one after another (see `Executor.run`); one line per ended cell in the log."""
+        return run_slots(
+            cells, self.out, self.slots(), self.submit, on_done=on_done, wait=self.where.wait, say=LOGGER.info
+        )
 
 
 @dataclass
-class _Done:
-    """A cell run to its end in this process (``run_sequential``)."""
+class Finished:
+    """The job of a cell that ran to its end in this process (`SequentialExecutor`)."""
+
+    record: CellRecord
+
+    def done(self) -> bool:
+        """Return True: the cell ran inside ``submit``."""
+        return True
+
+    def result(self) -> CellRecord:
+        """Return the cell's record."""
+        return self.record
+
+    def cancel(self) -> None:
+        """Do nothing: the cell has ended."""
+
+
+class ParallelExecutor(Executor):
+    """Cells side by side, one per device slot, each in its own process pinned to its GPU, with its own log file.
+
+    Progress lines go to ``stream`` (default stdout): on a terminal the lines of the running cells are redrawn in
+    place; elsewhere a line is printed when a cell starts, finishes an epoch or ends.
+    """
+
+    name = "parallel"
+    stream: IO[str] | None = None
+
+    def submit(self, cell: Cell, slot: Slot) -> CellProcess:
+        """Start ``python -m yolo_attn.experiments.cell`` for ``cell``, pinned to the slot's GPU, logging to a file."""
+        command = [sys.executable, "-m", "yolo_attn.experiments.cell", "--out", str(self.out), "--key", cell.key]
+        command += ["--device", slot.device]
+        log = log_path(self.out, cell.key).open("a")
+        log.write(f"$ {'CUDA_VISIBLE_DEVICES=' + slot.visible + ' ' if slot.visible else ''}{' '.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(slot))
+        return CellProcess(cell, self.out, process, log)
+
+    def run(self, cells: Sequence[Cell], on_done: OnDone | None = None) -> list[CellRecord]:
+        """Run ``cells`` side by side (see `Executor.run`), showing one progress line per running cell."""
+        (self.out / "logs").mkdir(parents=True, exist_ok=True)
+        slots = self.slots()
+        progress = _Progress(self.stream or sys.stdout, self.plan.settings["epochs"], self.out)
+        progress.say(f"compare: {len(cells)} cells on {len(slots)} slot(s): {', '.join(s.label for s in slots)}")
+        records = run_slots(
+            cells,
+            self.out,
+            slots,
+            self.submit,
+            on_done=on_done,
+            poll_s=self.poll_s,
+            wait=self.where.wait,
+            say=progress.say,
+            show=progress.show,
+        )
+        progress.clear()
+        return records
+
+
+@dataclass
+class CellProcess:
+    """The job of a cell running in a child process (`ParallelExecutor`)."""
+
+    cell: Cell
+    out: Path
+    process: subprocess.Popen
+    log: IO[str]
+    started: float = field(default_factory=time.time)
+
+    def done(self) -> bool:
+        """Return True once the process has exited (its log is closed then)."""
+        if self.process.poll() is None:
+            return False
+        self.log.close()
+        return True
+
+    def result(self) -> CellRecord:
+        """Return the record the process wrote: "elsewhere" if it found the cell claimed, failed if it wrote none."""
+        if self.process.returncode == ELSEWHERE_EXIT:  # claimed by another runner just before the child
+            return {"stem": self.cell.stem, "seed": self.cell.seed, "status": ELSEWHERE}
+        return written_record(self.out, self.cell, self.started) or failed_record(
+            self.cell, f"process exited with code {self.process.returncode} before writing its record"
+        )
+
+    def cancel(self) -> None:
+        """Terminate the process and wait for it."""
+        self.process.terminate()
+        self.process.wait()
+        self.log.close()
+
+
+class LocalExecutor(Executor):
+    """Cells as jobs of submitit's local executor, at most one per device slot at once (needs ``submitit``).
+
+    submitit's pickles and logs go to ``out/slurm/``; ``out/slurm/submitted.json`` says which job runs which cell.
+    The jobs `submit` returns are submitit's own ``submitit.Job``.
+    """
+
+    name = "local"
+    poll_s: float = 0.5
+
+    def __init__(self, plan: Plan, out: Path, where: Where) -> None:
+        import submitit  # optional (the slurm extra): imported when this executor is chosen
+
+        super().__init__(plan, out, where)
+        self.executor = submitit.LocalExecutor(folder=self.out / "slurm" / "%j")
+        self.submitted: list[tuple[Cell, Any]] = []
+
+    def submit(self, cell: Cell, slot: Slot) -> Job:
+        """Submit ``cell`` as a local job on the slot's device (its GPU made the job's only visible one)."""
+        from yolo_attn.experiments.submitit_executor import LOCAL_TIMEOUT_MIN, CellJob, record_jobs
+
+        gpus = {"gpus_per_node": 1, "visible_gpus": (int(slot.visible),)} if slot.visible else {}
+        self.executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, **gpus)
+        job = self.executor.submit(CellJob(), str(self.out), cell.key, slot.device)
+        self.submitted.append((cell, job))
+        record_jobs(self.out, [c for c, _ in self.submitted], [j for _, j in self.submitted], "local")
+        return job
+
+
+class SlurmExecutor(Executor):
+    """The pending cells as ONE Slurm job array (needs ``submitit``); `run` returns once it is submitted.
+
+    Cells whose array task is still queued or running, or that another runner holds, are not submitted again. Each
+    task runs ``CellJob``, requeued on preemption or timeout (see ``yolo_attn.experiments.submitit_executor``). The
+    jobs `submit` returns are submitit's own ``submitit.Job``; the report comes with ``compare --out DIR --report``.
+    """
+
+    name = "slurm"
+    waits = False
+
+    def __init__(self, plan: Plan, out: Path, where: Where) -> None:
+        import submitit  # optional (the slurm extra): imported when this executor is chosen
+
+        super().__init__(plan, out, where)
+        self.executor = submitit.SlurmExecutor(folder=self.out / "slurm" / "%j")
+        params = {"job_name": f"yolo-attn-{self.out.name}", **where.slurm}
+        if where.array_parallelism:
+            params["array_parallelism"] = int(where.array_parallelism)
+        self.executor.update_parameters(**params)
+
+    def slots(self) -> list[Slot]:
+        """Return no slot: Slurm places the array's tasks."""
+        return []
+
+    def submit(self, cell: Cell, slot: Slot | None = None) -> Job:
+        """Submit ``cell`` as a Slurm job (an array task inside ``executor.batch()``) on the plan's device."""
+        from yolo_attn.experiments.submitit_executor import CellJob
+
+        return self.executor.submit(CellJob(), str(self.out), cell.key, self.plan.device)
+
+    def run(self, cells: Sequence[Cell], on_done: OnDone | None = None) -> list[CellRecord] | None:
+        """Submit the cells not queued or held elsewhere as one job array; print how to watch it.
+
+        Returns:
+            (list[CellRecord] | None): None when cells were submitted or are still queued or running elsewhere;
+                an empty list when there was nothing left to run (the report can be written now).
+        """
+        from yolo_attn.experiments.submitit_executor import queued_in_slurm, record_jobs, watch_hint
+
+        queued = queued_in_slurm(self.out)
+        elsewhere = [c.key for c in cells if c.key in queued or not is_free(self.out, c.key)]
+        if elsewhere:
+            LOGGER.info(f"{PREFIX}not resubmitted, queued or running already: {', '.join(elsewhere)}")
+        cells = [cell for cell in cells if cell.key not in elsewhere]
+        if cells:
+            with self.executor.batch():
+                jobs = [self.submit(cell) for cell in cells]
+            record_jobs(self.out, cells, jobs, "slurm", keep=queued)
+            print(watch_hint(jobs, self.out), flush=True)
+        return None if cells or elsewhere else []
+
+
+EXECUTORS: dict[str, type[Executor]] = {
+    executor.name: executor for executor in (SequentialExecutor, ParallelExecutor, LocalExecutor, SlurmExecutor)
+}
+
+
+@dataclass
+class Running:
+    """A submitted cell as `run_slots` tracks it: the cell, its slot, its job and when it started."""
 
     cell: Cell
     slot: Slot
-    record: CellRecord
-
-    def finished(self) -> bool:
-        return True
-
-    def result(self) -> CellRecord | None:
-        return None if self.record["status"] == ELSEWHERE else self.record
-
-    def stop(self) -> None:
-        pass
+    job: Job
+    started: float = field(default_factory=time.time)
 
 
 def run_slots(
     cells: Sequence[Cell],
     out: Path,
     slots: Sequence[Slot],
-    launch: Launcher,
+    submit: Submit,
     on_done: OnDone | None = None,
     poll_s: float = 1.0,
     wait: bool = True,
     say: Callable[[str], None] | None = None,
-    show: Callable[[Sequence[Launched]], None] | None = None,
+    show: Callable[[Sequence[Running]], None] | None = None,
 ) -> list[CellRecord]:
     """The slot loop every executor runs: one cell per free slot at a time, until every cell has a record.
 
     Cells that another runner holds (``yolo_attn.experiments.claims``) are not started: with ``wait`` they are looked
     at again until they finish there (their record is taken) or their claim is freed (then they run here). A cell
-    that ends claimed elsewhere goes back to the queue. When the loop is interrupted, the running cells are stopped.
+    whose job ends with a record "elsewhere" goes back to the queue; a job whose ``result()`` raises (a submitit job
+    that crashed or was killed) gives the record its cell wrote since it started, or a failed record (not saved).
+    When the loop is interrupted, the running jobs are cancelled.
 
     Args:
         cells (Sequence[Cell]): Cells to run.
         out (Path): Comparison folder.
         slots (Sequence[Slot]): Where cells may run, one at a time each.
-        launch (Launcher): Starts a cell in a slot (in this process, a child process, a submitit job).
+        submit (Submit): Starts a cell in a slot and returns its `Job` (an executor's ``submit``).
         on_done (OnDone | None): Called in this process with each cell's record when it ends.
         poll_s (float): Seconds between looks at the running cells.
         wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
         say (Callable[[str], None] | None): Where the line of each ended cell goes (None: nowhere).
-        show (Callable[[Sequence[Launched]], None] | None): Called with the running cells after every look.
+        show (Callable[[Sequence[Running]], None] | None): Called with the running cells after every look.
 
     Returns:
         (list[CellRecord]): The records of the cells, in the order they ended.
     """
     queue, free = CellQueue(cells, out, wait), list(slots)
-    running: list[Launched] = []
+    running: list[Running] = []
     records: list[CellRecord] = []
 
     def settle(record: CellRecord, where: str) -> None:
@@ -160,18 +400,19 @@ def run_slots(
                     settle(record, " (elsewhere)")
                 elif cell is None:
                     break
-                elif not is_free(out, cell.key):  # a launched cell would find it claimed: don't start one
+                elif not is_free(out, cell.key):  # a submitted cell would find it claimed: don't start one
                     queue.held_elsewhere(cell)
                 else:
-                    running.append(launch(cell, free.pop(0)))
-            for job in [j for j in running if j.finished()]:
-                running.remove(job)
-                free.append(job.slot)
-                record = job.result()
-                if record is None:  # claimed by another runner just before the cell started
-                    queue.held_elsewhere(job.cell)
+                    slot = free.pop(0)
+                    running.append(Running(cell, slot, submit(cell, slot)))
+            for run in [r for r in running if r.job.done()]:
+                running.remove(run)
+                free.append(run.slot)
+                record = _result(run, out)
+                if record["status"] == ELSEWHERE:  # claimed by another runner just before the cell started
+                    queue.held_elsewhere(run.cell)
                 else:
-                    settle(record, f" ({job.slot.label})" if job.slot.label else "")
+                    settle(record, f" ({run.slot.label})" if run.slot.label else "")
             if show is not None:
                 show(running)
             if running:
@@ -179,10 +420,30 @@ def run_slots(
             elif queue:
                 time.sleep(queue.wait_s())
     except BaseException:
-        for job in running:  # the cells this call started; their JSON is not written, a rerun resumes them
-            job.stop()
+        for run in running:  # the cells this call started; their JSON is not written, a rerun resumes them
+            run.job.cancel()
         raise
     return records
+
+
+def _result(run: Running, out: Path) -> CellRecord:
+    """Return an ended job's record; a job that raised gives what its cell wrote since, or a failed record."""
+    try:
+        return run.job.result()
+    except Exception as error:
+        return written_record(out, run.cell, run.started) or failed_record(run.cell, f"{type(error).__name__}: {error}")
+
+
+def written_record(out: Path, cell: Cell, since: float) -> CellRecord | None:
+    """Return the record of ``cell`` written after ``since`` (Unix seconds), or None."""
+    path = run_path(out, cell.key)
+    record = read_json(path) if path.exists() else {}
+    return record if record and record.get("ended", 0) >= since else None
+
+
+def failed_record(cell: Cell, error: str) -> CellRecord:
+    """Return the record of a cell whose runner ended without writing one (reported, not saved)."""
+    return {"stem": cell.stem, "seed": cell.seed, "status": FAILED, "error": error}
 
 
 @dataclass(frozen=True)
@@ -192,6 +453,7 @@ class Slot:
     Attributes:
         device (str): Ultralytics device the cell is given (``"0"`` for a pinned GPU, ``"cpu"``, ``"mps"``).
         visible (str | None): ``CUDA_VISIBLE_DEVICES`` of the cell's process (the physical GPU), None to inherit.
+        label_text (str | None): Its name in progress lines, None for the default (`label`).
     """
 
     device: str
@@ -263,107 +525,6 @@ def child_env(slot: Slot) -> dict[str, str]:
     return env
 
 
-@dataclass
-class _Running:
-    """A cell running in a child process (``run_parallel``)."""
-
-    cell: Cell
-    slot: Slot
-    process: subprocess.Popen
-    log: IO[str]
-    started: float
-    out: Path
-
-    def finished(self) -> bool:
-        if self.process.poll() is None:
-            return False
-        self.log.close()
-        return True
-
-    def result(self) -> CellRecord | None:
-        if self.process.returncode == ELSEWHERE_EXIT:  # claimed by another runner just before the child
-            return None
-        return _record_of(self, self.out)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait()
-        self.log.close()
-
-
-def run_parallel(
-    plan: Plan,
-    cells: Sequence[Cell],
-    out: Path,
-    slots: Sequence[Slot],
-    on_done: OnDone | None = None,
-    poll_s: float = 1.0,
-    stream: IO[str] | None = None,
-    wait: bool = True,
-) -> list[CellRecord]:
-    """Run ``cells`` side by side, one per slot at a time, each in its own process with its own log file.
-
-    `run_slots` with a launcher that starts ``python -m yolo_attn.experiments.cell`` pinned to the slot's GPU; cells
-    held by another runner are handled as in ``run_sequential``.
-
-    Args:
-        plan (Plan): The comparison (already saved in ``out/plan.json``, which the child processes read).
-        cells (Sequence[Cell]): Cells to run.
-        out (Path): Comparison folder.
-        slots (Sequence[Slot]): Where cells may run (``device_slots``).
-        on_done (OnDone | None): Called in this process with each cell's record when it ends.
-        poll_s (float): Seconds between progress updates.
-        stream (IO[str] | None): Where progress lines go (default stdout). On a terminal the lines of the running
-            cells are redrawn in place; elsewhere a line is printed when a cell starts, finishes an epoch or ends.
-        wait (bool): Wait for the cells held elsewhere (True) or leave them to their owners.
-
-    Returns:
-        (list[CellRecord]): The records of the cells, in the order they ended.
-    """
-    stream = stream or sys.stdout
-    out = Path(out)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    progress = _Progress(stream, plan.settings["epochs"], out)
-    progress.say(f"compare: {len(cells)} cells on {len(slots)} slot(s): {', '.join(s.label for s in slots)}")
-    records = run_slots(
-        cells,
-        out,
-        slots,
-        lambda cell, slot: _start(cell, slot, out),
-        on_done=on_done,
-        poll_s=poll_s,
-        wait=wait,
-        say=progress.say,
-        show=progress.show,
-    )
-    progress.clear()
-    return records
-
-
-def _start(cell: Cell, slot: Slot, out: Path) -> _Running:
-    command = [sys.executable, "-m", "yolo_attn.experiments.cell", "--out", str(out), "--key", cell.key]
-    command += ["--device", slot.device]
-    log = log_path(out, cell.key).open("a")
-    log.write(f"$ {'CUDA_VISIBLE_DEVICES=' + slot.visible + ' ' if slot.visible else ''}{' '.join(command)}\n")
-    log.flush()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(slot))
-    return _Running(cell, slot, process, log, time.time(), out)
-
-
-def _record_of(job: _Running, out: Path) -> CellRecord:
-    """Return the record the child wrote; a child that died before writing one gets a failed record (not saved)."""
-    path = run_path(out, job.cell.key)
-    record = read_json(path) if path.exists() else {}
-    if not record or record.get("ended", 0) < job.started:
-        return {
-            "stem": job.cell.stem,
-            "seed": job.cell.seed,
-            "status": "failed",
-            "error": f"process exited with code {job.process.returncode} before writing its record",
-        }
-    return record
-
-
 def _key(record: dict[str, Any]) -> str:
     return run_key(record["stem"], record["seed"])
 
@@ -407,7 +568,7 @@ class _Progress:
             self.stream.flush()
         self.drawn = 0
 
-    def show(self, running: Sequence[_Running]) -> None:
+    def show(self, running: Sequence[Running]) -> None:
         lines = []
         for job in running:
             epochs = epochs_done(self.out, job.cell.key)

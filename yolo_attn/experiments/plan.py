@@ -127,8 +127,12 @@ def make_plan(
     latency_runs: int = 50,
     pretrained: str | Path | None = None,
     task: str = "detect",
+    **more: Any,
 ) -> Plan:
     """Validate a comparison's arguments and return its plan (see ``yolo_attn.experiments.compare.compare``).
+
+    The arguments are the ``plan=True`` fields of ``CompareSettings``; a field added there with ``plan=True`` arrives
+    in ``more`` and is recorded as it is (JSON-normalised) among the settings every cell shares, guarded on resume.
 
     Returns:
         (Plan): The plan; paths of files that exist (data, pretrained weights) are made absolute. The task's
@@ -152,6 +156,7 @@ def make_plan(
         "pretrained": None if pretrained is None else _absolute_if_file(pretrained),
         "task": task,
         "protocol": protocol.to_settings(),
+        **more,
     }
     settings = json.loads(json.dumps(settings))  # the form it takes in a JSON file, so resume checks compare alike
     return Plan(

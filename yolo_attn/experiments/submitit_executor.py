@@ -1,4 +1,4 @@
-"""Cells as submitit jobs: a Slurm job array, or submitit's local executor with a limit on cells at once.
+"""What the submitit executors (``executors.LocalExecutor``, ``executors.SlurmExecutor``) submit and record.
 
 Needs the optional ``submitit`` package (``pip install "yolo-attn[slurm]"``).
 
@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from yolo_attn.experiments.files import write_json_atomic
-from yolo_attn.experiments.plan import Cell, Plan
+from yolo_attn.experiments.files import CellRecord, write_json_atomic
+from yolo_attn.experiments.plan import Cell
 
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills jobs after 2 minutes unless told otherwise
 _SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w-]*\s*=)")  # commas that start a new key=value, not those inside a value
@@ -31,7 +30,7 @@ _SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w-]*\s*=)")  # commas that start a new k
 class CellJob(Checkpointable):
     """One cell as a submitit job; requeued on preemption or timeout, resuming from the cell's ``last.pt``."""
 
-    def __call__(self, out: str, key: str, device: str | None = None) -> str:
+    def __call__(self, out: str, key: str, device: str | None = None) -> CellRecord:
         """Run the cell ``key`` of the comparison folder ``out``.
 
         Args:
@@ -40,10 +39,11 @@ class CellJob(Checkpointable):
             device (str | None): Ultralytics device of the cell; None uses the plan's (Ultralytics' default if unset).
 
         Returns:
-            (str): The cell's status, ``"done"`` or ``"failed"`` (its record is in ``out/runs/<key>.json``), or
-                ``"elsewhere"`` when another runner holds the cell (nothing was touched).
+            (CellRecord): The cell's record, ``status`` "done" or "failed" (as written to ``out/runs/<key>.json``),
+                or "elsewhere" when another runner holds the cell (nothing was touched): what ``job.result()`` gives.
         """
         from yolo_attn.experiments.cell import cell_status, pin_cuda_device, run_cell
+        from yolo_attn.experiments.files import read_json, run_path
         from yolo_attn.utils.offline import apply_offline_env, install_local_font
 
         apply_offline_env()
@@ -55,8 +55,8 @@ class CellJob(Checkpointable):
         plan = load_plan(Path(out))
         cell = plan.cell(key)
         if cell_status(Path(out), cell) == "done":  # a requeued task whose cell finished in the grace period
-            return "done"
-        return run_cell(plan, cell, Path(out), device)["status"]
+            return read_json(run_path(Path(out), key))
+        return run_cell(plan, cell, Path(out), device)
 
     def checkpoint(self, out: str, key: str, device: str | None = None) -> DelayedSubmission:
         """Requeue the same cell: the next attempt finds the training's ``last.pt`` and continues from it.
@@ -114,38 +114,6 @@ def parse_slurm_options(text: str | Sequence[str] | None) -> dict[str, Any]:
     return params
 
 
-def submit_slurm(
-    plan: Plan,
-    cells: Sequence[Cell],
-    out: Path,
-    options: dict[str, Any],
-    array_parallelism: int | None = None,
-    device: str | None = None,
-) -> list[submitit.Job]:
-    """Submit ``cells`` as one Slurm job array and record the job ids in ``out/slurm/submitted.json``.
-
-    Args:
-        plan (Plan): The comparison (saved in ``out/plan.json``; the jobs read it).
-        cells (Sequence[Cell]): Cells to run, usually the missing and failed ones.
-        out (Path): Comparison folder; submitit's files go to ``out/slurm``.
-        options (dict[str, Any]): ``parse_slurm_options`` result.
-        array_parallelism (int | None): Most array tasks running at once (None: Slurm's default).
-        device (str | None): Ultralytics device inside each job (None: Ultralytics' default, the job's GPU if any).
-
-    Returns:
-        (list[submitit.Job]): One job per cell, in order (array tasks ``<array id>_<index>``).
-    """
-    executor = submitit.SlurmExecutor(folder=Path(out) / "slurm" / "%j")
-    params = {"job_name": f"yolo-attn-{Path(out).name}", **options}
-    if array_parallelism:
-        params["array_parallelism"] = int(array_parallelism)
-    executor.update_parameters(**params)
-    with executor.batch():
-        jobs = [executor.submit(CellJob(), str(out), cell.key, device) for cell in cells]
-    _record_jobs(out, cells, jobs, "slurm", keep=queued_in_slurm(out))
-    return jobs
-
-
 def queued_in_slurm(out: Path) -> dict[str, dict[str, str]]:
     """Return the entries of ``out/slurm/submitted.json`` whose Slurm task is still queued, running or requeued.
 
@@ -181,75 +149,6 @@ def queued_in_slurm(out: Path) -> dict[str, dict[str, str]]:
     return {entry["cell"]: entry for job_id, entry in entries.items() if job_id in queued}
 
 
-def run_local(
-    plan: Plan,
-    cells: Sequence[Cell],
-    out: Path,
-    slots: Sequence[Any],
-    on_done: Any = None,
-    poll_s: float = 0.5,
-    wait: bool = True,
-) -> list[dict]:
-    """Run ``cells`` as submitit local jobs, at most one per slot at once, and wait for them.
-
-    Args:
-        plan (Plan): The comparison (saved in ``out/plan.json``).
-        cells (Sequence[Cell]): Cells to run.
-        out (Path): Comparison folder; submitit's files go to ``out/slurm``.
-        slots (Sequence[Slot]): ``yolo_attn.experiments.executors.device_slots``: the limit and each job's device.
-        on_done (Callable | None): Called with each cell's record when its job ends.
-        poll_s (float): Seconds between checks.
-        wait (bool): Wait for the cells that another runner holds (True) or leave them to their owners.
-
-    Returns:
-        (list[dict]): The records, in the order the jobs ended.
-    """
-    from yolo_attn.experiments.executors import run_slots
-
-    executor = submitit.LocalExecutor(folder=Path(out) / "slurm" / "%j")
-    submitted: list[tuple[Cell, submitit.Job]] = []
-
-    def launch(cell: Cell, slot: Any) -> _LocalJob:
-        gpus = {"gpus_per_node": 1, "visible_gpus": (int(slot.visible),)} if slot.visible else {}
-        executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, **gpus)
-        job = executor.submit(CellJob(), str(out), cell.key, slot.device)
-        submitted.append((cell, job))
-        _record_jobs(out, [c for c, _ in submitted], [j for _, j in submitted], "local")
-        return _LocalJob(cell, slot, job, Path(out))
-
-    return run_slots(cells, out, slots, launch, on_done=on_done, poll_s=poll_s, wait=wait)
-
-
-@dataclass
-class _LocalJob:
-    """A cell running as a submitit local job (``run_local``), as `executors.run_slots` sees it."""
-
-    cell: Cell
-    slot: Any
-    job: submitit.Job
-    out: Path
-
-    def finished(self) -> bool:
-        return self.job.done()
-
-    def result(self) -> dict[str, Any] | None:
-        from yolo_attn.experiments.files import ELSEWHERE, read_json, run_path
-
-        if self.job.state == "FINISHED" and self.job.result() == ELSEWHERE:  # claimed by another runner meanwhile
-            return None
-        path = run_path(self.out, self.cell.key)
-        record = (
-            read_json(path) if path.exists() else {"stem": self.cell.stem, "seed": self.cell.seed, "status": "failed"}
-        )
-        if self.job.state != "FINISHED" and not path.exists():
-            job = self.job
-            record["error"] = f"submitit job {job.job_id} ended {job.state}; see {job.paths.stderr}"
-        return record
-
-    def stop(self) -> None:
-        """Leave the job be: as before, an interrupted ``run_local`` does not cancel its submitit jobs."""
-
-
 def watch_hint(jobs: Sequence[submitit.Job], out: Path) -> str:
     """Return what to print after a Slurm submission: the array id, how to watch it, where the logs are."""
     array_id = str(jobs[0].job_id).split("_")[0]
@@ -263,7 +162,7 @@ def watch_hint(jobs: Sequence[submitit.Job], out: Path) -> str:
     )
 
 
-def _record_jobs(
+def record_jobs(
     out: Path,
     cells: Sequence[Cell],
     jobs: Sequence[submitit.Job],
