@@ -19,7 +19,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="write a model YAML to edit: a base with a block at named sites (--at p4 p5) or the standard sites",
         description="Write BASE with a block at --at (named sites of the base: p3 p4 p5 (end of each backbone "
         "stage), sppf, neck (each head input), up (the nn.Upsample rows), all; or layer indices; separate words or "
-        "joined by , or +) or at the standard sites (yolo_attn.cfg.sites), every later `from` renumbered, and print the rows added. BASE: yolo11n, "
+        "joined by , or +) or at the standard sites (yolo_attn.cfg.sites), every later `from` renumbered, and print "
+        "the rows added. BASE: yolo11n, "
         "yolov8s-seg, yolo26 (family, optional scale and task), any Ultralytics model YAML name (yolov8-p2, yolov9t, "
         "yolo12n-pose), or a YAML file. The block: --block NAME [ARG ...] or the word after BASE; a registered name "
         "or alias, case-insensitive. ARG ... and key=value: the block's YAML args (YAML values; keywords go to their "
