@@ -439,7 +439,10 @@ def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Calla
         # Ultralytics keeps the BatchNorm layers it names here in eval mode (``_model_train``, after this callback)
         trainer.freeze_layer_names = state["ultralytics_freeze"] + (state["bn"] if warming else [])
 
+    from yolo_attn.engagement import save_full_precision
+
     events = {"on_pretrain_routine_end": on_pretrain_routine_end, "on_train_epoch_start": on_train_epoch_start}
+    events["on_model_save"] = save_full_precision  # the blocks' float32 tensors beside the fp16 checkpoint
     return {"on_pretrain_routine_start": on_pretrain_routine_start, **events} if wrap else events
 
 
