@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import platform
@@ -40,7 +39,9 @@ PROTOCOLS = {  # name -> attn_* settings; "old": the default before issue 26 (th
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/finetune_protocol"), help="comparisons go here")
-    parser.add_argument("--demo", type=Path, default=None, help="demo folder with data/ and pretrain/ (default out/demo)")
+    parser.add_argument(
+        "--demo", type=Path, default=None, help="demo folder with data/ and pretrain/ (default out/demo)"
+    )
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks" / "finetune_protocol.md")
     parser.add_argument("--epochs", type=int, nargs="+", default=[10])
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
@@ -125,7 +126,8 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
         f"{ultralytics.__version__}",
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; commit {commit.stdout.strip()}"
         + (" (with uncommitted changes)" if dirty else ""),
-        f"- data: the detect demo's fine-tuning set (`{data.parent.name}`, 96 train / 32 val synthetic images, 128 px), "
+        f"- data: the detect demo's fine-tuning set (`{data.parent.name}`, 96 train / 32 val synthetic images, "
+        "128 px), "
         f"every model fine-tuned from the demo's pretrained yolov8n (`{weights.name}`, 30 epochs on the upstream set); "
         f"batch 8, seeds {', '.join(map(str, args.seeds))}, {' '.join(COMMON)}, latency not measured",
         f"- grid: {len(done)} of {len(cells)} comparisons ran "

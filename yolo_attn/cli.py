@@ -97,7 +97,7 @@ def take_protocol(argv: list[str]) -> list[str]:
 
 
 def install_engagement_summary() -> None:
-    """Print each new attention block's engagement at the end of ``yolo-attn train`` (`engagement.print_at_train_end`)."""
+    """Print each new attention block's engagement at the end of ``yolo-attn train`` (`print_at_train_end`)."""
     from ultralytics.utils.callbacks import base
 
     from yolo_attn.engagement import print_at_train_end

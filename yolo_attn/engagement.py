@@ -192,7 +192,10 @@ def save_full_precision(trainer: Any) -> None:
     blocks = outermost_attention_blocks(getattr(model, "module", model)) if model is not None else {}
     if not blocks:
         return
-    state = {path: {k: v.detach().float().cpu().clone() for k, v in b.state_dict().items()} for path, b in blocks.items()}
+    state = {
+        path: {k: v.detach().float().cpu().clone() for k, v in block.state_dict().items()}
+        for path, block in blocks.items()
+    }
     files = [Path(trainer.last)] + ([Path(trainer.best)] if trainer.best_fitness == trainer.fitness else [])
     for file in files:
         torch.save(state, str(file.with_suffix(FULL_PRECISION_SUFFIX)))
@@ -256,11 +259,14 @@ def summary_lines(report: dict, what: str = "the block") -> list[str]:
         mix = "" if entry["identity_mix"] is None else f"identity_mix {entry['identity_mix']:+.6g}, "
         value = entry["engagement"]
         low = value is not None and value < NEAR_IDENTITY
-        lines.append(f"  {_layer(path)} {entry['block']}: {mix}engagement {_percent(value)}" + (" (off)" if low else ""))
+        flag = " (off)" if low else ""
+        lines.append(f"  {_layer(path)} {entry['block']}: {mix}engagement {_percent(value)}{flag}")
         if low:
             off.append(f"{_layer(path)} ({entry['block']}, {_percent(value)})")
     if off:
-        lines.append(f"WARNING: {len(off)} block(s) stayed within {NEAR_IDENTITY:.0%} of the identity: {', '.join(off)}")
+        lines.append(
+            f"WARNING: {len(off)} block(s) stayed within {NEAR_IDENTITY:.0%} of the identity: {', '.join(off)}"
+        )
     if report["mean"] < NEAR_IDENTITY:
         lines.append(
             f"WARNING: the blocks' mean engagement {report['mean']:.2%} is under {NEAR_IDENTITY:.0%}: this comparison "

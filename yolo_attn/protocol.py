@@ -306,8 +306,9 @@ def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float)
     group has some; then clears the mix's gradient, so the optimizer's own rule (which skips parameters without a
     gradient: SGD, MuSGD, Adam, AdamW, ...) leaves it alone. The hook runs where the optimizer steps: after
     Ultralytics unscaled and clipped the gradients (and DDP averaged them, so every rank takes the same step); a
-    non-finite gradient (an AMP overflow) is dropped, as the optimizer's step is skipped then. Its moments live in ``optimizer.state[mix]`` in float64, so a checkpoint's optimizer
-    state keeps them (Ultralytics halves float32 state only) and a resumed run continues them.
+    non-finite gradient (an AMP overflow) is dropped, as the optimizer's step is skipped then. Its moments live in
+    ``optimizer.state[mix]`` in float64, so a checkpoint's optimizer state keeps them (Ultralytics halves float32 state
+    only) and a resumed run continues them.
 
     Args:
         optimizer (torch.optim.Optimizer): The run's optimizer, holding the mixes in its groups.

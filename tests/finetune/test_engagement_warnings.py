@@ -77,14 +77,18 @@ def test_yolo_attn_train_prints_each_new_blocks_engagement_at_the_end(tiny_data,
     monkeypatch.setattr(LOGGER, "info", lambda text, *a, **k: said.append(f"info {text}"))
     monkeypatch.setattr(LOGGER, "warning", lambda text, *a, **k: said.append(f"warning {text}"))
     args = SimpleNamespace(data=str(tiny_data), task="detect", imgsz=64)
-    print_at_train_end(SimpleNamespace(ema=SimpleNamespace(ema=model), model=model, args=args, device=torch.device("cpu")))
+    print_at_train_end(
+        SimpleNamespace(ema=SimpleNamespace(ema=model), model=model, args=args, device=torch.device("cpu"))
+    )
     assert said[0].startswith("info yolo_attn: engagement of 4 attention block(s) on 4 val images at imgsz 64")
     assert said[1].startswith("info yolo_attn:   layer 10 CBAM: identity_mix +0.2, engagement ")
     assert [s.split(":")[1].strip() for s in said[2:5]] == ["layer 17 CBAM", "layer 21 CBAM", "layer 25 CBAM"]
     assert said[5].startswith("warning yolo_attn: 3 block(s) stayed within 1% of the identity: layer 17 (CBAM, 0.00%)")
     plain = DetectionModel("yolov8n.yaml", nc=2, verbose=False)  # no new block: nothing printed
     said.clear()
-    print_at_train_end(SimpleNamespace(ema=SimpleNamespace(ema=plain), model=plain, args=args, device=torch.device("cpu")))
+    print_at_train_end(
+        SimpleNamespace(ema=SimpleNamespace(ema=plain), model=plain, args=args, device=torch.device("cpu"))
+    )
     assert said == []
 
 

@@ -14,11 +14,13 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_attn import protocol as P
-from yolo_attn.engagement import FULL_PRECISION_SUFFIX, load_full_precision, run_engagement
+from yolo_attn.engagement import FULL_PRECISION_SUFFIX, run_engagement
 
 REACHED = 0.02  # every new mix gets at least this far from 0 (the default rule's first full step is 0.03 exactly)
 ENDED = 0.001  # and ends at least this far from 0 (its gradient may change sign on the way)
-DEEPEST = "model.25"  # yolov8n-cbam's block after the P5 head C2f, the deepest site (its mix gradient ~1e-9 on the demo)
+DEEPEST = (
+    "model.25"  # yolov8n-cbam's block after the P5 head C2f, the deepest site (its mix gradient ~1e-9 on the demo)
+)
 
 
 def source_checkpoint(path, nc: int = 2):

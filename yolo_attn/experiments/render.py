@@ -57,8 +57,8 @@ def engagement_notes(rows: Sequence[dict[str, Any]]) -> str:
             mixes = f", identity_mix in [{row['mix_min']:+.4g}, {row['mix_max']:+.4g}]"
         lines.append(
             f"- **{row['stem']}**: the new blocks stayed within {NEAR_IDENTITY:.0%} of the identity (mean engagement "
-            f"{row['engagement_mean']:.2%}, at most {row['engagement_max']:.2%} over {row['engagement_n']} block x seed "
-            f"values{mixes}): this comparison cannot say whether the block helps.{named}"
+            f"{row['engagement_mean']:.2%}, at most {row['engagement_max']:.2%} over {row['engagement_n']} block x "
+            f"seed values{mixes}): this comparison cannot say whether the block helps.{named}"
         )
     return "\n".join(lines)
 
