@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=["default"], choices=list(PROTOCOLS))
     parser.add_argument("--blocks", nargs="+", default=["cbam", "eca", "ema", "simam"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--trained-at", default=None, help="commit the runs trained with, when the table is rewritten later"
+    )
     args = parser.parse_args()
 
     from yolo_attn.demos import detect
@@ -86,6 +89,8 @@ def rows_of(out: Path) -> list[dict]:
         mine = [r for r in records if r["stem"] == row["stem"]]
         row["diverged"] = any(diverged(r) for r in mine)
         row["runs"] = sum(r["status"] == "done" for r in mine)
+        row["resumed"] = sum(bool(r.get("resumed_at_epoch")) for r in mine)
+        row["minutes"] = sum(r.get("duration_s") or 0 for r in mine) / 60
     return rows
 
 
@@ -93,7 +98,8 @@ def diverged(record: dict) -> bool:
     """A run diverged when it failed, or its final losses or mAP are not finite numbers."""
     if record["status"] != "done":
         return True
-    numbers = [v for v in (record.get("metrics") or {}).values() if isinstance(v, float)]
+    coco = (record.get("metrics") or {}).get("coco") or {}
+    numbers = [v for v in coco.values() if isinstance(v, float)]
     results = Path(record.get("train_dir") or "") / "results.csv"
     if results.is_file():
         with results.open() as f:
@@ -125,13 +131,18 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
         f"CPU training; Python {platform.python_version()}, torch {torch.__version__}, ultralytics "
         f"{ultralytics.__version__}",
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; commit {commit.stdout.strip()}"
-        + (" (with uncommitted changes)" if dirty else ""),
+        + (" (with uncommitted changes)" if dirty else "")
+        + (f"; the runs trained at commit {args.trained_at}" if args.trained_at else ""),
         f"- data: the detect demo's fine-tuning set (`{data.parent.name}`, 96 train / 32 val synthetic images, "
         "128 px), "
         f"every model fine-tuned from the demo's pretrained yolov8n (`{weights.name}`, 30 epochs on the upstream set); "
         f"batch 8, seeds {', '.join(map(str, args.seeds))}, {' '.join(COMMON)}, latency not measured",
-        f"- grid: {len(done)} of {len(cells)} comparisons ran "
-        f"({', '.join(f'{e} epochs {o} {p}: {s / 60:.1f} min' for (e, o, p), _, s in done)})",
+        f"- grid: {len(done)} of {len(cells)} comparisons ran ("
+        + ", ".join(
+            f"{e} epochs {o} {p}: {sum(r['minutes'] for r in rows_of(out)):.1f} min of training and evaluation"
+            for (e, o, p), out, _ in done
+        )
+        + "); a run marked resumed was interrupted (its process stopped) and continued from its last.pt",
         "",
         "Protocols: `default` is this commit's default (`attn_mix_lr=0.03`: the mixes stepped by their own Adam rule; "
         "no weight decay on the mix; new-block lr x30); `old` is the default before it (`attn_mix_lr=0`: the run's "
@@ -155,10 +166,11 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
                 delta = f"{float(row['delta_map50_95_mean']):+.4f}"
                 if row.get("delta_map50_95_low"):
                     delta += f" [{float(row['delta_map50_95_low']):+.4f}, {float(row['delta_map50_95_high']):+.4f}]"
+            resumed = f", {row['resumed']} resumed" if row["resumed"] else ""
             lines.append(
                 f"| {epochs} | {optimizer} | {protocol} | {row['stem']} | {engaged} | "
                 f"{f'{off}/{n}' if n else '–'} | {number(row.get('map50_95_mean', ''), '.4f')} | {delta} | "
-                f"{'yes' if row['diverged'] else 'no'} ({row['runs']} runs) |"
+                f"{'yes' if row['diverged'] else 'no'} ({row['runs']} runs{resumed}) |"
             )
     notes = [(out, (out / "compare.md").read_text()) for _, out, _ in done if (out / "compare.md").exists()]
     lines += ["", "Blocks under 1%, as each comparison's report names them:", ""]
