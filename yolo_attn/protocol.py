@@ -294,7 +294,7 @@ def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module
 
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-16  # eps far below any mix gradient seen (the smallest ~1e-9, issue 26)
-ADAM_STATE = ("attn_mix_step", "attn_mix_exp_avg", "attn_mix_exp_avg_sq")  # keys in optimizer.state[mix]
+ADAM_KEY = "attn_mix_adam"  # key, in a param group holding mixes, of their Adam moments: {index: [step, m, v]}
 
 
 def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float) -> Any:
@@ -306,9 +306,10 @@ def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float)
     group has some; then clears the mix's gradient, so the optimizer's own rule (which skips parameters without a
     gradient: SGD, MuSGD, Adam, AdamW, ...) leaves it alone. The hook runs where the optimizer steps: after
     Ultralytics unscaled and clipped the gradients (and DDP averaged them, so every rank takes the same step); a
-    non-finite gradient (an AMP overflow) is dropped, as the optimizer's step is skipped then. Its moments live in
-    ``optimizer.state[mix]`` in float64, so a checkpoint's optimizer state keeps them (Ultralytics halves float32 state
-    only) and a resumed run continues them.
+    non-finite gradient (an AMP overflow) is dropped, as the optimizer's step is skipped then. The moments are Python
+    floats (float64) in the mix's param group (`ADAM_KEY`, by the mix's index in the group), not in
+    ``optimizer.state`` (whose entries Adam, NAdam ... check for their own keys on load, and Ultralytics halves): the
+    group's entries are saved with the optimizer state in every checkpoint, and a resumed run continues them.
 
     Args:
         optimizer (torch.optim.Optimizer): The run's optimizer, holding the mixes in its groups.
@@ -321,34 +322,27 @@ def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float)
     import torch
 
     ids = {id(p) for p in mixes}
-    (beta1, beta2), (step_key, avg_key, sq_key) = ADAM_BETAS, ADAM_STATE
+    beta1, beta2 = ADAM_BETAS
 
     def adam_step(opt: Any, args: Any, kwargs: Any) -> None:
         for group in opt.param_groups:
             schedule = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0
-            for p in group["params"]:
+            for index, p in enumerate(group["params"]):
                 if id(p) not in ids or p.grad is None:
                     continue
-                if not bool(torch.isfinite(p.grad).all()):  # an AMP overflow (a fused AdamW steps with found_inf)
-                    p.grad = None
-                    continue
-                state = opt.state[p]
-                if step_key not in state:
-                    state.update({k: torch.zeros((), dtype=torch.float64, device=p.device) for k in ADAM_STATE})
-                for k in ADAM_STATE:  # a loaded optimizer state was cast to the param's dtype
-                    state[k] = state[k].to(torch.float64)
-                grad = p.grad.detach().to(torch.float64)
-                state[step_key] += 1
-                state[avg_key].mul_(beta1).add_(grad, alpha=1 - beta1)
-                state[sq_key].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                t = float(state[step_key])
-                size = lr * schedule
-                denom = (state[sq_key] / (1 - beta2**t)).sqrt().add_(ADAM_EPS)
-                update = state[avg_key] / denom * (size / (1 - beta1**t))
-                with torch.no_grad():
-                    value = p.detach().to(torch.float64) * (1 - size * group.get("weight_decay", 0.0)) - update
-                    p.copy_(value.to(p.dtype))
+                grad = float(p.grad.detach())
                 p.grad = None
+                if not math.isfinite(grad):  # an AMP overflow (a fused AdamW steps with found_inf)
+                    continue
+                moments = group.setdefault(ADAM_KEY, {})
+                step, avg, sq = moments.get(index, moments.get(str(index), (0.0, 0.0, 0.0)))
+                step, avg, sq = step + 1, beta1 * avg + (1 - beta1) * grad, beta2 * sq + (1 - beta2) * grad * grad
+                moments[index] = [step, avg, sq]
+                size = lr * schedule
+                update = avg / (math.sqrt(sq / (1 - beta2**step)) + ADAM_EPS) * (size / (1 - beta1**step))
+                with torch.no_grad():
+                    value = float(p.detach()) * (1 - size * group.get("weight_decay", 0.0)) - update
+                    p.fill_(value)
 
     return optimizer.register_step_pre_hook(adam_step)
 

@@ -118,18 +118,40 @@ def test_a_resumed_run_continues_the_mixes_own_moments(tiny_data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         yolo.train(trainer=trainer, **args, project=str(tmp_path), name="run", exist_ok=True)
     last = tmp_path / "run" / "weights" / "last.pt"
-    state = torch.load(last, weights_only=False)["optimizer"]["state"]
-    saved = [s for s in state.values() if P.ADAM_STATE[0] in s]
-    assert len(saved) == 4 and all(s[k].dtype == torch.float64 for s in saved for k in P.ADAM_STATE)
-    steps = {float(s[P.ADAM_STATE[0]]) for s in saved}
-    assert steps == {2.0}  # 8 images, batch 4, accumulate 1: two steps in the first epoch
+    groups = torch.load(last, weights_only=False)["optimizer"]["param_groups"]
+    saved = [m for g in groups for m in g.get(P.ADAM_KEY, {}).values()]  # [step, m, v] per mix, Python floats
+    assert len(saved) == 4 and all(isinstance(v, float) for m in saved for v in m)
+    assert {m[0] for m in saved} == {2.0}  # 8 images, batch 4, accumulate 1: two steps in the first epoch
 
     resumed = YOLO(str(last))
     seen = {}
-    resumed.add_callback("on_train_end", lambda t: seen.update(state=t.optimizer.state_dict()["state"]))
+
+    def end(trainer):
+        seen["moments"] = [m for g in trainer.optimizer.param_groups for m in g.get(P.ADAM_KEY, {}).values()]
+
+    resumed.add_callback("on_train_end", end)
     resumed.train(resume=True, trainer=P.attach(resumed, P.FineTuneProtocol()))
-    after = [s for s in seen["state"].values() if P.ADAM_STATE[0] in s]
-    assert len(after) == 4 and {float(s[P.ADAM_STATE[0]]) for s in after} == {4.0}
+    assert len(seen["moments"]) == 4 and {m[0] for m in seen["moments"]} == {4.0}  # continued, not restarted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["Adam", "NAdam", "RMSprop"])
+def test_the_mixes_rule_resumes_under_optimizers_that_check_their_state_on_load(optimizer, tiny_data, tmp_path):
+    weights = source_checkpoint(tmp_path / "base.pt")
+    yolo = YOLO("yolov8n-cbam.yaml")
+
+    def stop(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt("stopped")
+
+    yolo.add_callback("on_fit_epoch_end", stop)
+    args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, nbs=4, device="cpu", workers=0, val=False)
+    args |= dict(pretrained=str(weights), optimizer=optimizer, lr0=0.001, warmup_epochs=0, plots=False, amp=False)
+    with pytest.raises(KeyboardInterrupt):
+        yolo.train(trainer=P.attach(yolo, P.FineTuneProtocol()), **args, project=str(tmp_path), name="r", exist_ok=True)
+    resumed = YOLO(str(tmp_path / "r" / "weights" / "last.pt"))
+    resumed.train(resume=True, trainer=P.attach(resumed, P.FineTuneProtocol()))
+    assert resumed.trainer.epoch == 1
 
 
 def test_a_plan_recorded_before_attn_mix_lr_keeps_the_run_optimizer_for_the_mix(tmp_path):
