@@ -203,6 +203,8 @@ def test_yolo_attn_train_command_applies_the_protocol(tiny_data, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "yolo_attn protocol: 4 new attention block(s): mix without weight decay, new-block lr x10" in out
     assert "mix starts at 0.02" in out
+    assert "yolo_attn: engagement of 4 attention block(s) on 4 val images at imgsz 64" in out  # printed at the end
+    assert "yolo_attn:   layer 25 CBAM: identity_mix " in out
 
 
 @pytest.mark.slow

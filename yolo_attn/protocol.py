@@ -279,7 +279,7 @@ def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module
 
     optimizer = build()
     regroup(optimizer, [p for b in blocks.values() for p in b.parameters()], mixes, protocol)
-    if protocol.mix_lr and mixes:
+    if protocol.mix_lr and mixes and not resumes_without_mix_rule(trainer):
         step_mixes_by_adam(optimizer, mixes, protocol.mix_lr)
     saved = saved_group_count(trainer) if getattr(trainer, "resume", False) else None
     if saved is not None and saved != len(optimizer.param_groups):  # the run was trained with other groups
@@ -323,6 +323,9 @@ def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float)
 
     ids = {id(p) for p in mixes}
     beta1, beta2 = ADAM_BETAS
+    for group in optimizer.param_groups:  # marked from the start: a checkpoint saved before any step says so too
+        if any(id(p) in ids for p in group["params"]):
+            group.setdefault(ADAM_KEY, {})
 
     def adam_step(opt: Any, args: Any, kwargs: Any) -> None:
         for group in opt.param_groups:
@@ -345,6 +348,30 @@ def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float)
                     p.fill_(value)
 
     return optimizer.register_step_pre_hook(adam_step)
+
+
+def resumes_without_mix_rule(trainer: Any) -> bool:
+    """Return True when ``trainer`` resumes a run whose own optimizer stepped the mixes: it resumes so (warned).
+
+    Such a run was trained with ``attn_mix_lr=0``, or before the option existed; it keeps the rule it was trained with.
+    False when not resuming, or when the run's checkpoint has the mixes' own moments (`ADAM_KEY`).
+    """
+    if not getattr(trainer, "resume", False):
+        return False
+    import torch
+
+    try:
+        groups = torch.load(str(trainer.args.resume), map_location="cpu", weights_only=False)["optimizer"][
+            "param_groups"
+        ]
+    except Exception:  # no readable optimizer state: Ultralytics' own resume reports the problem
+        return False
+    if any(ADAM_KEY in group for group in groups):
+        return False
+    from ultralytics.utils import LOGGER
+
+    LOGGER.warning(f"{PREFIX}{trainer.args.resume} was trained with its optimizer stepping the mixes: it resumes so")
+    return True
 
 
 def saved_group_count(trainer: Any) -> int | None:

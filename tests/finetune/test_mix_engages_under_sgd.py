@@ -135,6 +135,30 @@ def test_a_resumed_run_continues_the_mixes_own_moments(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_trained_with_its_optimizer_stepping_the_mixes_resumes_so(tiny_data, tmp_path):
+    """A run made before attn_mix_lr (or with 0), resumed by a process whose default is the mixes' own rule."""
+    weights = source_checkpoint(tmp_path / "base.pt")
+    yolo = YOLO("yolov8n-cbam.yaml")
+
+    def stop(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt("stopped")
+
+    yolo.add_callback("on_fit_epoch_end", stop)
+    args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, nbs=4, device="cpu", workers=0, val=False)
+    args |= dict(pretrained=str(weights), optimizer="SGD", lr0=0.01, warmup_epochs=0, plots=False, amp=False)
+    with pytest.raises(KeyboardInterrupt):
+        yolo.train(trainer=P.attach(yolo, P.FineTuneProtocol(mix_lr=0)), **args, project=str(tmp_path), name="r")
+    last = tmp_path / "r" / "weights" / "last.pt"
+    assert not any(P.ADAM_KEY in g for g in torch.load(last, weights_only=False)["optimizer"]["param_groups"])
+    resumed = YOLO(str(last))
+    seen = {}
+    resumed.add_callback("on_train_end", lambda t: seen.update(groups=list(t.optimizer.param_groups)))
+    resumed.train(resume=True, trainer=P.attach(resumed, P.FineTuneProtocol()))
+    assert not any(P.ADAM_KEY in g for g in seen["groups"])  # the optimizer kept stepping the mixes
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["Adam", "NAdam", "RMSprop"])
 def test_the_mixes_rule_resumes_under_optimizers_that_check_their_state_on_load(optimizer, tiny_data, tmp_path):
     weights = source_checkpoint(tmp_path / "base.pt")
