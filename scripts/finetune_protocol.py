@@ -7,7 +7,7 @@ to --doc, with the command, the machine, the date and the commit. The table is r
 interrupted grid leaves the part that ran (and a rerun with the same --out keeps the finished runs).
 
 python scripts/finetune_protocol.py --epochs 10 --optimizers SGD AdamW auto --blocks cbam eca ema simam --seeds 0 1
-python scripts/finetune_protocol.py --epochs 10 --optimizers SGD --protocols default old --blocks cbam eca
+python scripts/finetune_protocol.py --epochs 10 --optimizers SGD AdamW --protocols default old:SGD --blocks cbam eca
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks" / "finetune_protocol.md")
     parser.add_argument("--epochs", type=int, nargs="+", default=[10])
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
-    parser.add_argument("--protocols", nargs="+", default=["default"], choices=list(PROTOCOLS))
+    parser.add_argument("--protocols", nargs="+", default=["default"], help="default, old; old:SGD: only with SGD")
     parser.add_argument("--blocks", nargs="+", default=["cbam", "eca", "ema", "simam"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
@@ -60,7 +60,8 @@ def main() -> None:
     upstream = detect.synthetic_data(demo / "data" / "upstream", detect.N_UPSTREAM_TRAIN, detect.N_VAL, seed=1)
     weights = detect.pretrain_baseline(upstream, demo / "pretrain")
     models = ["yolov8n.yaml", *(f"yolov8n-{b}.yaml" for b in args.blocks)]
-    cells = [(e, o, p) for e in args.epochs for p in args.protocols for o in args.optimizers]
+    only = {p.split(":")[0]: p.split(":")[1].split(",") if ":" in p else args.optimizers for p in args.protocols}
+    cells = [(e, o, p) for e in args.epochs for p in only for o in args.optimizers if o in only[p]]
     done: list[tuple[tuple[int, str, str], Path, float]] = []
     for epochs, optimizer, protocol in cells:
         out = (args.out / f"e{epochs}-{optimizer}-{protocol}").resolve()
