@@ -136,20 +136,20 @@ def main() -> None:
     def e(value: float | None) -> str:
         return "–" if value is None else f"{value:.2e}"
 
-    for name in args.models:
-        for protocol in args.protocols:
-            for optimizer in args.optimizers:
-                model = f"yolov8n-{name}.yaml"
-                for path, r in measure(
-                    model, weights, data, optimizer, protocol, args.epochs, args.out.resolve()
-                ).items():
-                    lines.append(
-                        f"| {model} | {optimizer} | {protocol} | {path} | {e(r['mix_grad'])} | {e(r['block_grad'])} | "
-                        f"{e(r['feed_grad'])} | {r['mix_end']:+.2e} | {e(r['mix_max'])} | {r['steps']} |"
-                    )
-                args.doc.parent.mkdir(parents=True, exist_ok=True)
-                args.doc.write_text("\n".join(lines) + "\n")
-                print(f"written {args.doc}", flush=True)
+    configurations = [(n, p, o) for n in args.models for p in args.protocols for o in args.optimizers]
+    count_line = 8  # after the fine-tune's description
+    lines.insert(count_line, "")
+    for done, (name, protocol, optimizer) in enumerate(configurations, 1):
+        model = f"yolov8n-{name}.yaml"
+        for path, r in measure(model, weights, data, optimizer, protocol, args.epochs, args.out.resolve()).items():
+            lines.append(
+                f"| {model} | {optimizer} | {protocol} | {path} | {e(r['mix_grad'])} | {e(r['block_grad'])} | "
+                f"{e(r['feed_grad'])} | {r['mix_end']:+.2e} | {e(r['mix_max'])} | {r['steps']} |"
+            )
+        lines[count_line] = f"- configurations: {done} of {len(configurations)} ran (model x protocol x optimizer)"
+        args.doc.parent.mkdir(parents=True, exist_ok=True)
+        args.doc.write_text("\n".join(lines) + "\n")
+        print(f"written {args.doc}", flush=True)
 
 
 if __name__ == "__main__":
