@@ -31,7 +31,8 @@ def test_split_protocol_takes_attn_keys_and_leaves_the_rest():
 def test_the_plan_records_the_protocol_and_a_resume_with_another_is_refused(tmp_path):
     plan = make_plan("d.yaml", ["a.yaml"], [0], 1, 64, train_overrides={"attn_warmup_epochs": 0, "workers": 0})
     assert P.FineTuneProtocol() == P.FineTuneProtocol(mix_decay=False, lr_mult=30, warmup_epochs=0, mix_init=0)
-    assert P.FineTuneProtocol(mix_decay=True, lr_mult=1, warmup_epochs=0, mix_init=0) == P.LEGACY
+    assert P.FineTuneProtocol().mix_lr == 0.03
+    assert P.FineTuneProtocol(mix_decay=True, lr_mult=1, warmup_epochs=0, mix_init=0, mix_lr=0) == P.LEGACY
     assert plan.settings["train_overrides"] == {"workers": 0}
     assert plan.settings["protocol"] == P.FineTuneProtocol().to_settings()
     other = make_plan("d.yaml", ["a.yaml"], [0], 1, 64, train_overrides={"attn_lr_mult": 10, "workers": 0})
@@ -202,6 +203,8 @@ def test_yolo_attn_train_command_applies_the_protocol(tiny_data, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "yolo_attn protocol: 4 new attention block(s): mix without weight decay, new-block lr x10" in out
     assert "mix starts at 0.02" in out
+    assert "yolo_attn: engagement of 4 attention block(s) on 4 val images at imgsz 64" in out  # printed at the end
+    assert "yolo_attn:   layer 25 CBAM: identity_mix " in out
 
 
 @pytest.mark.slow
@@ -240,7 +243,7 @@ def test_the_warm_up_treats_the_baseline_and_a_model_whose_blocks_stay_the_ident
     they must not reach the first step after the warm-up of one model and not the other.
     """
     weights = source_checkpoint(tmp_path / "base.pt")
-    protocol = P.FineTuneProtocol(lr_mult=1e-12, warmup_epochs=1)
+    protocol = P.FineTuneProtocol(lr_mult=1e-12, warmup_epochs=1, mix_lr=0)  # the run's optimizer steps the mixes
     args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, device="cpu", workers=0, pretrained=str(weights))
     args |= dict(optimizer="AdamW", lr0=0.01, warmup_epochs=0, nbs=12, plots=False, val=False, amp=False)
     final = {}

@@ -89,7 +89,17 @@ def take_protocol(argv: list[str]) -> list[str]:
         return argv
     protocol, _ = split_protocol({k: smart_value(v) for k, v in (a.split("=", 1) for a in mine)})
     install_default(protocol)
+    install_engagement_summary()
     return [a for a in argv if a not in mine]
+
+
+def install_engagement_summary() -> None:
+    """Print each new attention block's engagement at the end of ``yolo-attn train`` (`print_at_train_end`)."""
+    from ultralytics.utils.callbacks import base
+
+    from yolo_attn.finetune.engagement import print_at_train_end
+
+    base.default_callbacks.setdefault("on_train_end", []).append(print_at_train_end)
 
 
 def build_parser() -> argparse.ArgumentParser:

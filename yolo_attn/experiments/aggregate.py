@@ -123,8 +123,8 @@ def engagement_stats(runs: Sequence[dict[str, Any]], stem: str) -> dict[str, Any
         (dict[str, Any]): ``engagement_mean``, ``engagement_min``, ``engagement_max`` (over every block of every
             seed), ``engagement_n`` (block x seed values), ``mix_min``, ``mix_max`` (None without mixes),
             ``fine_tuned_blocks`` (True when the blocks are new to pretrained weights: the runs' transfer reports
-            list them, or they have an identity mix) and ``near_identity`` (True when such blocks all stayed below
-            ``NEAR_IDENTITY``; None when not fine-tuned or not measured).
+            list them, or they have an identity mix), ``near_identity`` (True when such blocks' mean engagement is
+            below ``NEAR_IDENTITY``; None when not fine-tuned or not measured) and ``blocks_off`` (`blocks_off`).
     """
     values, mixes, fine_tuned = [], [], False
     for run in runs:
@@ -147,8 +147,35 @@ def engagement_stats(runs: Sequence[dict[str, Any]], stem: str) -> dict[str, Any
         "mix_max": max(mixes, default=None),
         "fine_tuned_blocks": fine_tuned,
     }
-    stats["near_identity"] = (stats["engagement_max"] < NEAR_IDENTITY) if (fine_tuned and values) else None
+    stats["near_identity"] = (stats["engagement_mean"] < NEAR_IDENTITY) if (fine_tuned and values) else None
+    stats["blocks_off"] = blocks_off(runs, stem) if fine_tuned else {}
     return stats
+
+
+def blocks_off(runs: Sequence[dict[str, Any]], stem: str) -> dict[str, dict[str, Any]]:
+    """Return the attention blocks of one model whose engagement stayed below ``NEAR_IDENTITY`` in some seed.
+
+    Args:
+        runs (Sequence[dict[str, Any]]): Run records.
+        stem (str): Model stem.
+
+    Returns:
+        (dict[str, dict[str, Any]]): Module path (``model.21``) -> ``block`` (class name) and ``seeds`` (seed ->
+            engagement, the seeds in which it stayed below), in layer order.
+    """
+    off: dict[str, dict[str, Any]] = {}
+    for run in sorted((r for r in runs if r["stem"] == stem), key=lambda r: r["seed"]):
+        for path, block in ((run.get("engagement") or {}).get("blocks") or {}).items():
+            value = block.get("engagement")
+            if value is not None and value < NEAR_IDENTITY:
+                entry = off.setdefault(path, {"block": block.get("block"), "seeds": {}})
+                entry["seeds"][run["seed"]] = value
+    return dict(sorted(off.items(), key=lambda item: _layer_order(item[0])))
+
+
+def _layer_order(path: str) -> tuple:
+    """Sort key of a module path by its numeric parts (``model.9`` before ``model.10``)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.split("."))
 
 
 def read_costs(out: Path, stems: Sequence[str], imgsz: int) -> dict[str, dict[str, Any]]:

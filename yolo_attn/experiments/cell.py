@@ -191,6 +191,8 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         yolo.train(**trainer_args, trainer=attach(yolo, protocol))
         weights, save_dir = _trained_weights(yolo.trainer.best, yolo.trainer.last), yolo.trainer.save_dir
     metrics = evaluate_weights(weights, settings, first_device(device), out / "eval" / key)
+    engagement = run_engagement(weights, settings, first_device(device))
+    print_engagement(key, engagement)
     return {
         "metrics": metrics,
         "weights": str(weights),
@@ -198,8 +200,16 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
         "resumed_at_epoch": resumed_at,
         "restarted": restarted,
         "transfer": transfer_report_of(weights),
-        "engagement": run_engagement(weights, settings, first_device(device)),
+        "engagement": engagement,
     }
+
+
+def print_engagement(key: str, engagement: dict) -> None:
+    """Print a run's engagement summary on the console (and in its cell log): each block, and the ones left off."""
+    from yolo_attn.engagement import summary_lines
+
+    for line in summary_lines(engagement, "the block"):
+        print(f"compare: {key}: {line}", flush=True)
 
 
 def training_state(last: Path) -> tuple[str, int | None]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from yolo_attn.experiments.files import PLAN, load_records, read_json, run_key, run_path, write_json_atomic
 from yolo_attn.experiments.tasks import TASKS, get_task
-from yolo_attn.finetune.protocol import LEGACY, split_protocol
+from yolo_attn.finetune.protocol import ADDED_LATER, LEGACY, split_protocol
 
 __all__ = ("TASKS", "Cell", "Plan", "check_settings", "load_plan", "make_plan", "save_plan")
 
@@ -214,6 +214,7 @@ def check_settings(path: Path, before: dict[str, Any], now: dict[str, Any]) -> N
     """
     # folders written before these settings existed were detection ones, with Ultralytics' own param groups
     before = {"task": "detect", "protocol": LEGACY.to_settings(), **before}
+    before["protocol"] = {**ADDED_LATER, **before["protocol"]}  # keys added since: what its runs got
     changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
     if changed:
         detail = "; ".join(f"{k}: {old!r} before, {new!r} now" for k, (old, new) in changed.items())

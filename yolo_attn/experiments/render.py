@@ -34,20 +34,47 @@ def protocol(plan: Plan) -> str:
 
 
 def engagement_notes(rows: Sequence[dict[str, Any]]) -> str:
-    """Return the report's sentences about models whose new blocks stayed near the identity ("" when none did)."""
+    """Return the report's sentences about new blocks that stayed near the identity ("" when none did).
+
+    A model whose mean engagement is below ``NEAR_IDENTITY`` gets the sentence "this comparison cannot say whether the
+    block helps"; every block below it in some seed is named with its layer (`blocks_off_text`).
+    """
     lines = []
     for row in rows:
+        off = row.get("blocks_off") or {}
+        if not (row.get("near_identity") or off):
+            continue
+        named = f" Below {NEAR_IDENTITY:.0%}: {blocks_off_text(off)}." if off else ""
         if not row.get("near_identity"):
+            lines.append(
+                f"- **{row['stem']}**: {len(off)} new block(s) stayed within {NEAR_IDENTITY:.0%} of the identity in "
+                f"some seed (mean engagement {row['engagement_mean']:.2%}): what the comparison says about the block "
+                f"does not come from them.{named}"
+            )
             continue
         mixes = ""
         if row["mix_min"] is not None:
-            mixes = f", identity_mix in [{row['mix_min']:+.4f}, {row['mix_max']:+.4f}]"
+            mixes = f", identity_mix in [{row['mix_min']:+.4g}, {row['mix_max']:+.4g}]"
         lines.append(
-            f"- **{row['stem']}**: the new blocks stayed within {NEAR_IDENTITY:.0%} of the identity (engagement at "
-            f"most {row['engagement_max']:.2%} over {row['engagement_n']} block x seed values{mixes}): this comparison "
-            f"cannot say whether the block helps."
+            f"- **{row['stem']}**: the new blocks stayed within {NEAR_IDENTITY:.0%} of the identity (mean engagement "
+            f"{row['engagement_mean']:.2%}, at most {row['engagement_max']:.2%} over {row['engagement_n']} block x "
+            f"seed values{mixes}): this comparison cannot say whether the block helps.{named}"
         )
     return "\n".join(lines)
+
+
+def blocks_off_text(off: dict[str, dict[str, Any]]) -> str:
+    """Name blocks that stayed off, e.g. ``"layer 21 (CBAM, model.21): seed 0 0.00%, seed 1 0.31%"``, joined by ``;``.
+
+    Args:
+        off (dict[str, dict[str, Any]]): `yolo_attn.experiments.aggregate.blocks_off`'s result.
+    """
+    parts = []
+    for path, entry in off.items():
+        layer = path.split(".")[1] if path.startswith("model.") and path.count(".") == 1 else path
+        seeds = ", ".join(f"seed {seed} {value:.2%}" for seed, value in entry["seeds"].items())
+        parts.append(f"layer {layer} ({entry['block']}, {path}): {seeds}")
+    return "; ".join(parts)
 
 
 def runtime_section(out: Path, stems: Sequence[str]) -> str:
@@ -75,6 +102,8 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     columns = list(dict.fromkeys(k for row in rows for k in row))
 
     def cell(value: Any) -> Any:
+        if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):  # blocks_off
+            return blocks_off_text(value)
         if isinstance(value, dict):
             return ";".join(f"{k}:{v:.6g}" for k, v in value.items())
         if isinstance(value, list):

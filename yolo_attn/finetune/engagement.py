@@ -170,15 +170,147 @@ def run_engagement(weights: str | Path, settings: dict[str, Any], device: str | 
 
     Returns:
         (dict): `engagement_report`'s result, with ``weights`` added.
+
+    The checkpoint holds its weights in fp16; the attention blocks' full-precision tensors, saved beside it by
+    `save_full_precision`, replace them where they exist.
     """
     from ultralytics.nn.tasks import load_checkpoint
 
     model, _ = load_checkpoint(str(weights))
+    load_full_precision(model, weights)
     files = sample_images(settings["data"], settings.get("task", "detect"))
     return {"weights": str(weights), **engagement_report(model, files, int(settings["imgsz"]), device)}
+
+
+FULL_PRECISION_SUFFIX = ".attn_fp32.pt"  # beside best.pt / last.pt: the attention blocks' float32 tensors
+
+
+def save_full_precision(trainer: Any) -> None:
+    """Ultralytics ``on_model_save`` callback: save the attention blocks of the checkpoint just written in float32.
+
+    Ultralytics saves its EMA in fp16, which rounds a mix of 1.8e-7 to a subnormal; ``last.attn_fp32.pt`` (and
+    ``best.attn_fp32.pt`` when ``best.pt`` was written too) keep the blocks' tensors of that EMA as trained.
+    """
+    model = getattr(trainer.ema, "ema", None)
+    blocks = outermost_attention_blocks(getattr(model, "module", model)) if model is not None else {}
+    if not blocks:
+        return
+    state = {
+        path: {k: v.detach().float().cpu().clone() for k, v in block.state_dict().items()}
+        for path, block in blocks.items()
+    }
+    files = [Path(trainer.last)] + ([Path(trainer.best)] if trainer.best_fitness == trainer.fitness else [])
+    for file in files:
+        torch.save(state, str(file.with_suffix(FULL_PRECISION_SUFFIX)))
+
+
+def load_full_precision(model: nn.Module, weights: str | Path) -> bool:
+    """Load the attention blocks' float32 tensors saved beside ``weights`` (`save_full_precision`) into ``model``.
+
+    Returns:
+        (bool): Whether a file was found and loaded: it must hold exactly the model's attention blocks, and its
+            tensors rounded to fp16 must be the checkpoint's (a file left by another training is ignored).
+    """
+    path = Path(weights).with_suffix(FULL_PRECISION_SUFFIX)
+    if not path.is_file():
+        return False
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    blocks = outermost_attention_blocks(model)
+    if set(state) != set(blocks):  # not this checkpoint's blocks
+        return False
+    for path_, block in blocks.items():
+        mine = block.state_dict()
+        if set(mine) != set(state[path_]) or not all(
+            torch.equal(v.to(mine[k].dtype) if not v.is_floating_point() else v.half().to(mine[k].dtype), mine[k])
+            for k, v in state[path_].items()
+        ):
+            return False
+    model.float()
+    for path_, block in blocks.items():
+        block.load_state_dict(state[path_])
+    return True
 
 
 def _torch_device(device: str) -> str:
     """Turn an Ultralytics device (``0``, ``cuda:0``, ``mps``) into a torch one."""
     text = str(device).strip().lower()
     return f"cuda:{text}" if text.isdigit() else text
+
+
+def summary_lines(report: dict, what: str = "the block") -> list[str]:
+    """Return the console summary of an `engagement_report`: one line per block, then the warnings.
+
+    Every block below ``NEAR_IDENTITY`` is named with its layer; a mean below it gets the sentence "this comparison
+    cannot say whether the block helps" (``what`` names the blocks in it).
+
+    Args:
+        report (dict): `engagement_report`'s (or `run_engagement`'s) result.
+        what (str): How the sentence names the blocks, e.g. ``"CBAM"``.
+
+    Returns:
+        (list[str]): Lines, empty for a model without attention blocks.
+    """
+    blocks = report.get("blocks") or {}
+    if not blocks or report.get("mean") is None:
+        return []
+    lines = [
+        f"engagement of {len(blocks)} attention block(s) on {report['images']} val images at imgsz {report['imgsz']}: "
+        f"mean {report['mean']:.2%} [{report['min']:.2%}, {report['max']:.2%}]"
+    ]
+    off = []
+    for path, entry in blocks.items():
+        mix = "" if entry["identity_mix"] is None else f"identity_mix {entry['identity_mix']:+.6g}, "
+        value = entry["engagement"]
+        low = value is not None and value < NEAR_IDENTITY
+        flag = " (off)" if low else ""
+        lines.append(f"  {_layer(path)} {entry['block']}: {mix}engagement {_percent(value)}{flag}")
+        if low:
+            off.append(f"{_layer(path)} ({entry['block']}, {_percent(value)})")
+    if off:
+        lines.append(
+            f"WARNING: {len(off)} block(s) stayed within {NEAR_IDENTITY:.0%} of the identity: {', '.join(off)}"
+        )
+    if report["mean"] < NEAR_IDENTITY:
+        lines.append(
+            f"WARNING: the blocks' mean engagement {report['mean']:.2%} is under {NEAR_IDENTITY:.0%}: this comparison "
+            f"cannot say whether {what} helps"
+        )
+    return lines
+
+
+def print_at_train_end(trainer: Any) -> None:
+    """Ultralytics ``on_train_end`` callback: print each new attention block's engagement on the validation images.
+
+    Measured on the final EMA weights, the ones ``last.pt`` holds, at full precision (before the checkpoint's fp16), on
+    the fixed sample of `sample_images` at the run's ``imgsz``. Nothing for a model without new blocks (the baseline,
+    a model trained from scratch).
+    """
+    import copy
+
+    from ultralytics.utils import LOGGER
+
+    from yolo_attn.protocol import new_block_modules
+
+    model = getattr(trainer.ema, "ema", None)
+    model = trainer.model if model is None else model
+    model = getattr(model, "module", model)
+    if not new_block_modules(model):
+        return
+    try:
+        files = sample_images(trainer.args.data, trainer.args.task)
+        report = engagement_report(copy.deepcopy(model), files, int(trainer.args.imgsz), str(trainer.device))
+    except Exception as error:  # a summary must never fail a finished training
+        LOGGER.warning(f"yolo_attn: engagement not measured ({error})")
+        return
+    for line in summary_lines(report, "the new blocks"):
+        (LOGGER.warning if line.startswith("WARNING") else LOGGER.info)(f"yolo_attn: {line.removeprefix('WARNING: ')}")
+
+
+def _layer(path: str) -> str:
+    """``model.21`` -> ``layer 21``; another path is kept."""
+    head, _, index = path.partition(".")
+    return f"layer {index}" if head == "model" and index.isdigit() else path
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"

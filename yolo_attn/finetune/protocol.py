@@ -16,6 +16,12 @@ only how the new blocks' parameters train; every other parameter trains exactly 
   nothing during those epochs, so every model of a comparison gets the same epochs of full training.
 - ``attn_mix_init`` (float, default 0): start the new mixes at this value instead of 0 (LayerScale-style). Not 0
   gives up the exact step-0 identity: at step 0 the model no longer predicts what the pretrained model predicted.
+- ``attn_mix_lr`` (float, default 0.03): the ``identity_mix`` scalars are stepped by an Adam rule of their own
+  (`step_mixes_by_adam`), by at most about this much per step times the run's own schedule (its warm-up and lr curve),
+  whatever optimizer and ``lr0`` the run uses; every other parameter keeps the run's optimizer. 0: the run's optimizer
+  steps the mixes too, at ``lr`` times ``attn_lr_mult`` (what runs made before this option got). Under SGD a mix moves
+  by ``lr x gradient``, and a mix's gradient is small and differs by orders of magnitude between sites (issue 26): the
+  blocks stayed at the identity under SGD while AdamW moved them. An Adam step does not depend on the gradient's scale.
 
 Ultralytics' mechanisms are used throughout: its ``build_optimizer`` (extended by a subclass of the task's trainer,
 passed as ``train(trainer=...)``, so the learning-rate scheduler, its warm-up, a resumed run's optimizer state and
@@ -52,12 +58,14 @@ class FineTuneProtocol:
         lr_mult (float): Learning-rate multiplier for the new blocks' parameters.
         warmup_epochs (int): Epochs at the start in which only the new blocks train.
         mix_init (float): Starting value of new mixes (0: the exact identity at step 0).
+        mix_lr (float): Step size of the mixes' own Adam rule (0: the run's optimizer steps them).
     """
 
     mix_decay: bool = False
     lr_mult: float = 30.0
     warmup_epochs: int = 0
     mix_init: float = 0.0
+    mix_lr: float = 0.03
 
     def __post_init__(self) -> None:
         """Validate the values."""
@@ -67,6 +75,8 @@ class FineTuneProtocol:
             raise ValueError(f"attn_warmup_epochs must be 0 or more, got {self.warmup_epochs!r}")
         if not math.isfinite(self.mix_init):
             raise ValueError(f"attn_mix_init must be a finite number, got {self.mix_init!r}")
+        if not (math.isfinite(self.mix_lr) and self.mix_lr >= 0):
+            raise ValueError(f"attn_mix_lr must be 0 or a positive number, got {self.mix_lr!r}")
 
     def to_settings(self) -> dict[str, Any]:
         """Return the protocol as its ``key=value`` settings (``attn_mix_decay`` ...), as recorded in a plan."""
@@ -74,8 +84,11 @@ class FineTuneProtocol:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any] | None) -> FineTuneProtocol:
-        """Build a protocol from ``attn_*`` settings; missing keys take the defaults."""
-        protocol, rest = split_protocol(settings or {})
+        """Build a protocol from recorded ``attn_*`` settings (a plan's); missing keys take the defaults.
+
+        A key added after a plan was recorded takes the value that gives what that plan's runs got (`ADDED_LATER`).
+        """
+        protocol, rest = split_protocol({**ADDED_LATER, **(settings or {})})
         if rest:
             raise ValueError(f"not fine-tuning protocol settings: {', '.join(sorted(rest))}")
         return protocol
@@ -88,6 +101,8 @@ class FineTuneProtocol:
         if self.warmup_epochs:
             parts.append(f"{self.warmup_epochs} warm-up epoch(s) training only the new blocks (pretrained frozen)")
         parts.append(f"mix starts at {self.mix_init:g}" + ("" if self.mix_init else " (exact identity)"))
+        if self.mix_lr:
+            parts.append(f"mix stepped by its own Adam rule at {self.mix_lr:g} x the run's lr schedule")
         return ", ".join(parts)
 
 
@@ -96,10 +111,13 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "attn_lr_mult": float,
     "attn_warmup_epochs": lambda v: _integer("attn_warmup_epochs", v),
     "attn_mix_init": float,
+    "attn_mix_lr": float,
 }
+# Keys added after plans were first recorded, with the value that gives what the runs of such a plan got.
+ADDED_LATER: dict[str, Any] = {"attn_mix_lr": 0.0}
 # What runs made before these options got: Ultralytics' own groups. The default (no decay on the mix, lr x30 for new
 # blocks, exact identity start, no warm-up) was chosen on the demo's fine-tuning, see docs/fine-tuning.md.
-LEGACY = FineTuneProtocol(mix_decay=True, lr_mult=1.0)
+LEGACY = FineTuneProtocol(mix_decay=True, lr_mult=1.0, mix_lr=0.0)
 
 
 def split_protocol(settings: dict[str, Any]) -> tuple[FineTuneProtocol, dict[str, Any]]:
@@ -261,6 +279,8 @@ def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module
 
     optimizer = build()
     regroup(optimizer, [p for b in blocks.values() for p in b.parameters()], mixes, protocol)
+    if protocol.mix_lr and mixes and not resumes_without_mix_rule(trainer):
+        step_mixes_by_adam(optimizer, mixes, protocol.mix_lr)
     saved = saved_group_count(trainer) if getattr(trainer, "resume", False) else None
     if saved is not None and saved != len(optimizer.param_groups):  # the run was trained with other groups
         LOGGER.warning(
@@ -271,6 +291,87 @@ def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module
     if blocks:
         LOGGER.info(f"{PREFIX}{len(blocks)} new attention block(s): {protocol.describe()}")
     return optimizer
+
+
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-16  # eps far below any mix gradient seen (the smallest ~1e-9, issue 26)
+ADAM_KEY = "attn_mix_adam"  # key, in a param group holding mixes, of their Adam moments: {index: [step, m, v]}
+
+
+def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float) -> Any:
+    """Step the ``identity_mix`` scalars by an Adam rule of their own, inside the run's optimizer, at its schedule.
+
+    A step pre-hook of ``optimizer`` updates each mix with a gradient by Adam (betas `ADAM_BETAS`, bias-corrected),
+    step size ``lr`` times its group's schedule (``group["lr"] / group["initial_lr"]``, the warm-up and lr curve that
+    Ultralytics applies to the group; 1 before a scheduler set ``initial_lr``) and decoupled weight decay when its
+    group has some; then clears the mix's gradient, so the optimizer's own rule (which skips parameters without a
+    gradient: SGD, MuSGD, Adam, AdamW, ...) leaves it alone. The hook runs where the optimizer steps: after
+    Ultralytics unscaled and clipped the gradients (and DDP averaged them, so every rank takes the same step); a
+    non-finite gradient (an AMP overflow) is dropped, as the optimizer's step is skipped then. The moments are Python
+    floats (float64) in the mix's param group (`ADAM_KEY`, by the mix's index in the group), not in
+    ``optimizer.state`` (whose entries Adam, NAdam ... check for their own keys on load, and Ultralytics halves): the
+    group's entries are saved with the optimizer state in every checkpoint, and a resumed run continues them.
+
+    Args:
+        optimizer (torch.optim.Optimizer): The run's optimizer, holding the mixes in its groups.
+        mixes (Iterable[nn.Parameter]): The ``identity_mix`` parameters.
+        lr (float): Step size of the rule at the schedule's peak.
+
+    Returns:
+        (torch.utils.hooks.RemovableHandle): The hook's handle.
+    """
+    import torch
+
+    ids = {id(p) for p in mixes}
+    beta1, beta2 = ADAM_BETAS
+    for group in optimizer.param_groups:  # marked from the start: a checkpoint saved before any step says so too
+        if any(id(p) in ids for p in group["params"]):
+            group.setdefault(ADAM_KEY, {})
+
+    def adam_step(opt: Any, args: Any, kwargs: Any) -> None:
+        for group in opt.param_groups:
+            schedule = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0
+            for index, p in enumerate(group["params"]):
+                if id(p) not in ids or p.grad is None:
+                    continue
+                grad = float(p.grad.detach())
+                p.grad = None
+                if not math.isfinite(grad):  # an AMP overflow (a fused AdamW steps with found_inf)
+                    continue
+                moments = group.setdefault(ADAM_KEY, {})
+                step, avg, sq = moments.get(index, moments.get(str(index), (0.0, 0.0, 0.0)))
+                step, avg, sq = step + 1, beta1 * avg + (1 - beta1) * grad, beta2 * sq + (1 - beta2) * grad * grad
+                moments[index] = [step, avg, sq]
+                size = lr * schedule
+                update = avg / (math.sqrt(sq / (1 - beta2**step)) + ADAM_EPS) * (size / (1 - beta1**step))
+                with torch.no_grad():
+                    value = float(p.detach()) * (1 - size * group.get("weight_decay", 0.0)) - update
+                    p.fill_(value)
+
+    return optimizer.register_step_pre_hook(adam_step)
+
+
+def resumes_without_mix_rule(trainer: Any) -> bool:
+    """Return True when ``trainer`` resumes a run whose own optimizer stepped the mixes: it resumes so (warned).
+
+    Such a run was trained with ``attn_mix_lr=0``, or before the option existed; it keeps the rule it was trained with.
+    False when not resuming, or when the run's checkpoint has the mixes' own moments (`ADAM_KEY`).
+    """
+    if not getattr(trainer, "resume", False):
+        return False
+    import torch
+
+    try:
+        groups = torch.load(str(trainer.args.resume), map_location="cpu", weights_only=False)["optimizer"][
+            "param_groups"
+        ]
+    except Exception:  # no readable optimizer state: Ultralytics' own resume reports the problem
+        return False
+    if any(ADAM_KEY in group for group in groups):
+        return False
+    from ultralytics.utils import LOGGER
+
+    LOGGER.warning(f"{PREFIX}{trainer.args.resume} was trained with its optimizer stepping the mixes: it resumes so")
+    return True
 
 
 def saved_group_count(trainer: Any) -> int | None:
@@ -308,7 +409,7 @@ def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Calla
 
             LOGGER.warning(
                 f"{PREFIX}multi-GPU yolo-attn train keeps Ultralytics' own param groups (attn_mix_decay, attn_lr_mult, "
-                "attn_mix_init not applied); for them use yolo-attn compare, or in Python "
+                "attn_mix_init, attn_mix_lr not applied); for them use yolo-attn compare, or in Python "
                 "YOLO(...).train(trainer=yolo_attn.finetune.protocol.attach(model, protocol), ...)"
             )
             return
@@ -360,7 +461,10 @@ def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Calla
         # Ultralytics keeps the BatchNorm layers it names here in eval mode (``_model_train``, after this callback)
         trainer.freeze_layer_names = state["ultralytics_freeze"] + (state["bn"] if warming else [])
 
+    from yolo_attn.engagement import save_full_precision
+
     events = {"on_pretrain_routine_end": on_pretrain_routine_end, "on_train_epoch_start": on_train_epoch_start}
+    events["on_model_save"] = save_full_precision  # the blocks' float32 tensors beside the fp16 checkpoint
     return {"on_pretrain_routine_start": on_pretrain_routine_start, **events} if wrap else events
 
 
