@@ -1,10 +1,11 @@
 """Does the default fine-tuning protocol engage every block family under every optimizer? The grid of issue 26.
 
-On the detect demo's data and its pretrained yolov8n (`yolo_attn.demos.detect`: built once, or reused from --demo),
-it runs ``yolo-attn compare`` once per (epochs, optimizer, protocol): the baseline and the given blocks, 2 seeds, the
-demo's settings otherwise, and writes one table from the comparisons' own files (``compare.csv``, ``runs/*.json``)
-to --doc, with the command, the machine, the date and the commit. The table is rewritten after every comparison, so an
-interrupted grid leaves the part that ran (and a rerun with the same --out keeps the finished runs).
+On the detect demo's data and its pretrained yolov8n (`yolo_attn.demos.detect`: built once, or reused from --demo), it
+runs ``yolo-attn compare`` once per (epochs, optimizer, protocol): the baseline and the given blocks, 2 seeds, the
+demo's settings otherwise, and writes one table from the comparisons' own files (``compare.csv``, ``runs/*.json``) to
+docs/benchmarks/finetune_protocol.md (``--no-docs``: printed only), with the command, the machine, the date and the
+commit. The table is rewritten after every comparison, so an interrupted grid leaves the part that ran (and a rerun with
+the same --out keeps the finished runs).
 
 python scripts/finetune_protocol.py --epochs 10 --optimizers SGD AdamW auto --blocks cbam eca ema simam --seeds 0 1
 python scripts/finetune_protocol.py --epochs 10 --optimizers SGD AdamW --protocols default old:SGD --blocks cbam eca
@@ -35,12 +36,14 @@ PROTOCOLS = {  # name -> attn_* settings; "old": the default before issue 26 (th
 
 
 def main() -> None:
+    from yolo_attn.profiling.publish import add_docs_argument
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/finetune_protocol"), help="comparisons go here")
     parser.add_argument(
         "--demo", type=Path, default=None, help="demo folder with data/ and pretrain/ (default out/demo)"
     )
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks" / "finetune_protocol.md")
+    add_docs_argument(parser, "its table (docs/benchmarks/finetune_protocol.md)")
     parser.add_argument("--epochs", type=int, nargs="+", default=[10])
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
     parser.add_argument("--protocols", nargs="+", default=["default"], help="default, old; old:SGD: only with SGD")
@@ -116,7 +119,7 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
     import torch
     import ultralytics
 
-    from yolo_attn.profiling.publish import git_commit, machine, write_benchmark
+    from yolo_attn.profiling.publish import git_commit, machine, wants_docs, write_benchmark
 
     trained = f"; the runs trained at commit {args.trained_at}" if args.trained_at else ""
     lines = [
@@ -167,13 +170,15 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
     for out, text in notes:
         named = [line for line in text.splitlines() if line.startswith("- **") and "identity" in line]
         lines += [f"- `{out.name}`: " + ("none" if not named else ""), *(f"  {line}" for line in named)]
+    if not wants_docs(args.docs):
+        print("\n".join(lines), flush=True)
+        return
     written = write_benchmark(
-        args.doc.stem,
+        "finetune_protocol",
         "\n".join(lines),
         command=f"python scripts/finetune_protocol.py {' '.join(sys.argv[1:])}",
         machine_line=machine(),
         commit=git_commit(),
-        out_dir=args.doc.parent,
     )
     print(f"written {written}", flush=True)
 

@@ -2,9 +2,10 @@
 
 On the detect demo's fine-tune (its data and pretrained yolov8n, `yolo_attn.demos.detect`; --demo reuses a built one),
 each model is fine-tuned a few epochs per optimizer and protocol, and at every optimizer step (after Ultralytics
-unscaled and clipped the gradients) it records, for each new block: |gradient| of its ``identity_mix``, the RMS
-gradient of the block's other weights, the RMS gradient of the pretrained layer that feeds it, and the mix after the
-step. It writes the medians over steps, and the mix at the end and at its largest, to --doc.
+unscaled and clipped the gradients) it records, for each new block: |gradient| of its ``identity_mix``, the RMS gradient
+of the block's other weights, the RMS gradient of the pretrained layer that feeds it, and the mix after the step. It
+writes the medians over steps, and the mix at the end and at its largest, to docs/benchmarks/mix_gradient_scale.md
+(``--no-docs``: printed only).
 
 python scripts/mix_gradient_scale.py --models cbam eca simam --optimizers SGD AdamW --protocols old default
 """
@@ -85,12 +86,14 @@ def measure(model: str, weights: Path, data: Path, optimizer: str, protocol: str
 
 
 def main() -> None:
+    from yolo_attn.profiling.publish import add_docs_argument
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/mix_gradient_scale"))
     parser.add_argument(
         "--demo", type=Path, default=None, help="demo folder with data/ and pretrain/ (default out/demo)"
     )
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks" / "mix_gradient_scale.md")
+    add_docs_argument(parser, "its table (docs/benchmarks/mix_gradient_scale.md)")
     parser.add_argument("--models", nargs="+", default=["cbam", "eca", "simam"])
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
     parser.add_argument("--protocols", nargs="+", default=["old", "default"], choices=list(PROTOCOLS))
@@ -106,7 +109,7 @@ def main() -> None:
     upstream = detect.synthetic_data(demo / "data" / "upstream", detect.N_UPSTREAM_TRAIN, detect.N_VAL, seed=1)
     weights = detect.pretrain_baseline(upstream, demo / "pretrain")
     data = detect.synthetic_data(demo / "data", detect.N_TRAIN, detect.N_VAL, seed=0)
-    from yolo_attn.profiling.publish import git_commit, machine, write_benchmark
+    from yolo_attn.profiling.publish import git_commit, machine, wants_docs, write_benchmark
 
     lines = [
         f"Every figure is measured by the script. CPU training, torch {torch.__version__}, ultralytics "
@@ -139,13 +142,15 @@ def main() -> None:
                 f"{e(r['feed_grad'])} | {r['mix_end']:+.2e} | {e(r['mix_max'])} | {r['steps']} |"
             )
         lines[count_line] = f"- configurations: {done} of {len(configurations)} ran (model x protocol x optimizer)"
+        if not wants_docs(args.docs):
+            print("\n".join(lines), flush=True)
+            continue
         written = write_benchmark(
-            args.doc.stem,
+            "mix_gradient_scale",
             "\n".join(lines),
             command=f"python scripts/mix_gradient_scale.py {' '.join(sys.argv[1:])}",
             machine_line=machine(),
             commit=git_commit(),
-            out_dir=args.doc.parent,
         )
         print(f"written {written}", flush=True)
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel
 
-from yolo_attn.engagement import NEAR_IDENTITY, print_at_train_end, summary_lines
 from yolo_attn.experiments.report import engagement_notes, engagement_stats
-from yolo_attn.registry import load_pretrained
+from yolo_attn.finetune.engagement import NEAR_IDENTITY, print_at_train_end, summary_lines
+from yolo_attn.integration import load_pretrained
 
 SENTENCE = "this comparison cannot say whether the block helps"
 

@@ -14,7 +14,7 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_attn import protocol as P
-from yolo_attn.engagement import FULL_PRECISION_SUFFIX, run_engagement
+from yolo_attn.finetune.engagement import FULL_PRECISION_SUFFIX, run_engagement
 
 REACHED = 0.02  # every new mix gets at least this far from 0 (the default rule's first full step is 0.03 exactly)
 ENDED = 0.001  # and ends at least this far from 0 (its gradient may change sign on the way)

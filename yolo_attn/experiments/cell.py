@@ -206,7 +206,7 @@ def train_and_evaluate(model: str, seed: int, settings: dict[str, Any], device: 
 
 def print_engagement(key: str, engagement: dict) -> None:
     """Print a run's engagement summary on the console (and in its cell log): each block, and the ones left off."""
-    from yolo_attn.engagement import summary_lines
+    from yolo_attn.finetune.engagement import summary_lines
 
     for line in summary_lines(engagement, "the block"):
         print(f"compare: {key}: {line}", flush=True)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo_attn.finetune.transfer import outermost_attention_blocks
+from yolo_attn.finetune.transfer import new_block_modules, outermost_attention_blocks
 
 SAMPLE_IMAGES = 16  # validation images per measurement
 NEAR_IDENTITY = 0.01  # engagement below which a block is "within 1% of the identity" (see docs/fine-tuning.md)
@@ -288,8 +288,6 @@ def print_at_train_end(trainer: Any) -> None:
     import copy
 
     from ultralytics.utils import LOGGER
-
-    from yolo_attn.protocol import new_block_modules
 
     model = getattr(trainer.ema, "ema", None)
     model = trainer.model if model is None else model

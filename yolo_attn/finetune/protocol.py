@@ -41,7 +41,7 @@ from typing import Any
 
 from torch import nn
 
-from yolo_attn.finetune.transfer import outermost_attention_blocks
+from yolo_attn.finetune.transfer import new_block_modules
 
 PREFIX = "yolo_attn protocol: "
 STATE = "_yolo_attn_protocol"  # trainer attribute holding the warm-up state
@@ -138,30 +138,6 @@ def split_protocol(settings: dict[str, Any]) -> tuple[FineTuneProtocol, dict[str
         raise ValueError(f"unknown fine-tuning protocol setting(s) {', '.join(unknown)}; known: {', '.join(KEYS)}")
     values = {k.removeprefix("attn_"): KEYS[k](v) for k, v in settings.items() if k in KEYS}
     return FineTuneProtocol(**values), {k: v for k, v in settings.items() if k not in KEYS}
-
-
-def new_block_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Return the attention blocks of a fine-tuned model that are new to its pretrained weights, by module path.
-
-    New: a block with an ``identity_mix`` (started as the identity by a pretrained load) or one that the model's
-    transfer report lists as new. A model without a transfer report that transferred anything was not fine-tuned.
-
-    Args:
-        model (nn.Module): An Ultralytics model (``trainer.model``, possibly wrapped by DDP).
-
-    Returns:
-        (dict[str, nn.Module]): Path (``model.10``) -> block; empty from scratch.
-    """
-    model = getattr(model, "module", model)
-    report = getattr(model, "transfer_report", None) or {}
-    if not report.get("transferred"):
-        return {}
-    listed = set(report.get("new_blocks") or {})
-    return {
-        path: block
-        for path, block in outermost_attention_blocks(model).items()
-        if path in listed or getattr(block, "identity_mix", None) is not None
-    }
 
 
 def regroup(optimizer: Any, new: Iterable[nn.Parameter], mixes: Iterable[nn.Parameter], protocol: FineTuneProtocol):
@@ -461,7 +437,7 @@ def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Calla
         # Ultralytics keeps the BatchNorm layers it names here in eval mode (``_model_train``, after this callback)
         trainer.freeze_layer_names = state["ultralytics_freeze"] + (state["bn"] if warming else [])
 
-    from yolo_attn.engagement import save_full_precision
+    from yolo_attn.finetune.engagement import save_full_precision
 
     events = {"on_pretrain_routine_end": on_pretrain_routine_end, "on_train_epoch_start": on_train_epoch_start}
     events["on_model_save"] = save_full_precision  # the blocks' float32 tensors beside the fp16 checkpoint

@@ -384,3 +384,27 @@ def land(
 def blocks_without(blocks: dict[str, nn.Module], keys: set[str]) -> dict[str, nn.Module]:
     """Return the blocks (path -> module) none of whose state-dict keys is in ``keys``."""
     return {path: b for path, b in blocks.items() if not any(k.startswith(f"{path}.") for k in keys)}
+
+
+def new_block_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Return the attention blocks of a fine-tuned model that are new to its pretrained weights, by module path.
+
+    New: a block with an ``identity_mix`` (started as the identity by a pretrained load) or one that the model's
+    transfer report lists as new. A model without a transfer report that transferred anything was not fine-tuned.
+
+    Args:
+        model (nn.Module): An Ultralytics model (``trainer.model``, possibly wrapped by DDP).
+
+    Returns:
+        (dict[str, nn.Module]): Path (``model.10``) -> block; empty from scratch.
+    """
+    model = getattr(model, "module", model)
+    report = getattr(model, "transfer_report", None) or {}
+    if not report.get("transferred"):
+        return {}
+    listed = set(report.get("new_blocks") or {})
+    return {
+        path: block
+        for path, block in outermost_attention_blocks(model).items()
+        if path in listed or getattr(block, "identity_mix", None) is not None
+    }
