@@ -1,4 +1,4 @@
-"""Does the default fine-tuning protocol engage every block family under every optimizer? The grid of issue 26.
+"""Does the default fine-tuning protocol engage every block family under every optimizer? The evidence grid.
 
 On the detect demo's data and its pretrained yolov8n (`yolo_attn.demos.detect`: built once, or reused from --demo), it
 runs ``yolo-attn compare`` once per (epochs, optimizer, protocol): the baseline and the given blocks, 2 seeds, the
@@ -29,7 +29,7 @@ OPTIMIZERS = {  # the demo's settings, but the optimizer
     "auto": ["optimizer=auto"],
 }
 COMMON = ["warmup_epochs=1", "close_mosaic=5", "val=False", "workers=0"]
-PROTOCOLS = {  # name -> attn_* settings; "old": the default before issue 26 (the run's optimizer steps the mix)
+PROTOCOLS = {  # name -> attn_* settings; "old": the earlier default (the run's optimizer steps the mix)
     "default": [],
     "old": ["attn_mix_lr=0"],
 }

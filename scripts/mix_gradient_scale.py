@@ -1,4 +1,4 @@
-"""Why new blocks stayed at the identity under SGD (issue 26): the gradient scale of each new identity_mix, per site.
+"""Why new blocks stayed at the identity under SGD: the gradient scale of each new identity_mix, per site.
 
 On the detect demo's fine-tune (its data and pretrained yolov8n, `yolo_attn.demos.detect`; --demo reuses a built one),
 each model is fine-tuned a few epochs per optimizer and protocol, and at every optimizer step (after Ultralytics

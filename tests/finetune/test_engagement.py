@@ -115,7 +115,7 @@ def test_report_summarises_engagement_over_blocks_and_seeds_and_says_when_blocks
     rows = [{"stem": s, **engagement_stats(runs, s)} for s in ("flat", "used", "scratch")]
     notes = engagement_notes(rows)
     assert notes.count("this comparison cannot say whether the block helps") == 1
-    flat_note, used_note = notes.splitlines()  # used: one block under 1% in seed 0, named (issue 26)
+    flat_note, used_note = notes.splitlines()  # used: one block under 1% in seed 0, named
     assert flat_note.startswith("- **flat**") and "this comparison cannot say whether the block helps" in flat_note
     assert used_note.startswith("- **used**") and "layer 0 (CBAM, model.0): seed 0 0.20%" in used_note
     assert NEAR_IDENTITY == 0.01

@@ -13,7 +13,7 @@ import torch
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
-from yolo_attn import protocol as P
+from yolo_attn.finetune import protocol as P
 from yolo_attn.finetune.engagement import FULL_PRECISION_SUFFIX, run_engagement
 
 REACHED = 0.02  # every new mix gets at least this far from 0 (the default rule's first full step is 0.03 exactly)

@@ -20,7 +20,7 @@ only how the new blocks' parameters train; every other parameter trains exactly 
   (`step_mixes_by_adam`), by at most about this much per step times the run's own schedule (its warm-up and lr curve),
   whatever optimizer and ``lr0`` the run uses; every other parameter keeps the run's optimizer. 0: the run's optimizer
   steps the mixes too, at ``lr`` times ``attn_lr_mult`` (what runs made before this option got). Under SGD a mix moves
-  by ``lr x gradient``, and a mix's gradient is small and differs by orders of magnitude between sites (issue 26): the
+  by ``lr x gradient``, and a mix's gradient is small and differs by orders of magnitude between sites: the
   blocks stayed at the identity under SGD while AdamW moved them. An Adam step does not depend on the gradient's scale.
 
 Ultralytics' mechanisms are used throughout: its ``build_optimizer`` (extended by a subclass of the task's trainer,
@@ -269,7 +269,7 @@ def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module
     return optimizer
 
 
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-16  # eps far below any mix gradient seen (the smallest ~1e-9, issue 26)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-16  # eps far below any mix gradient seen (the smallest ~1e-9 on the demo)
 ADAM_KEY = "attn_mix_adam"  # key, in a param group holding mixes, of their Adam moments: {index: [step, m, v]}
 
 
