@@ -81,7 +81,13 @@ def test_run_record_holds_settings_and_metrics(tmp_path, fakes):
         "backend": "pycocotools",
         "pretrained": None,
         "task": "detect",
-        "protocol": {"attn_mix_decay": False, "attn_lr_mult": 30.0, "attn_warmup_epochs": 0, "attn_mix_init": 0.0},
+        "protocol": {
+            "attn_mix_decay": False,
+            "attn_lr_mult": 30.0,
+            "attn_warmup_epochs": 0,
+            "attn_mix_init": 0.0,
+            "attn_mix_lr": 0.03,
+        },
     }
     assert record["metrics"] == fake_metrics("base.yaml", 7)
     assert record["started"] <= record["ended"] and isinstance(record["pid"], int)

@@ -126,8 +126,9 @@ def test_plugin_block_trains_fine_tunes_as_identity_reloads_and_exports(tmp_path
     out = run([python, "-m", "yolo_attn", *train, f"project={tmp_path}", "name=ft"], tmp_path, env)
     summary = [line for line in out.splitlines() if line.startswith("yolo_attn: ")]
     transferred = "355/355 tensors of yolov8n.pt transferred (layers 10-22 -> 11-23); new: 1 MySimAM"
-    assert any(transferred in s for s in summary), summary
-    assert summary[-1].endswith("started as identity"), summary
+    (transfer_line,) = [s for s in summary if transferred in s]
+    assert transfer_line.endswith("started as identity"), summary
+    assert any("layer 10 MySimAM: identity_mix" in s for s in summary), summary  # the engagement at the end of training
     best = tmp_path / "ft" / "weights" / "best.pt"
     assert best.exists()
 
