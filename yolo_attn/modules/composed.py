@@ -262,7 +262,7 @@ def _make_class(host: Host, spec: BlockSpec) -> type[nn.Module]:
     name = f"{host.name}_{spec.name}"
     block_cls, parent = spec.cls, host.cls
 
-    def __init__(self: nn.Module, *args: Any, block_args: dict | None = None, **kwargs: Any) -> None:
+    def init(self: nn.Module, *args: Any, block_args: dict | None = None, **kwargs: Any) -> None:
         parent.__init__(self, *args, **kwargs)
         self.block_args = dict(block_args or {})
         host.insert(self, lambda c: block_cls(c, **self.block_args))
@@ -279,7 +279,7 @@ def _make_class(host: Host, spec: BlockSpec) -> type[nn.Module]:
         name,
         (parent,),
         {
-            "__init__": __init__,
+            "__init__": init,
             "__module__": COMPOSED_MODULE,
             "__qualname__": name,
             "__doc__": doc,
