@@ -3,9 +3,9 @@
 Every file here declares its blocks with `yolo_attn.registry.register_block`; importing this package imports each file,
 and the registered classes are exported from here by their class names, so no list of blocks is kept by hand.
 Channel-preserving blocks are built as ``Block(c1, *yaml_args)`` with the inferred input channels ``c1`` first; their
-output has the input's shape. Any channel block also goes inside Ultralytics' CSP blocks by name (``C3k2_EMA``, `composed`); `CA_C2f` and
-`CA_C3k2` are two of those compositions. A wrong argument
-raises `BlockArgumentError` naming the block, the argument and what it expected.
+output has the input's shape. Any channel block also goes inside Ultralytics' CSP blocks by name (``C3k2_EMA``,
+`composed`); `CA_C2f` and `CA_C3k2` are two of those compositions. A wrong argument raises `BlockArgumentError`
+naming the block, the argument and what it expected.
 """
 
 import importlib
