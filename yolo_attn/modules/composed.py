@@ -320,6 +320,30 @@ def all_classes() -> Iterator[type[nn.Module]]:
             yield composed_class(host, spec)
 
 
+def inside_name(rows: list, block: str, sites: list[int] | None = None) -> str:
+    """Return the composed name that puts ``block`` inside a model's CSP rows: ``C3k2_EMA`` for YOLO11, ``C2f_EMA``.
+
+    Args:
+        rows (list): The model YAML's backbone + head rows.
+        block (str): A channel block's YAML name or alias.
+        sites (list[int] | None): Layer indices to look at (default: all rows).
+
+    Returns:
+        (str): ``<host>_<block name>`` for the first bottleneck host (C3k2, C2f, C3) found at the sites.
+
+    Raises:
+        ValueError: When ``block`` is no channel block, or no bottleneck host stands at the sites.
+    """
+    spec = registry.get(block)
+    if spec is None or spec.kind != registry.CHANNEL:
+        raise ValueError(f"{block!r} is not a registered channel-preserving block, so it cannot go inside a host")
+    names = [str(rows[i][2]) for i in (range(len(rows)) if sites is None else sites)]
+    host = next((h for h in ("C3k2", "C2f", "C3") if h in names), None)
+    if host is None:
+        raise ValueError(f"no C3k2, C2f or C3 row at these sites to put {spec.name} inside (rows: {', '.join(names)})")
+    return f"{host}_{spec.name}"
+
+
 def composed_names() -> list[str]:
     """Every composed YAML name (``<host>_<block name>``) the registry resolves now, blocks x hosts."""
     return [f"{h}_{s.name}" for s in registry.specs(registry.CHANNEL) for h in HOSTS]
