@@ -24,3 +24,16 @@ def test_bare_inside_name_generates_the_composition_at_the_standard_sites():
     assert names.count("C2f_SE") == 4 and len(names) == 23
     d = yaml_model_load("yolo11n-c3k2_simam.yaml")  # the composed name itself is a bare name too
     assert [r[2] for r in d["backbone"] + d["head"]].count("C3k2_SimAM") == 4
+
+
+def test_placement_grid_takes_inside_sites(tmp_path):
+    from yolo_attn.experiments.placement import placement_grid
+
+    variants = placement_grid("yolo11n", [("CBAM", [], {"r": 8})], ["p4", "inside:p4"], tmp_path)
+    assert [(v.label, v.site) for v in variants[1:]] == [
+        ("yolo11n+CBAM-r8@p4", "p4"),
+        ("yolo11n+CBAM-r8@inside-p4", "inside-p4"),
+    ]
+    inside = yaml.safe_load(variants[2].path.read_text())
+    rows = inside["backbone"] + inside["head"]
+    assert len(rows) == 24 and rows[6][2:] == ["C3k2_CBAM", [512, True, {"r": 8}]]

@@ -163,20 +163,37 @@ def write_yaml_rows(
     return Written(out, [(i, rows[i]) for i in added], sites)
 
 
+def inside_sites(cfg: dict, block: str, at: Any = None) -> tuple[Any, list[int] | None]:
+    """Return the composition that puts ``block`` inside the base's CSP rows, and the host rows at the sites ``at``.
+
+    A stage's end may be SPPF or C2PSA (``p5`` in YOLO11): the stage's last host row stands for it.
+
+    Args:
+        cfg (dict): The base model dict.
+        block (str): A channel block's name.
+        at (Any): Sites (`yolo_attn.cfg.sites.resolve_sites`), or None for the standard sites.
+
+    Returns:
+        (tuple[BlockSpec, list[int] | None]): The composition's declaration (``C3k2_EMA``) and the host rows.
+    """
+    from yolo_attn.modules.composed import inside_name
+
+    rows = cfg["backbone"] + cfg["head"]
+    sites = None if at is None else resolve_sites(cfg, at)
+    composed = find_block(inside_name(rows, block, sites))
+    host = composed.parent.__name__
+    if sites is not None:
+        sites = list(dict.fromkeys(max((j for j in range(i + 1) if rows[j][2] == host), default=i) for i in sites))
+    return composed, sites
+
+
 def _write_inside(
     cfg: dict, spec: Any, args: Sequence[Any], keywords: dict | None, at: Any, out: Any, path: Path, stem: str
 ) -> Written:
     """`write_yaml_rows` for ``--inside``: the composition of the block and the base's CSP host replaces host rows."""
-    from yolo_attn.modules.composed import inside_name
-
     if args:
         raise ValueError(f"with --inside, give {spec.name}'s args by name (key=value): they become the rows' mapping")
-    rows = cfg["backbone"] + cfg["head"]
-    sites = None if at is None else resolve_sites(cfg, at)
-    composed = find_block(inside_name(rows, spec.name, sites))
-    host = composed.parent.__name__
-    if sites is not None:  # a stage's end may be SPPF or C2PSA: the stage's last host row stands for it
-        sites = list(dict.fromkeys(max((j for j in range(i + 1) if rows[j][2] == host), default=i) for i in sites))
+    composed, sites = inside_sites(cfg, spec.name, at)
     made, added = insert_block(cfg, composed, (), sites, None)
     made_rows = made["backbone"] + made["head"]
     for i in added:
