@@ -198,7 +198,7 @@ HOSTS: dict[str, Host] = {
 }
 
 _CLASSES: dict[tuple[str, type], type] = {}  # (host name, block class) -> composed class
-_LEGACY = {"CA_C2f": "C2f_CoordAtt", "CA-C2f": "C2f_CoordAtt", "CA_C3k2": "C3k2_CoordAtt"}  # earlier releases' names
+_LEGACY = {"ca_c2f": ("CA_C2f", "C2f_CoordAtt"), "ca_c3k2": ("CA_C3k2", "C3k2_CoordAtt")}  # earlier releases' names
 
 
 def _key(name: str) -> str:
@@ -219,7 +219,7 @@ def split_name(name: str) -> tuple[Host, BlockSpec] | None:
     """
     if not isinstance(name, str):
         return None
-    name = _LEGACY.get(name, name)
+    name = _LEGACY.get(_key(name), (None, name))[1]
     match = re.fullmatch(r"([A-Za-z0-9]+)[_-](.+)", name)
     if match is None:
         return None
@@ -303,8 +303,9 @@ def resolve(name: str) -> BlockSpec | None:
     if found is None:
         return None
     host, spec = found
+    legacy = _LEGACY.get(_key(name), (None, None))[0]  # CA_C2f stays CA_C2f in the rows generated for it
     return BlockSpec(
-        name=f"{host.name}_{spec.name}",
+        name=legacy or f"{host.name}_{spec.name}",
         cls=composed_class(host, spec),
         parent=host.cls,
         origin=spec.origin,
