@@ -82,6 +82,11 @@ def main() -> None:
         "--cost-runtimes", nargs="*", default=["torch", "onnxruntime"], help="runtimes of the cost table (none: static)"
     )
     train.add_argument("--no-fine-tuned", action="store_true", help="cost table: scratch models only")
+    train.add_argument(
+        "--inside-table",
+        action="store_true",
+        help="params and GFLOPs each channel block adds to YOLO11n as rows and inside its C3k2 rows (static)",
+    )
     add_docs_argument(parser, "each table")
     args = parser.parse_args()
     args.docs = wants_docs(args.docs, full_run=args.blocks is None)
@@ -118,7 +123,15 @@ def main() -> None:
         print(block_costs_table(rows, skipped))
         if args.docs:
             print(write_benchmark("cost_table", block_costs_table(rows, skipped), note=_settings(args, "model_rounds")))
-    if not (args.no_blocks or args.train or args.cost_table):
+    if args.inside_table:
+        from yolo_attn.profiling.block_costs import inside_costs, inside_costs_table
+
+        rows, skipped = inside_costs(args.blocks, args.imgsz)
+        print(inside_costs_table(rows, skipped))
+        if args.docs:
+            note = f"Static counts (Ultralytics' counter on the fused model) at {args.imgsz} px; no latency measured."
+            print(write_benchmark("inside_costs", inside_costs_table(rows, skipped), note=note))
+    if not (args.no_blocks or args.train or args.cost_table or args.inside_table):
         rows = bench_blocks(args.blocks, args.imgsz, args.rounds, args.threads, compiled=args.compile)
         print(blocks_table(rows))
         if args.docs:

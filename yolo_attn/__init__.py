@@ -14,7 +14,7 @@ if invoked_as_cli():  # the `yolo-attn` command runs offline by default; must pr
 from yolo_attn import registry as _registry
 from yolo_attn.cfg.edit import insert_after
 from yolo_attn.integration import is_registered, load_pretrained, register, unregister
-from yolo_attn.modules import SHIPPED
+from yolo_attn.modules import SHIPPED, CA_C2f, CA_C3k2, composed_class
 from yolo_attn.registry import BlockRegistrationError, YAMLRowError, load_plugins, register_block, unregister_block
 from yolo_attn.utils import moved
 
@@ -37,8 +37,11 @@ load_plugins()
 
 __all__ = (
     "BLOCKS",
+    "CA_C2f",
+    "CA_C3k2",
     "BlockRegistrationError",
     "YAMLRowError",
+    "composed_class",
     "insert_after",
     "is_registered",
     "load_plugins",

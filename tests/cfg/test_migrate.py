@@ -133,3 +133,22 @@ def test_migrate_command_writes_the_file(tmp_path: Path, capsys: pytest.CaptureF
     printed = capsys.readouterr().out
     assert printed.count("layer ") == 5 and f"Wrote {out}" in printed
     assert _rows(yaml.safe_load(out.read_text()))[21] == [-1, 1, "CoordAtt", []]
+
+
+def test_the_forks_composed_names_and_the_channel_first_convention_map():
+    from ultralytics.nn.tasks import yaml_model_load
+
+    d = yaml_model_load("yolo11.yaml")
+    d["backbone"][2][2], d["backbone"][4][2], d["backbone"][10][2] = "C3k2_SimAM", "C2f_EMA", "C2BRA"
+    d["head"].insert(2, [-1, 1, "CoordAtt", [1536, 32]])  # after the 1536-channel Concat (unscaled): r=32
+    d["head"][3][0] = -1
+    result = migrate(d)
+    rows = result.cfg["backbone"] + result.cfg["head"]
+    assert rows[2][2] == "C3k2_SimAM" and rows[4][2] == "C2f_EMA"
+    assert rows[10] == [-1, 2, "C2PSA_BiLevelRoutingAttention", [1024]]
+    assert rows[13] == [-1, 1, "CoordAtt", [32]]
+    text = "\n".join(result.changes)
+    assert "C2BRA is C2PSA_BiLevelRoutingAttention" in text and "SimAM inside C3k2" in text
+    with pytest.raises(MigrationError, match="C2Nothing"):
+        d["backbone"][10][2] = "C2Nothing"
+        migrate(d)

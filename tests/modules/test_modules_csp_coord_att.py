@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
 from ultralytics.nn.modules import C2f, C3k2
 from ultralytics.nn.modules.block import Bottleneck
 
-from yolo_attn.modules import CA_C2f, CA_C3k2, CoordAtt, CoordAttBottleneck
+from yolo_attn.modules import AttnBottleneck, CA_C2f, CA_C3k2, CoordAtt, CoordAttBottleneck
 from yolo_attn.modules.csp_coord_att import add_coord_att
 from yolo_attn.modules.random_weights import randomize_
 
@@ -26,7 +28,7 @@ CONFIGS = [
 
 
 def _without_coord_att(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in state.items() if ".ca." not in k}
+    return {k: v for k, v in state.items() if not re.search(r"(^|\.)m\.\d+(\.m\.\d+|\.0)?\.attn\.", k)}
 
 
 @pytest.mark.parametrize(("ours", "parent", "args", "n_ca"), CONFIGS)
@@ -34,7 +36,7 @@ def test_every_bottleneck_gets_coord_att_and_nothing_else_changes(ours, parent, 
     block, reference = ours(*args), parent(*args)
     assert not any(type(m) is Bottleneck for m in block.modules())
     coord = [m for m in block.modules() if isinstance(m, CoordAtt)]
-    assert len(coord) == sum(isinstance(m, CoordAttBottleneck) for m in block.modules()) == n_ca
+    assert len(coord) == sum(isinstance(m, AttnBottleneck) for m in block.modules()) == n_ca
     # same layers under the same names, so the parent's weights load and Ultralytics' tooling sees familiar keys
     assert _without_coord_att(block.state_dict()).keys() == reference.state_dict().keys()
     assert all(v.shape == reference.state_dict()[k].shape for k, v in _without_coord_att(block.state_dict()).items())
@@ -49,21 +51,21 @@ def test_forward_is_the_parent_forward_with_attention_on_the_residual_branch(our
     with torch.no_grad():
         assert not torch.allclose(block(x), reference(x), atol=1e-3)  # the attention does something
         for m in block.modules():
-            if isinstance(m, CoordAttBottleneck):
-                m.ca = nn.Identity()
+            if isinstance(m, AttnBottleneck):
+                m.attn = nn.Identity()
         torch.testing.assert_close(block(x), reference(x))  # and is the only difference
 
 
 def test_coord_att_sits_before_the_residual_add():
     bottleneck = randomize_(Bottleneck(16, 16, shortcut=True)).eval()
     block = CoordAttBottleneck(bottleneck).eval()
-    randomize_(block.ca, seed=1)
+    randomize_(block.attn, seed=1)
     x = torch.randn(2, 16, 8, 8)
     with torch.no_grad():
-        torch.testing.assert_close(block(x), x + block.ca(bottleneck.cv2(bottleneck.cv1(x))))
+        torch.testing.assert_close(block(x), x + block.attn(bottleneck.cv2(bottleneck.cv1(x))))
     no_shortcut = CoordAttBottleneck(Bottleneck(16, 16, shortcut=False)).eval()
     with torch.no_grad():
-        branch = no_shortcut.ca(no_shortcut.cv2(no_shortcut.cv1(x)))
+        branch = no_shortcut.attn(no_shortcut.cv2(no_shortcut.cv1(x)))
         torch.testing.assert_close(no_shortcut(x), branch)
 
 
@@ -83,7 +85,7 @@ def test_parent_args_rebuild_a_built_parent(ours, parent, args, n_ca):
     assert type(rebuilt) is ours
     assert rebuilt_args[:3] == list(args[:3])  # c1, c2, n
     missing, unexpected = rebuilt.load_state_dict(reference.state_dict(), strict=False)
-    assert not unexpected and all(".ca." in k for k in missing)
+    assert not unexpected and not _without_coord_att(dict.fromkeys(missing))
     state = _without_coord_att(rebuilt.state_dict())
     assert all(v.shape == reference.state_dict()[k].shape for k, v in state.items())
 

@@ -118,7 +118,7 @@ def test_layer_table_shows_real_block_and_args():
     table = "\n".join(lines)
     assert "yolo_attn.modules.cbam.CBAM" in table
     assert "[128, 8, 3]" in table  # inferred channels, then the YAML args
-    assert "yolo_attn.modules.csp_coord_att.CA_C2f" in table
+    assert "yolo_attn.modules.composed.C2f_CoordAtt" in table  # CA_C2f is an alias of the composition
     assert "nn.modules.linear.Identity" not in table and "torch.nn.modules.linear.Identity" not in table
 
 

@@ -13,6 +13,7 @@ from support.env import subprocess_env, yolo_attn_command
 
 from yolo_attn import registry
 from yolo_attn.testing import PROPERTIES, check_block
+from yolo_attn.testing.contract import COMPOSE_HOSTS
 
 SHIPPED = [s.name for s in registry.specs() if s.origin == "yolo_attn"]
 FAST = {"ECA"}  # one shipped block in the quick suite; the others, ~20 s each on 2 cores, are slow
@@ -22,9 +23,12 @@ FAST = {"ECA"}  # one shipped block in the quick suite; the others, ~20 s each o
 def test_every_shipped_block_passes_the_contract(name):
     report = check_block(name)
     assert report.ok, report.table()
-    assert [r.name for r in report.results] == ["registers", *PROPERTIES]
+    inside = [f"inside {h}" for h in COMPOSE_HOSTS] if registry.get(name).kind == registry.CHANNEL else []
+    assert [r.name for r in report.results] == ["registers", *PROPERTIES, *inside]
     skipped = {r.name for r in report.results if r.status == "skip"}
-    assert skipped <= {"torch.compile"}, report.table()  # onnx and onnxruntime are test dependencies
+    assert skipped <= {"torch.compile", *inside}, report.table()  # onnx and onnxruntime are test dependencies
+    for row in skipped - {"torch.compile"}:  # composed with default args, the block is refused by a clear row error
+        assert "YAMLRowError" in report.result(row).reason, report.table()
 
 
 @pytest.mark.slow

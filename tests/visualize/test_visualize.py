@@ -64,8 +64,8 @@ IMGSZ = 64
 # (layer index, display name, map side at IMGSZ) of every block in VIS_YAML, written from the YAML by hand.
 EXPECTED_BLOCKS = [
     (1, "SpatialAttention", 32),
-    (3, "CA_C2f > CoordAtt (m.0.ca)", 16),
-    (3, "CA_C2f > CoordAtt (m.1.ca)", 16),
+    (3, "C2f_CoordAtt > CoordAtt (m.0.attn)", 16),
+    (3, "C2f_CoordAtt > CoordAtt (m.1.attn)", 16),
     (5, "CBAM", 8),
     (6, "SAM", 8),
     (8, "SE", 4),

@@ -149,11 +149,17 @@ def generate_for_name(name: str | Path) -> tuple[dict, Path, BlockSpec] | None:
     if parts is None:
         return None
     family, _, task, block = parts
-    spec = find_block(block)
+    inside = block.lower().endswith("-inside")  # yolo11n-ema-inside.yaml: EMA inside the CSP rows (C3k2_EMA)
+    spec = find_block(block[: -len("-inside")] if inside else block)
     base = base_yaml(family, task)
     if not base.is_file():
         return None
-    return generate(load_base(base), spec), base, spec
+    cfg = load_base(base)
+    if inside:
+        from yolo_attn.modules.composed import inside_name
+
+        spec = find_block(inside_name(cfg["backbone"] + cfg["head"], spec.name))
+    return generate(cfg, spec), base, spec
 
 
 def yaml_args_for(spec: BlockSpec, positional: Sequence[Any] = (), keywords: dict[str, Any] | None = None) -> list:

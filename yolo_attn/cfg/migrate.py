@@ -16,6 +16,12 @@ rule: ``ceil(min(c, max_channels) * width / 8) * 8``). A leading arg equal to th
 dropped, and a second one equal to it too (``[inp, oup]`` of a channel-preserving block). What is left must fit the
 block's signature. Rows are neither added nor removed, so every ``from`` stays valid.
 
+The forks' compositions (``C2f_EMA``, ``C3k2_SimAM``, ``C2f_CBAM``: a block in every bottleneck) are ours by name
+(`yolo_attn.modules.composed`), and ``C2<B>`` (``C2BRA``, ``C2DA``: B in place of C2PSA's attention) is ``C2PSA_<B>``
+where B is registered; each mapping is printed. The tutorials' other channel convention, the input channels followed
+by the block's own args (``[-1, 1, CoordAtt, [768, 32]]`` after a 768-channel row: r=32), is read as such when the
+second arg is no channel count of the row and the rest fits the block.
+
 Anything else is refused with its reason (`MigrationError`, every refused row listed): a name that is neither ours,
 a fork spelling, nor Ultralytics'; a block that changes the channel count; args that do not fit ours.
 """
@@ -23,6 +29,7 @@ a fork spelling, nor Ultralytics'; a block that changes the channel count; args 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +122,8 @@ def migrate(cfg: dict) -> Migration:
             channels.append(_scaled(args[0], systems) if args and _is_int(args[0]) else None)
         if name != spec.name and name not in spec.aliases:
             note.insert(0, f"{name} is {spec.name}")
+        if spec.inner is not None:  # C2f_EMA, C3k2_SimAM, C2BRA: the forks' compositions are ours by name
+            note.append(f"{spec.inner.name} inside {spec.parent.__name__} ({spec.name}), the host's args")
         if note:
             new = [f, n, spec.name if name not in spec.names else name, new_args]
             changes.append(f"layer {i}: {_row(row)} -> {_row(new)} ({'; '.join(note)})")
@@ -156,7 +165,7 @@ def _resolve(name: str) -> tuple[BlockSpec | None, str | None]:
         return registry.get(name), None
     if resolves_in_ultralytics(name):
         return None, None
-    target = FORK_NAMES.get(name)
+    target = FORK_NAMES.get(name) or _fork_c2psa(name)
     if target is not None:
         spec = registry.get(target)
         return (spec, None) if spec else (None, f"{name} maps to {target}, which is not registered")
@@ -164,6 +173,14 @@ def _resolve(name: str) -> tuple[BlockSpec | None, str | None]:
         return find_block(name), None
     except UnknownBlockError as e:
         return None, f"{name} is neither a yolo_attn block, a known fork spelling, nor an Ultralytics module ({e})"
+
+
+def _fork_c2psa(name: str) -> str | None:
+    """The forks' C2PSA variants (``C2BRA``, ``C2DA``): ``C2<B>`` is B in place of C2PSA's attention, ``C2PSA_<B>``."""
+    match = re.fullmatch(r"C2([A-Za-z][A-Za-z0-9_]*)", name)
+    if match is None or registry.get(f"C2PSA_{match[1]}") is None:
+        return None
+    return registry.get(f"C2PSA_{match[1]}").name
 
 
 def _drop_channel_args(
@@ -177,7 +194,13 @@ def _drop_channel_args(
     notes: list[str] = []
     if positional and _is_int(positional[0]) and c_in is not None:
         where = [k for k, v in c_in.items() if v == positional[0]]
-        if where and two and len(positional) > 1 and positional[1] != positional[0]:
+        if (
+            where
+            and two
+            and len(positional) > 1
+            and positional[1] != positional[0]
+            and not _own_args(spec, positional, c_in)
+        ):
             return (
                 args,
                 notes,
@@ -197,6 +220,20 @@ def _drop_channel_args(
     except TypeError as e:
         return args, notes, f"args {positional} do not fit {spec.expected()}: {e}"
     return positional + ([keywords] if keywords else []), notes, ""
+
+
+def _own_args(spec: BlockSpec, positional: list, c_in: dict[str, int]) -> bool:
+    """Whether ``[c1, *own]`` is the tutorials' convention: input channels, then the block's own args.
+
+    CoordAtt ``[768, 32]`` is r=32, not ``[c1, c2]``: the second arg is no channel count here and the rest fits.
+    """
+    if positional[1] in c_in.values():
+        return False
+    try:
+        spec.bind(positional[1:], {})
+    except TypeError:
+        return False
+    return True
 
 
 def _channel_systems(cfg: dict) -> dict[str, tuple[float, float]]:

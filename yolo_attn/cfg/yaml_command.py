@@ -14,6 +14,10 @@ Writes a model YAML to edit.
   layer indices, as separate words and/or joined by ``,`` or ``+`` (``--at p4 p5``, ``--at 4,6``), instead of the
   standard sites. A block goes after each; an extends block replaces the row. A site the base lacks is refused with the
   sites it has.
+- ``--inside``: the block goes inside the CSP rows at the sites instead of after them: ``yolo-attn yaml yolo11n
+  --block EMA factor=8 --inside --at p3 p4 p5`` replaces those C3k2 rows by ``C3k2_EMA`` rows with ``{factor: 8}``
+  (C2f in YOLOv8, C3 in v5u). Default output ``{BASE}-{block}-inside.yaml``; the bare name ``yolo11n-c3k2_ema.yaml``
+  generates the same at the standard sites.
 - ``-o``: the output file; default ``{BASE}[-{task}]-{block}.yaml`` in the working folder (``yolo11n-seg-cbam.yaml``),
   which is then the file that name loads (a local file wins over generation).
 """
@@ -137,11 +141,18 @@ def write_yaml_rows(
     task: str | None = None,
     at: str | Sequence[str | int] | None = None,
     out: str | Path | None = None,
+    inside: bool = False,
 ) -> Written:
-    """`write_yaml`, returning what it wrote: the file, the block rows added and the base's sites."""
+    """`write_yaml`, returning what it wrote: the file, the block rows added and the base's sites.
+
+    With ``inside``, the block goes inside the CSP rows at the sites (``C3k2_EMA`` replaces the C3k2 rows of YOLO11,
+    `yolo_attn.modules.composed`); its args are then keywords only, the rows' trailing mapping.
+    """
     spec = find_block(block)
     path, stem = resolve_base(base, task)
     cfg = load_base(path)
+    if inside:
+        return _write_inside(cfg, spec, args, keywords, at, out, path, stem)
     made, added = insert_block(cfg, spec, args, at, keywords)
     row_args = yaml_args_for(spec, args, keywords) if args or keywords else []
     sites = standard_sites(cfg, spec) if at is None else resolve_sites(cfg, at)
@@ -150,6 +161,49 @@ def write_yaml_rows(
     out.write_text(to_text(made, header_for(spec, _label(path), sites, at is None, row_args, named)))
     rows = made["backbone"] + made["head"]
     return Written(out, [(i, rows[i]) for i in added], sites)
+
+
+def inside_sites(cfg: dict, block: str, at: Any = None) -> tuple[Any, list[int] | None]:
+    """Return the composition that puts ``block`` inside the base's CSP rows, and the host rows at the sites ``at``.
+
+    A stage's end may be SPPF or C2PSA (``p5`` in YOLO11): the stage's last host row stands for it.
+
+    Args:
+        cfg (dict): The base model dict.
+        block (str): A channel block's name.
+        at (Any): Sites (`yolo_attn.cfg.sites.resolve_sites`), or None for the standard sites.
+
+    Returns:
+        (tuple[BlockSpec, list[int] | None]): The composition's declaration (``C3k2_EMA``) and the host rows.
+    """
+    from yolo_attn.modules.composed import inside_name
+
+    rows = cfg["backbone"] + cfg["head"]
+    sites = None if at is None else resolve_sites(cfg, at)
+    composed = find_block(inside_name(rows, block, sites))
+    host = composed.parent.__name__
+    if sites is not None:
+        sites = list(dict.fromkeys(max((j for j in range(i + 1) if rows[j][2] == host), default=i) for i in sites))
+    return composed, sites
+
+
+def _write_inside(
+    cfg: dict, spec: Any, args: Sequence[Any], keywords: dict | None, at: Any, out: Any, path: Path, stem: str
+) -> Written:
+    """`write_yaml_rows` for ``--inside``: the composition of the block and the base's CSP host replaces host rows."""
+    if args:
+        raise ValueError(f"with --inside, give {spec.name}'s args by name (key=value): they become the rows' mapping")
+    composed, sites = inside_sites(cfg, spec.name, at)
+    made, added = insert_block(cfg, composed, (), sites, None)
+    made_rows = made["backbone"] + made["head"]
+    for i in added:
+        if keywords:
+            made_rows[i][3] = [*made_rows[i][3], dict(keywords)]
+    sites = standard_sites(cfg, composed) if at is None else sites
+    named = None if at is None else site_label(at)
+    out = Path(out) if out is not None else Path(f"{stem}-{spec.name.lower()}-inside.yaml")
+    out.write_text(to_text(made, header_for(composed, _label(path), sites, at is None, [], named)))
+    return Written(out, [(i, made_rows[i]) for i in added], sites)
 
 
 def parse_values(tokens: Sequence[str]) -> list[Any]:

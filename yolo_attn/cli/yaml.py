@@ -49,6 +49,11 @@ def add_parser(verbs: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "standard sites. A block goes after each, an extends block replaces the row",
     )
     p.add_argument("-o", "--out", type=Path, default=None, help="output file (default: {BASE}[-{task}]-{block}.yaml)")
+    p.add_argument(
+        "--inside",
+        action="store_true",
+        help="put the block inside the CSP rows at the sites (C3k2_EMA replaces C3k2; its args as key=value)",
+    )
     return p
 
 
@@ -68,7 +73,9 @@ def run(args: argparse.Namespace, overrides: dict) -> None:
     else:
         refuse("no block given: --block NAME [ARG ...] (or the block's name after BASE)")
     try:
-        written = write_yaml_rows(args.base, block, parse_values(tokens), overrides, args.task, args.at, args.out)
+        written = write_yaml_rows(
+            args.base, block, parse_values(tokens), overrides, args.task, args.at, args.out, inside=args.inside
+        )
     except (UnknownBlockError, SiteError, ValueError, FileNotFoundError, IndexError) as e:
         refuse(str(e))
     for i, row in written.rows:

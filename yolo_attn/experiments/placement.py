@@ -4,7 +4,9 @@
 names such as ``yolo11n+EMA@p4.yaml`` (`yolo_attn.cfg.sites.variant_label`), and returns them in a fixed order: the
 baseline first, then block by block, site by site, as given. A site spec is one variant: ``p4``, or ``p4+p5`` for the
 block at both sites in one model. Sites are named or layer indices, resolved from the base's own structure
-(`yolo_attn.cfg.sites.resolve_sites`).
+(`yolo_attn.cfg.sites.resolve_sites`). ``inside:p4`` is the other kind of site: the block inside the CSP rows there
+(``C3k2_EMA`` in place of the C3k2 row, `yolo_attn.modules.composed`), labelled ``inside-p4``, so ``--at p4 inside:p4``
+answers "after the stage or inside its bottlenecks?" in one report.
 
 The function is deterministic and idempotent: the same arguments give the same names and the same file contents
 (no dates in the headers), so a resumed grid finds its cells again; a file is rewritten only when its text differs.
@@ -26,6 +28,7 @@ from yolo_attn.cfg.sites import args_label, resolve_sites, site_label, variant_l
 from yolo_attn.cfg.yaml_command import resolve_base
 
 BlockArg = str | tuple[str, Sequence[Any]] | tuple[str, Sequence[Any], dict[str, Any]]
+INSIDE = "inside:"  # a site kind: ``inside:p4`` puts the block inside the CSP rows at p4 (C3k2_EMA), no row added
 
 
 class Variant(NamedTuple):
@@ -118,6 +121,9 @@ def placement_grid(
             raise ValueError(f"{name} {list(args)} {keywords or ''}: {e}. Expected {spec.expected()}") from None
         block = f"{spec.name}-{args_label(spec, row_args)}" if row_args else spec.name
         for site in sites:
+            if isinstance(site, str) and site.lower().startswith(INSIDE):
+                texts.append(_inside_variant(cfg, path, stem, out, spec, block, keywords, args, site))
+                continue
             made, _ = insert_block(cfg, spec, row_args, site)
             label = variant_label(stem, block, site)
             at = resolve_sites(cfg, site)
@@ -132,6 +138,26 @@ def placement_grid(
         if not variant.path.is_file() or variant.path.read_text() != text:
             variant.path.write_text(text)
     return [v for v, _ in texts]
+
+
+def _inside_variant(
+    cfg: dict, path: Path, stem: str, out: Path, spec: Any, block: str, keywords: dict, args: Sequence[Any], site: str
+) -> tuple[Variant, str]:
+    """The variant of an ``inside:p4`` site: the block inside the CSP rows there (``C3k2_EMA``), no row inserted."""
+    from yolo_attn.cfg.yaml_command import inside_sites
+
+    if args:
+        raise ValueError(f"{spec.name} inside a host takes its args by name (the rows' mapping), got {list(args)}")
+    composed, at = inside_sites(cfg, spec.name, site[len(INSIDE) :])
+    made, added = insert_block(cfg, composed, (), at)
+    rows = made["backbone"] + made["head"]
+    for i in added:
+        if keywords:
+            rows[i][3] = [*rows[i][3], dict(keywords)]
+    column = f"inside-{site_label(site[len(INSIDE) :])}"
+    label = variant_label(stem, block, column)
+    header = header_for(composed, path.name, at, False, [], column)
+    return Variant(label, out / f"{label}.yaml", block, column), to_text(made, header)
 
 
 def _block_arg(choice: BlockArg) -> tuple[str, list[Any], dict[str, Any]]:

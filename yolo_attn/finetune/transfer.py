@@ -96,6 +96,8 @@ def model_rows(d: dict, transparent: set[str], canonical: dict[str, str]) -> lis
         canon = canonical.get(name, name)
         if callable(canon):
             canon, args = canon(args)
+        elif name in canonical and args and isinstance(args[-1], dict):  # C3k2_EMA's own args: no part of its host's
+            args = args[:-1]
         key = (canon.removeprefix("torch."), n, repr(args))
         rows.append(Row(i, name, key, inputs, name in transparent))
     return rows
@@ -299,6 +301,7 @@ class TransferReport:
         identity_start (bool): Whether the new blocks were started as the identity.
         dropped_blocks (dict[str, str]): Source path -> class of attention blocks with no target counterpart.
         aligned (bool): False when the two models have the same plain rows and Ultralytics' own load ran unchanged.
+        replaced (dict[str, str]): Target path -> what replaced the source's own attention there (``C2PSA_B``).
     """
 
     source: str
@@ -313,6 +316,7 @@ class TransferReport:
     identity_start: bool = False
     dropped_blocks: dict[str, str] = field(default_factory=dict)
     aligned: bool = True
+    replaced: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         """Return the one-line log summary, e.g.
@@ -333,6 +337,8 @@ class TransferReport:
         if self.dropped_blocks:
             kinds = ", ".join(f"{n} {name}" for name, n in Counter(self.dropped_blocks.values()).items())
             text += f"; dropped: {kinds} block(s) of the source with no counterpart"
+        if self.replaced:
+            text += "; replaced: " + ", ".join(f"{p} {what}" for p, what in self.replaced.items())
         if self.not_transferred:
             text += f"; not transferred: {len(self.not_transferred)}"
             if self.first_difference:

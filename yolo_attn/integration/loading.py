@@ -69,7 +69,9 @@ def load_pretrained(
     if not (_has_our_rows(src_yaml) or _has_our_rows(tgt_yaml)) and _rows(src_yaml) == _rows(tgt_yaml):
         layer_map = {i: i for i in range(len(src_layers))}
     else:
-        alignment = transfer.align(src_yaml, tgt_yaml, registry.channel_names(), registry.canonical_names())
+        row_names = {row[2] for row in _rows(src_yaml) + _rows(tgt_yaml) if isinstance(row, (list, tuple))}
+        canonical = registry.canonical_names(row_names)  # compositions (C3k2_EMA) stand where their host stood
+        alignment = transfer.align(src_yaml, tgt_yaml, registry.channel_names(), canonical)
         layer_map = alignment.layer_map
     renamed, orphans = transfer.rename_keys(list(source_state), layer_map)
     if alignment is None:
@@ -106,6 +108,7 @@ def load_pretrained(
         identity_start=start,
         dropped_blocks={path: type(b).__name__ for path, b in dropped.items()},
         aligned=alignment is not None,
+        replaced=_replaced_attention(model, layer_map),
     )
     if landed and not not_landed and not hasattr(model, "set_classes"):  # as Ultralytics does when all transfers
         names = getattr(source, "names", None)
@@ -129,6 +132,17 @@ def transfer_report_of(weights: str | Path) -> dict | None:
     """
     model, _ = tasks.load_checkpoint(weights)
     return getattr(model, "transfer_report", None)
+
+
+def _replaced_attention(model: nn.Module, layer_map: dict[int, int]) -> dict[str, str]:
+    """Target layer path -> what replaced the pretrained attention there: the PSABlock attentions of ``C2PSA_B``."""
+    replaced = {}
+    for t in sorted(layer_map.values()):
+        layer = model.model[t]
+        host, inner = getattr(layer, "host", None), getattr(layer, "block_spec", None)
+        if host is not None and inner is not None and host.name == "C2PSA":
+            replaced[f"model.{t}"] = f"the attention of {len(layer.m)} PSABlock(s) by {inner.name}"
+    return replaced
 
 
 def _rows(d: dict) -> list:

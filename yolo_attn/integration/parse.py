@@ -56,8 +56,12 @@ def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, 
         check_row(i, row)
     placeholder_d = _with_placeholders(d, ours)
     records = _LogCapture()
-    with records:
-        model, save = ultralytics_parse(placeholder_d, ch, verbose=verbose)
+    try:
+        with records:
+            model, save = ultralytics_parse(placeholder_d, ch, verbose=verbose)
+    except (AssertionError, ValueError, TypeError, RuntimeError) as e:
+        _raise_host_error(ultralytics_parse, placeholder_d, ch, ours, e)
+        raise
     shapes = _probe_input_shapes(model, ch, set(ours))
     table_lines = {}
     for i, row in ours.items():
@@ -84,6 +88,28 @@ def _check_names(rows: list) -> None:
             raise unknown_name_error(i, list(row), [*ultralytics_names(), *registry.names()], FAILED)
 
 
+def _raise_host_error(ultralytics_parse: Any, d: dict, ch: int, ours: dict[int, list], error: Exception) -> None:
+    """Name the layer of a composition whose host refused its args (C2PSA needs c2 == c1), if one did.
+
+    Parses the rows up to each composition in turn (only after a failure) and raises a `YAMLRowError` for the first
+    composition whose host fails to build; returns when the failure lies elsewhere.
+    """
+    n_backbone = len(d.get("backbone", []))
+    for i, row in ours.items():
+        spec = registry.get(row[2])
+        if spec.inner is None:
+            continue
+        head = copy.deepcopy(d)
+        head["backbone"], head["head"] = head["backbone"][: i + 1], head.get("head", [])[: max(0, i + 1 - n_backbone)]
+        try:
+            with _LogCapture():
+                ultralytics_parse(head, ch, verbose=False)
+        except Exception as e:
+            raise row_error(
+                i, row, f"the host {spec.parent.__name__} refuses these args ({type(e).__name__}: {e or error})"
+            ) from None
+
+
 def _first(block: nn.Module) -> nn.Module:
     """Return the block itself, or its first repeat when a row has ``n > 1``."""
     return block[0] if isinstance(block, nn.Sequential) else block
@@ -98,6 +124,8 @@ def _with_placeholders(d: dict, ours: dict[int, list]) -> dict:
         if spec.kind == registry.REPLACES:
             placeholder = [f, n, *spec.replaced_row(args)]
         else:
+            if spec.inner is not None:  # a composition: the host's args, without the inner block's mapping
+                args = yaml_args(args)[0]
             placeholder = [f, n, "nn.Identity", []] if spec.parent is None else [f, n, spec.parent.__name__, args]
         section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
         d[section][j] = placeholder
@@ -149,6 +177,8 @@ def _build_real(i: int, row: list, placeholder: nn.Module, shape: torch.Size) ->
         args (list): The constructor args, for the layer table.
     """
     spec = registry.get(row[2])
+    if spec.inner is not None:
+        return _build_composed(i, row, spec, placeholder)
     if spec.parent is not None:
         args = spec.cls.parent_args(placeholder)
         return spec.cls(*args), args
@@ -168,6 +198,17 @@ def _build_real(i: int, row: list, placeholder: nn.Module, shape: torch.Size) ->
             raise row_error(i, row, str(e).removeprefix(f"{type(built[0]).__name__}: ")) from None
     args = [c1, *positional] + ([keywords] if keywords else [])
     return (built[0] if repeats == 1 else nn.Sequential(*built)), args
+
+
+def _build_composed(i: int, row: list, spec: registry.BlockSpec, placeholder: nn.Module) -> tuple[nn.Module, list]:
+    """Build a composition (``C3k2_EMA``) from its host placeholder, with the row's trailing mapping as B's args."""
+    keywords = yaml_args(row[3])[1]
+    args = spec.cls.parent_args(placeholder)
+    try:
+        block = spec.cls(*args, block_args=keywords)
+    except (ValueError, TypeError, AssertionError) as e:
+        raise row_error(i, row, f"{spec.inner.name} inside {spec.parent.__name__}: {e}") from None
+    return block, args + ([keywords] if keywords else [])
 
 
 class _LogCapture(logging.Filter):

@@ -5,7 +5,8 @@
   model. It relies on ``ultralytics.utils.callbacks.base.default_callbacks`` (event name -> list of callables).
 - ``ULTRALYTICS_SAFE_LOAD=1``: Ultralytics loads checkpoints with ``torch.load(weights_only=True)`` and allow-lists
   only its own and torch's classes, so every registered block class (and the generic identity mix's hook) is added
-  to torch's safe globals while registered, including blocks registered later (a block-table listener).
+  to torch's safe globals while registered, including blocks registered later (a block-table listener), with each
+  channel block's compositions (``C3k2_EMA``, made here for the list).
 """
 
 from __future__ import annotations
@@ -57,16 +58,30 @@ def _module_classes(cls: type) -> list[type]:
 
 def allowed_globals() -> list[Any]:
     """The globals a checkpoint of registered blocks may reference: their modules' classes, the identity-mix hook."""
-    found: list[Any] = [IDENTITY_MIX_HOOK]
+    from yolo_attn.modules import composed
+
+    found: list[Any] = [IDENTITY_MIX_HOOK, composed.AttnBottleneck]
     for spec in registry.specs():
         found += _module_classes(spec.cls)
+    found += composed.all_classes()  # C3k2_EMA...: made on demand, so made here for the allow-list
+    found += [(cls, f"yolo_attn.modules.csp_coord_att.{name}") for name, cls in _legacy_names().items()]
     return list(dict.fromkeys(found))
+
+
+def _legacy_names() -> dict[str, type]:
+    from yolo_attn.modules import csp_coord_att
+
+    return {n: getattr(csp_coord_att, n) for n in ("CA_C2f", "CA_C3k2", "CoordAttBottleneck")}
 
 
 def _on_block_change(event: str, spec: registry.BlockSpec) -> None:
     """Block-table listener: allow-list a block registered while yolo_attn is registered (removal keeps it)."""
     if event == "add":
+        from yolo_attn.modules import composed
+
         torch.serialization.add_safe_globals(_module_classes(spec.cls))
+        if spec.kind == registry.CHANNEL:  # the block inside every host
+            torch.serialization.add_safe_globals([composed.composed_class(h, spec) for h in composed.HOSTS.values()])
 
 
 def add_safe_globals() -> None:

@@ -164,3 +164,60 @@ def block_costs_table(rows: Sequence[dict[str, Any]], skipped: dict[str, str] | 
     for name, why in (skipped or {}).items():
         lines.append(f"\n{name}: not measured ({why.split(', but')[0]})")
     return "\n".join(lines)
+
+
+INSIDE_BASE = "yolo11n"  # the inside-cost table: each block after YOLO11n's standard rows, and inside its C3k2 rows
+
+
+def inside_costs(names: Sequence[str] | None = None, imgsz: int = 640) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Params and GFLOPs each channel block adds to YOLO11n as rows and inside the C3k2 rows (``C3k2_<block>``).
+
+    Both placements are the bare names' (`yolo_attn.cfg.generated`): ``yolo11n-<block>.yaml`` (rows after the
+    standard sites) and ``yolo11n-<block>-inside.yaml`` (the C3k2 rows at those sites, block args at their defaults).
+
+    Args:
+        names (Sequence[str] | None): Channel blocks' YAML names; None for every registered channel block.
+        imgsz (int): Square input size of the GFLOPs.
+
+    Returns:
+        rows (list[dict[str, Any]]): Per block: ``block``, ``row_params``, ``row_gflops``, ``inside_params``,
+            ``inside_gflops`` (added to YOLO11n; None where that placement cannot be built).
+        skipped (dict[str, str]): Block -> why a placement was not measured.
+    """
+    names = [s.name for s in registry.specs(registry.CHANNEL)] if names is None else list(names)
+    base = static_cost(load_model(f"{INSIDE_BASE}.yaml"), imgsz)
+    rows, skipped = [], {}
+    for name in names:
+        row: dict[str, Any] = {"block": name}
+        for kind, suffix in (("row", ""), ("inside", "-inside")):
+            try:
+                cost = static_cost(load_model(f"{INSIDE_BASE}-{name.lower()}{suffix}.yaml"), imgsz)
+            except Exception as e:  # a placement the block's default args do not fit: reported, the rest measured
+                skipped[f"{name} ({kind})"] = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+                row[f"{kind}_params"] = row[f"{kind}_gflops"] = None
+                continue
+            row[f"{kind}_params"] = cost["params"] - base["params"]
+            row[f"{kind}_gflops"] = cost["gflops"] - base["gflops"]
+        rows.append(row)
+    return rows, skipped
+
+
+def inside_costs_table(rows: Sequence[dict[str, Any]], skipped: dict[str, str] | None = None) -> str:
+    """Markdown table of `inside_costs`: params (k) and GFLOPs added to YOLO11n, as rows and inside C3k2."""
+
+    def cell(value: float | None, scale: float, digits: int) -> str:
+        return "not built" if value is None else f"{value / scale:.{digits}f}"
+
+    lines = [
+        "| Block | params added as rows (k) | GFLOPs added as rows | params added inside C3k2 (k) | "
+        "GFLOPs added inside C3k2 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['block']} | {cell(r['row_params'], 1e3, 1)} | {cell(r['row_gflops'], 1, 3)} | "
+            f"{cell(r['inside_params'], 1e3, 1)} | {cell(r['inside_gflops'], 1, 3)} |"
+        )
+    for name, why in (skipped or {}).items():
+        lines.append(f"\n- {name}: {why}")
+    return "\n".join(lines)

@@ -26,7 +26,7 @@ model YAML is refused through the name checks the integration installs (`add_nam
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,8 @@ class BlockSpec:
         origin (str): Who declared it: ``"yolo_attn"``, a plugin's distribution name, or a user's module.
         identity (str): How a new block starts as the identity: ``"own"`` (its ``start_as_identity``), ``"mix"``
             (the generic zero-initialised residual mix) or ``"inner"`` (the attention blocks inside an extends block).
+        inner (BlockSpec | None): For a composition (``C3k2_EMA``, made by a resolver, see `add_resolver`): the
+            channel block inside the host; its args are the row's trailing mapping. None otherwise.
     """
 
     name: str
@@ -65,6 +67,7 @@ class BlockSpec:
     origin: str = "yolo_attn"
     identity: str = "own"
     replaces: type[nn.Module] | None = None
+    inner: BlockSpec | None = None
 
     @property
     def kind(self) -> str:
@@ -121,6 +124,12 @@ class BlockSpec:
                 f"{name} [{params}] (no channel argument: input channels are inferred; it stands in place of a "
                 f"{self.stands_for} row)"
             )
+        if self.inner is not None:
+            own = ", ".join(f"{_describe(p)}" for p in self.inner.yaml_parameters())
+            return (
+                f"{name} [{params}, {{{self.inner.name}'s args by name: {own}}}] (same args as {self.parent.__name__}, "
+                f"then optionally a mapping of {self.inner.name}'s own args), e.g. [-1, 2, {name}, [256]]"
+            )
         if self.parent is None:
             return f"{name} [{params}] (no channel argument: input channels are inferred)"
         return (
@@ -139,7 +148,10 @@ class BlockSpec:
         Raises:
             TypeError: From ``inspect.Signature.bind`` when the args do not fit.
         """
-        if self.parent is None:
+        if self.inner is not None:
+            inspect.signature(self.parent).bind(0, positional[0], repeats, *positional[1:])
+            inspect.signature(self.inner.cls).bind(0, **keywords)
+        elif self.parent is None:
             inspect.signature(self.cls).bind(0, *positional, **keywords)
         else:
             inspect.signature(self.parent).bind(0, positional[0], repeats, *positional[1:], **keywords)
@@ -152,6 +164,20 @@ def _describe(p: inspect.Parameter) -> str:
 _TABLE: dict[str, BlockSpec] = {}  # every YAML name (names and aliases) -> its declaration
 _NAME_CHECKS: list[Callable[[str], str | None]] = []  # name -> who else resolves it (None: free)
 _LISTENERS: list[Callable[[str, BlockSpec], None]] = []  # ("add" | "remove", spec), e.g. the safe-load allow-list
+_RESOLVERS: list[Callable[[str], BlockSpec | None]] = []  # names derived from the table, e.g. compositions C3k2_EMA
+
+
+def add_resolver(resolver: Callable[[str], BlockSpec | None]) -> None:
+    """Install a resolver of names the table derives rather than holds (``C3k2_EMA``: EMA inside C3k2).
+
+    `get` asks the resolvers, in order, for a name the table does not hold. Derived names are not listed by `names`
+    or `specs`: they follow from the blocks that are.
+
+    Args:
+        resolver (Callable[[str], BlockSpec | None]): Name -> its declaration, or None.
+    """
+    if resolver not in _RESOLVERS:
+        _RESOLVERS.append(resolver)
 
 
 def add_name_check(check: Callable[[str], str | None]) -> None:
@@ -369,8 +395,11 @@ def remove(name: str) -> BlockSpec:
 
 
 def get(name: str) -> BlockSpec | None:
-    """Return the declaration a YAML name (or alias) resolves to, or None."""
-    return _TABLE.get(name)
+    """Return the declaration a YAML name (or alias) resolves to, or None; derived names through the resolvers."""
+    spec = _TABLE.get(name)
+    if spec is None and isinstance(name, str):
+        spec = next((found for resolve in _RESOLVERS if (found := resolve(name)) is not None), None)
+    return spec
 
 
 def specs(kind: str | None = None) -> Iterator[BlockSpec]:
@@ -409,14 +438,21 @@ def spec_of(module: nn.Module | type[nn.Module]) -> BlockSpec | None:
     return next((by_class[c] for c in cls.__mro__ if c in by_class), None)
 
 
-def canonical_names() -> dict[str, str | Callable[[list], tuple[str, list]]]:
+def canonical_names(also: Iterable[str] = ()) -> dict[str, str | Callable[[list], tuple[str, list]]]:
     """YAML name -> what it stands for, for aligning checkpoints (CA_C2f stands where C2f stood).
 
     An extends block maps to its parent's name (same args); a block that replaces rows maps to a function of its row's
     args giving the replaced row's name and args (``DySample []`` -> ``("nn.Upsample", [None, 2, "nearest"])``).
+
+    Args:
+        also (Iterable[str]): Names to look up too (derived names such as ``C3k2_EMA``, which no table lists).
     """
     found: dict[str, str | Callable[[list], tuple[str, list]]] = {}
     for s in specs():
         if s.kind != CHANNEL:
             found.update(dict.fromkeys(s.names, s.stands_for if s.kind == EXTENDS else s.replaced_row))
+    for name in also:
+        spec = get(name) if isinstance(name, str) and name not in found else None
+        if spec is not None and spec.parent is not None:
+            found[name] = spec.parent.__name__
     return found

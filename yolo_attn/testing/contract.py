@@ -97,6 +97,7 @@ def check_block(
     onnx: bool = True,
     imgsz: int = 320,
     only: Sequence[str] | None = None,
+    compose: bool = True,
     **kwargs: Any,
 ) -> CheckReport:
     """Check the contract of a block (see the module docstring for the properties).
@@ -112,6 +113,8 @@ def check_block(
         imgsz (int): Image size whose yolov8n P3/P4/P5 spatial sizes are used (a multiple of 32).
         only (Sequence[str] | None): Names of the properties to check (keys of `PROPERTIES`); None for all. The
             others are reported as skipped.
+        compose (bool): For a channel block, also check it composed in C2f and C3k2 (``C2f_B``, ``C3k2_B``: shape,
+            YAML rows, identity start, transfer, fuse, ONNX), one row per host.
         **kwargs (Any): Constructor arguments after the input channels, also written into the YAML rows
             (as a trailing mapping).
 
@@ -127,6 +130,8 @@ def check_block(
     report = CheckReport(getattr(cls, "__name__", str(cls)))
     temporary = None
     spec = next((s for s in registry.specs() if s.cls is cls), None)
+    if spec is None and getattr(cls, "block_spec", None) is not None:  # a composition, C3k2_EMA
+        spec = registry.get(cls.__name__)
     started = time.perf_counter()
     try:
         if spec is None:
@@ -154,10 +159,28 @@ def check_block(
                 report.results.append(PropertyResult(name, SKIP, "not selected"))
                 continue
             _run(report, name, lambda check=check: check(context))
+        if compose and spec.kind == registry.CHANNEL:
+            for host in COMPOSE_HOSTS:
+                _run(report, f"inside {host}", lambda host=host: _check_inside(host, spec, onnx, imgsz, kwargs))
     finally:
         if temporary is not None:
             registry.unregister_block(temporary)
     return report
+
+
+def _check_inside(host: str, spec: registry.BlockSpec, onnx: bool, imgsz: int, kwargs: dict[str, Any]) -> str:
+    """Check the block composed in a host (``C2f_B``): the properties of `COMPOSED_PROPERTIES`, one summary line."""
+    from yolo_attn.modules.composed import composed_class
+
+    only = [p for p in COMPOSED_PROPERTIES if onnx or p != "ONNX"]
+    sub = check_block(composed_class(host, spec), onnx=onnx, imgsz=imgsz, only=only, compose=False, **kwargs)
+    failed = [r for r in sub.results if r.status == FAIL]
+    if failed:
+        if all(r.name == "YAML rows v8/11/26" and "YAMLRowError" in r.reason for r in failed):  # args to set
+            raise _Skip(f"{host}_{spec.name} with these args is refused in a model, by layer: {failed[0].reason}")
+        raise AssertionError("; ".join(f"{r.name}: {r.reason}" for r in failed))
+    passed = [r.name for r in sub.results if r.status == PASS and r.name != "registers"]
+    return f"{host}_{spec.name}: {', '.join(passed)}"
 
 
 def _free_name(cls: type) -> str:
@@ -207,11 +230,13 @@ class _Context:
             torch.manual_seed(0)
             if self.spec.parent is None:
                 return self.spec.cls(c, **self.kwargs)
+            if self.spec.inner is not None:  # a composition (C3k2_EMA): the args are the inner block's; e=1 gives
+                return self.spec.cls(c, c, e=1.0, block_args=self.kwargs)  # the inner block c channels, as alone
             return self.spec.cls(c, c, **self.kwargs)
 
     def parent(self, c: int = C) -> nn.Module:
         """The parent block an extends block is built like."""
-        return self.spec.parent(c, c, **self.kwargs)
+        return self.spec.parent(c, c, **({"e": 1.0} if self.spec.inner is not None else self.kwargs))
 
     def expected(self, x: torch.Tensor) -> torch.Tensor:
         """What the block computes on ``x`` when it starts as the identity: ``x``, its parent's or the replaced output.
@@ -239,14 +264,22 @@ class _Context:
             else:
                 parent = self.spec.stands_for
                 hits = 0
-                for section in ("backbone", "head"):
-                    for row in d[section]:
-                        if row[2] == parent:
-                            row[2], hits = self.spec.name, hits + 1
-                            if self.spec.kind == registry.REPLACES:
-                                row[3] = self.row_args()
-                            elif self.kwargs:
-                                row[3] = [*row[3], dict(self.kwargs)]
+                rows = d["backbone"] + d["head"]
+                sites = range(len(rows))
+                if self.spec.inner is not None:  # a composition: the host rows at the standard sites, as generated
+                    from yolo_attn.cfg.sites import SiteError, standard_sites
+
+                    try:
+                        sites = standard_sites(d, self.spec)
+                    except SiteError as e:
+                        raise _Skip(f"{base}: {e}") from None
+                for i, row in enumerate(rows):
+                    if i in sites and row[2] == parent:
+                        row[2], hits = self.spec.name, hits + 1
+                        if self.spec.kind == registry.REPLACES:
+                            row[3] = self.row_args()
+                        elif self.kwargs:
+                            row[3] = [*row[3], dict(self.kwargs)]
                 if not hits:
                     raise _Skip(f"{base} has no {parent} row to replace")
             self.cfgs[base] = d
@@ -634,6 +667,9 @@ def _check_transfer(ctx: _Context) -> str:
     assert diff <= IDENTITY_TOL, f"step-0 outputs differ from the baseline's by {diff:.3g} (relative)"
     return f"{ctx.home()[:-5]}: {report.transferred}/{report.source_tensors} tensors; step-0 max diff {diff:.1g}"
 
+
+COMPOSE_HOSTS = ("C2f", "C3k2")  # a channel block is also checked inside these hosts
+COMPOSED_PROPERTIES = ("shape kept", "YAML rows v8/11/26", "identity start", "transfer", "fuse", "ONNX")
 
 PROPERTIES: dict[str, Callable[[_Context], str]] = {
     "shape kept": _check_shape,

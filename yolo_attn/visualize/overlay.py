@@ -48,7 +48,7 @@ class AttentionBlock:
     Attributes:
         module (nn.Module): The block (hooked).
         layer (int | None): Index ``i`` of the model layer holding the block (Ultralytics' attribute), None if unknown.
-        name (str): Display name, e.g. ``"CBAM"`` or ``"CA_C2f > CoordAtt (m.0.ca)"``.
+        name (str): Display name, e.g. ``"CBAM"`` or ``"C2f_CoordAtt > CoordAtt (m.0.attn)"``.
     """
 
     module: nn.Module
