@@ -25,6 +25,7 @@ from yolo_attn.modules import (
 )
 from yolo_attn.modules.random_weights import randomize_
 from yolo_attn.profiling.blocks import deployed_block
+from yolo_attn.testing import export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -55,18 +56,7 @@ def test_onnx_export_follows_the_input_size(name, opset, fused):
             warnings.simplefilter("ignore")
             torch.onnx.export(block, torch.randn(1, 32, 8, 10), buffer, opset_version=opset, dynamo=False)
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python values; the comparison below is the check
-        torch.onnx.export(
-            block,
-            torch.randn(1, 32, 8, 10),
-            buffer,
-            opset_version=opset,
-            dynamo=False,  # what Ultralytics uses
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
-        )
+    buffer.write(export_onnx(block, torch.randn(1, 32, 8, 10), opset))
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     x = torch.randn(2, 32, 12, 7)
     (y,) = session.run(None, {"x": x.numpy()})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from torch import nn
 
 from yolo_attn.modules import BlockArgumentError, DAttention
 from yolo_attn.modules.random_weights import randomize_
+from yolo_attn.testing import export_onnx
 
 ATOL = 1e-5
 
@@ -300,18 +300,7 @@ def test_onnx_export_runs_at_other_sizes_at_opset_12():
     ort = pytest.importorskip("onnxruntime")
     block = randomize_(DAttention(16, n_heads=4, n_groups=2), 0).eval()
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            block,
-            torch.randn(1, 16, 8, 10),
-            buffer,
-            opset_version=12,  # below GridSample's 16: the export samples by gathers
-            dynamo=False,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
-        )
+    buffer.write(export_onnx(block, torch.randn(1, 16, 8, 10), 12))
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     for size in [(1, 1), (3, 5), (13, 7)]:
         x = torch.randn(2, 16, *size)

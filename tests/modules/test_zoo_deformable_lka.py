@@ -16,6 +16,7 @@ from torch import nn
 
 from yolo_attn.modules import BlockArgumentError, DeformableLKA
 from yolo_attn.modules.random_weights import randomize_
+from yolo_attn.testing import export_onnx
 
 
 def bilinear(x: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
@@ -136,17 +137,7 @@ def test_onnx_maps_to_deform_conv_at_opset_19_and_follows_the_input_size():
     onnx = pytest.importorskip("onnx")
     block = randomize_(DeformableLKA(16), 4, fan_in=True).eval()
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            block,
-            torch.randn(1, 16, 8, 10),
-            buffer,
-            opset_version=19,
-            dynamo=False,
-            input_names=["x"],
-            dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}},
-        )
+    buffer.write(export_onnx(block, torch.randn(1, 16, 8, 10), 19))
     graph = onnx.load_from_string(buffer.getvalue()).graph
     assert sum(node.op_type == "DeformConv" for node in graph.node) == 2
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])

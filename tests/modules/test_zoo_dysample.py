@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import io
-import warnings
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from yolo_attn.finetune import transfer
 from yolo_attn.finetune.engagement import measure_engagement
 from yolo_attn.modules import BlockArgumentError, DySample
 from yolo_attn.modules.random_weights import randomize_
+from yolo_attn.testing import export_onnx
 
 ATOL = 1e-5
 SIZES = [(1, 1), (1, 7), (7, 1), (2, 2), (3, 5), (15, 20), (20, 15), (4, 4)]
@@ -239,18 +239,7 @@ def test_onnx_with_the_identity_mix_follows_the_input_size():
     with torch.no_grad():
         block.identity_mix.fill_(0.3)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            block,
-            torch.randn(1, 16, 8, 10),
-            buffer,
-            opset_version=block.onnx_opset,
-            dynamo=False,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
-        )
+    buffer.write(export_onnx(block, torch.randn(1, 16, 8, 10), block.onnx_opset))
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     x = torch.randn(2, 16, 5, 13)
     (y,) = session.run(None, {"x": x.numpy()})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ from torch import nn
 
 from yolo_attn.modules import SCSA, BlockArgumentError
 from yolo_attn.modules.random_weights import randomize_
+from yolo_attn.testing import export_onnx
 
 ATOL = 1e-5
 
@@ -147,17 +147,7 @@ def test_onnx_follows_the_input_size_below_the_window():
     pytest.importorskip("onnx")
     block = randomize_(SCSA(16), 3).eval()
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            block,
-            torch.randn(1, 16, 8, 10),
-            buffer,
-            opset_version=17,
-            dynamo=False,
-            input_names=["x"],
-            dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}},
-        )
+    buffer.write(export_onnx(block, torch.randn(1, 16, 8, 10), 17))
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     for hw in [(1, 1), (4, 4), (3, 5), (15, 20)]:
         x = torch.randn(2, 16, *hw)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 
 from yolo_attn.modules import SEAM, BlockArgumentError, MultiSEAM
 from yolo_attn.modules.random_weights import randomize_
+from yolo_attn.testing import export_onnx
 
 ATOL = 1e-5
 SIZES = [(1, 1), (1, 7), (7, 1), (2, 2), (3, 5), (4, 4), (15, 20), (20, 15)]
@@ -202,18 +202,7 @@ def test_multiseam_onnx_pads_at_sizes_other_than_the_traced_one():
     ort = pytest.importorskip("onnxruntime")
     block = randomize_(MultiSEAM(16), 5, fan_in=True).eval()
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            block,
-            torch.randn(1, 16, 8, 10),
-            buffer,
-            opset_version=17,
-            dynamo=False,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
-        )
+    buffer.write(export_onnx(block, torch.randn(1, 16, 8, 10), 17))
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     for size in [(1, 1), (3, 5), (6, 2), (20, 15)]:
         x = _input(16, size)

@@ -624,20 +624,8 @@ def _check_onnx(ctx: _Context) -> str:
     x = torch.randn(2, 32, 12, 7, generator=torch.Generator().manual_seed(5))
     diffs = []
     for form, module in (("unfused", block), ("fused", deployed_block(block))):
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings; the comparison below is the check
-            torch.onnx.export(
-                module,
-                torch.randn(1, 32, 8, 10),
-                buffer,
-                opset_version=opset,
-                dynamo=False,  # what Ultralytics uses
-                input_names=["x"],
-                output_names=["y"],
-                dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
-            )
-        session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+        onnx_model = export_onnx(module, torch.randn(1, 32, 8, 10), opset)
+        session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
         (y,) = session.run(None, {"x": x.numpy()})
         with torch.no_grad():
             expected = module(x)
@@ -646,6 +634,33 @@ def _check_onnx(ctx: _Context) -> str:
         assert diff <= ONNX_TOL * _scale(expected), f"{form}: onnxruntime differs by {diff:.3g}"
         diffs.append(f"{form} {diff:.1g}")
     return f"opset {opset}, traced at 1x8x10, run at 2x12x7: " + ", ".join(diffs)
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, opset: int) -> bytes:
+    """Export a block to ONNX as Ultralytics exports a model: TorchScript-based, dynamic batch, H and W.
+
+    Args:
+        module (nn.Module): The block, in eval mode.
+        example (torch.Tensor): The tracing input, (B, C, H, W).
+        opset (int): The ONNX opset.
+
+    Returns:
+        (bytes): The ONNX model, input ``x`` and output ``y``, both with dynamic batch, H and W.
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python values; callers compare the outputs
+        torch.onnx.export(
+            module,
+            example,
+            buffer,
+            opset_version=opset,
+            dynamo=False,  # what Ultralytics uses
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h", 3: "w"}},
+        )
+    return buffer.getvalue()
 
 
 def _check_transfer(ctx: _Context) -> str:
