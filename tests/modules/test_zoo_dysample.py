@@ -239,7 +239,7 @@ def test_onnx_with_the_identity_mix_follows_the_input_size():
     with torch.no_grad():
         block.identity_mix.fill_(0.3)
     buffer = io.BytesIO()
-    buffer.write(export_onnx(block, torch.randn(1, 16, 8, 10), block.onnx_opset))
+    buffer.write(export_onnx(block, torch.randn(1, 16, 8, 10), block.onnx_min_opset))
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     x = torch.randn(2, 16, 5, 13)
     (y,) = session.run(None, {"x": x.numpy()})

@@ -197,7 +197,7 @@ HOSTS: dict[str, Host] = {
     )
 }
 
-_CLASSES: dict[tuple[str, type], type] = {}  # (host name, block class) -> composed class
+_CLASSES: dict[tuple[str, str, type], type] = {}  # (host name, block name, block class) -> composed class
 _LEGACY = {"ca_c2f": ("CA_C2f", "C2f_CoordAtt"), "ca_c3k2": ("CA_C3k2", "C3k2_CoordAtt")}  # earlier releases' names
 
 
@@ -251,7 +251,7 @@ def composed_class(host: Host | str, block: BlockSpec | str) -> type[nn.Module]:
     spec = registry.get(block) if isinstance(block, str) else block
     if spec is None or spec.kind != registry.CHANNEL:
         raise KeyError(f"{block!r} is not a registered channel-preserving block")
-    key = (host.name, spec.cls)
+    key = (host.name, spec.name, spec.cls)  # one class registered under two names composes under each
     if key not in _CLASSES:
         _CLASSES[key] = _make_class(host, spec)
     return _CLASSES[key]
@@ -286,6 +286,7 @@ def _make_class(host: Host, spec: BlockSpec) -> type[nn.Module]:
             "parent_args": classmethod(parent_args),
             "host": host,
             "block_spec": spec,
+            "onnx_min_opset": getattr(block_cls, "onnx_min_opset", 17),  # the inner block's operators decide
         },
     )
 

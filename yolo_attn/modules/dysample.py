@@ -56,7 +56,7 @@ class DySample(AttentionBlock):
         - Arguments are checked at build time (``BlockArgumentError``) instead of by ``assert``.
         - Identity start (below): with ``identity_mix`` the output is blended with nearest upsampling.
 
-    ONNX: ``grid_sample`` exports as ``GridSample``, opset 16 or later (``onnx_opset``); H and W follow the input.
+    ONNX: ``grid_sample`` exports as ``GridSample``, opset 16 or later (``onnx_min_opset``); H and W follow the input.
 
     Identity start: DySample takes the place of nearest-neighbour upsampling, not of the identity. Started as the
     identity (a fresh block in a pretrained network), it gets ``identity_mix = 0`` and returns
@@ -79,7 +79,7 @@ class DySample(AttentionBlock):
         torch.Size([2, 64, 40, 30])
     """
 
-    onnx_opset: int = 16  # the lowest ONNX opset it exports at: grid_sample is ONNX GridSample (opset 16)
+    onnx_min_opset: int = 16  # the lowest ONNX opset it exports at: grid_sample is ONNX GridSample (opset 16)
 
     def __init__(self, c1: int, scale: int = 2, style: str = "lp", groups: int = 4, dyscope: bool = False) -> None:
         """Initialize DySample.

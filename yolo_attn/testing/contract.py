@@ -619,7 +619,9 @@ def _check_onnx(ctx: _Context) -> str:
 
     from yolo_attn.profiling.blocks import deployed_block
 
-    block = randomize_(ctx.make(32), 0).eval()
+    # an extends block's own convolutions get fan-in-scaled weights: unscaled random weights through a chain of
+    # convolutions and attention grow the map to ~1e6, where float32 rounding alone breaks any tolerance
+    block = randomize_(ctx.make(32), 0, fan_in=ctx.spec.kind == registry.EXTENDS).eval()
     opset = max(17, getattr(ctx.spec.cls, "onnx_min_opset", 17))  # a block's operator may exist only in later opsets
     x = torch.randn(2, 32, 12, 7, generator=torch.Generator().manual_seed(5))
     diffs = []
