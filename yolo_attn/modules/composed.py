@@ -286,7 +286,8 @@ def _make_class(host: Host, spec: BlockSpec) -> type[nn.Module]:
             "parent_args": classmethod(parent_args),
             "host": host,
             "block_spec": spec,
-            "onnx_min_opset": getattr(block_cls, "onnx_min_opset", 17),  # the inner block's operators decide
+            # the inner block's operators decide the lowest ONNX opset, where it declares one
+            **({"onnx_min_opset": block_cls.onnx_min_opset} if hasattr(block_cls, "onnx_min_opset") else {}),
         },
     )
 
