@@ -31,8 +31,11 @@ def test_the_fixtures_come_from_a_recorded_release():
     assert len(provenance["commit"]) == 40
 
 
-@pytest.mark.seam
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe-load"])
+# the floor run (Ultralytics 8.4.0) takes the plain case only: its torch_safe_load(safe_only=True) is another loader
+# (stand-in SafeClass objects for any class outside Ultralytics), not the weights-only load of ULTRALYTICS_SAFE_LOAD
+@pytest.mark.parametrize(
+    "safe", [pytest.param(False, id="plain", marks=pytest.mark.seam), pytest.param(True, id="safe-load")]
+)
 @pytest.mark.parametrize("name", NAMES)
 def test_an_old_checkpoint_loads_and_predicts_the_same(name, safe):
     expected = torch.load(FIXTURES / f"{name}.expected.pt")
