@@ -119,7 +119,7 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
     import torch
     import ultralytics
 
-    from yolo_attn.profiling.publish import git_commit, machine, wants_docs, write_benchmark
+    from yolo_attn.profiling.publish import wants_docs, write_benchmark
 
     trained = f"; the runs trained at commit {args.trained_at}" if args.trained_at else ""
     lines = [
@@ -173,13 +173,7 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
     if not wants_docs(args.docs):
         print("\n".join(lines), flush=True)
         return
-    written = write_benchmark(
-        "finetune_protocol",
-        "\n".join(lines),
-        command=f"python scripts/finetune_protocol.py {' '.join(sys.argv[1:])}",
-        machine_line=machine(),
-        commit=git_commit(),
-    )
+    written = write_benchmark("finetune_protocol", "\n".join(lines))  # header: this command, machine and commit
     print(f"written {written}", flush=True)
 
 

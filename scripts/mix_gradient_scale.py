@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +108,7 @@ def main() -> None:
     upstream = detect.synthetic_data(demo / "data" / "upstream", detect.N_UPSTREAM_TRAIN, detect.N_VAL, seed=1)
     weights = detect.pretrain_baseline(upstream, demo / "pretrain")
     data = detect.synthetic_data(demo / "data", detect.N_TRAIN, detect.N_VAL, seed=0)
-    from yolo_attn.profiling.publish import git_commit, machine, wants_docs, write_benchmark
+    from yolo_attn.profiling.publish import wants_docs, write_benchmark
 
     lines = [
         f"Every figure is measured by the script. CPU training, torch {torch.__version__}, ultralytics "
@@ -145,13 +144,7 @@ def main() -> None:
         if not wants_docs(args.docs):
             print("\n".join(lines), flush=True)
             continue
-        written = write_benchmark(
-            "mix_gradient_scale",
-            "\n".join(lines),
-            command=f"python scripts/mix_gradient_scale.py {' '.join(sys.argv[1:])}",
-            machine_line=machine(),
-            commit=git_commit(),
-        )
+        written = write_benchmark("mix_gradient_scale", "\n".join(lines))  # header: this command, machine and commit
         print(f"written {written}", flush=True)
 
 
