@@ -7,6 +7,7 @@ so how far a mix moves no longer depends on its gradient's scale, which under SG
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,6 +62,23 @@ def fine_tune(name, weights, data, folder, optimizer, lr0, protocol=None, **extr
     return yolo
 
 
+def interrupted_run(tiny_data: Path, tmp_path: Path, protocol: P.FineTuneProtocol, optimizer: str, lr0: float) -> Path:
+    """Fine-tune yolov8n-cbam from a source checkpoint, killed after the first of two epochs; return its last.pt."""
+    weights = source_checkpoint(tmp_path / "base.pt")
+    yolo = YOLO("yolov8n-cbam.yaml")
+
+    def stop(trainer):  # killed after the first epoch, its last.pt (with the optimizer state) saved
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt("stopped")
+
+    yolo.add_callback("on_fit_epoch_end", stop)
+    args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, nbs=4, device="cpu", workers=0, val=False)
+    args |= dict(pretrained=str(weights), optimizer=optimizer, lr0=lr0, warmup_epochs=0, plots=False, amp=False)
+    with pytest.raises(KeyboardInterrupt):
+        yolo.train(trainer=P.attach(yolo, protocol), **args, project=str(tmp_path), name="run", exist_ok=True)
+    return tmp_path / "run" / "weights" / "last.pt"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("optimizer", "lr0"), [("SGD", 0.01), ("AdamW", 0.001)])
 def test_the_default_moves_every_new_mix_off_zero_under_sgd_and_adamw(optimizer, lr0, tiny_data, tmp_path):
@@ -104,20 +122,7 @@ def test_the_baseline_under_the_protocol_is_a_plain_ultralytics_fine_tune_bit_fo
 
 @pytest.mark.slow
 def test_a_resumed_run_continues_the_mixes_own_moments(tiny_data, tmp_path):
-    weights = source_checkpoint(tmp_path / "base.pt")
-    yolo = YOLO("yolov8n-cbam.yaml")
-    trainer = P.attach(yolo, P.FineTuneProtocol())
-
-    def stop(trainer):  # killed after the first epoch, its last.pt (with the optimizer state) saved
-        if trainer.epoch == 0:
-            raise KeyboardInterrupt("stopped")
-
-    yolo.add_callback("on_fit_epoch_end", stop)
-    args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, nbs=4, device="cpu", workers=0, val=False)
-    args |= dict(pretrained=str(weights), optimizer="SGD", lr0=0.01, warmup_epochs=0, plots=False, amp=False)
-    with pytest.raises(KeyboardInterrupt):
-        yolo.train(trainer=trainer, **args, project=str(tmp_path), name="run", exist_ok=True)
-    last = tmp_path / "run" / "weights" / "last.pt"
+    last = interrupted_run(tiny_data, tmp_path, P.FineTuneProtocol(), "SGD", 0.01)
     groups = torch.load(last, weights_only=False)["optimizer"]["param_groups"]
     saved = [m for g in groups for m in g.get(P.ADAM_KEY, {}).values()]  # [step, m, v] per mix, Python floats
     assert len(saved) == 4 and all(isinstance(v, float) for m in saved for v in m)
@@ -137,19 +142,7 @@ def test_a_resumed_run_continues_the_mixes_own_moments(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_a_run_trained_with_its_optimizer_stepping_the_mixes_resumes_so(tiny_data, tmp_path):
     """A run made before attn_mix_lr (or with 0), resumed by a process whose default is the mixes' own rule."""
-    weights = source_checkpoint(tmp_path / "base.pt")
-    yolo = YOLO("yolov8n-cbam.yaml")
-
-    def stop(trainer):
-        if trainer.epoch == 0:
-            raise KeyboardInterrupt("stopped")
-
-    yolo.add_callback("on_fit_epoch_end", stop)
-    args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, nbs=4, device="cpu", workers=0, val=False)
-    args |= dict(pretrained=str(weights), optimizer="SGD", lr0=0.01, warmup_epochs=0, plots=False, amp=False)
-    with pytest.raises(KeyboardInterrupt):
-        yolo.train(trainer=P.attach(yolo, P.FineTuneProtocol(mix_lr=0)), **args, project=str(tmp_path), name="r")
-    last = tmp_path / "r" / "weights" / "last.pt"
+    last = interrupted_run(tiny_data, tmp_path, P.FineTuneProtocol(mix_lr=0), "SGD", 0.01)
     assert not any(P.ADAM_KEY in g for g in torch.load(last, weights_only=False)["optimizer"]["param_groups"])
     resumed = YOLO(str(last))
     seen = {}
@@ -161,19 +154,7 @@ def test_a_run_trained_with_its_optimizer_stepping_the_mixes_resumes_so(tiny_dat
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["Adam", "NAdam", "RMSprop"])
 def test_the_mixes_rule_resumes_under_optimizers_that_check_their_state_on_load(optimizer, tiny_data, tmp_path):
-    weights = source_checkpoint(tmp_path / "base.pt")
-    yolo = YOLO("yolov8n-cbam.yaml")
-
-    def stop(trainer):
-        if trainer.epoch == 0:
-            raise KeyboardInterrupt("stopped")
-
-    yolo.add_callback("on_fit_epoch_end", stop)
-    args = dict(data=str(tiny_data), epochs=2, imgsz=64, batch=4, nbs=4, device="cpu", workers=0, val=False)
-    args |= dict(pretrained=str(weights), optimizer=optimizer, lr0=0.001, warmup_epochs=0, plots=False, amp=False)
-    with pytest.raises(KeyboardInterrupt):
-        yolo.train(trainer=P.attach(yolo, P.FineTuneProtocol()), **args, project=str(tmp_path), name="r", exist_ok=True)
-    resumed = YOLO(str(tmp_path / "r" / "weights" / "last.pt"))
+    resumed = YOLO(str(interrupted_run(tiny_data, tmp_path, P.FineTuneProtocol(), optimizer, 0.001)))
     resumed.train(resume=True, trainer=P.attach(resumed, P.FineTuneProtocol()))
     assert resumed.trainer.epoch == 1
 
