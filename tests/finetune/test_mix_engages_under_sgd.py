@@ -6,13 +6,12 @@ so how far a mix moves no longer depends on its gradient's scale, which under SG
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 import torch
+from support.models import source_checkpoint
 from ultralytics import YOLO
-from ultralytics.nn.tasks import DetectionModel
 
 from yolo_attn.finetune import protocol as P
 from yolo_attn.finetune.engagement import FULL_PRECISION_SUFFIX, run_engagement
@@ -22,17 +21,6 @@ ENDED = 0.001  # and ends at least this far from 0 (its gradient may change sign
 DEEPEST = (
     "model.25"  # yolov8n-cbam's block after the P5 head C2f, the deepest site (its mix gradient ~1e-9 on the demo)
 )
-
-
-def source_checkpoint(path, nc: int = 2):
-    """A yolov8n checkpoint with random (not zero) weights, as a stand-in for yolov8n.pt (offline)."""
-    model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    torch.save({"model": copy.deepcopy(model), "train_args": {}}, path)
-    return path
 
 
 def fine_tune(name, weights, data, folder, optimizer, lr0, protocol=None, **extra):

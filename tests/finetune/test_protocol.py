@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
+from support.models import source_checkpoint
 from torch import nn
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
@@ -114,17 +113,6 @@ def test_from_scratch_there_are_no_new_blocks():
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def source_checkpoint(path, nc: int = 2):
-    """A yolov8n checkpoint with random (not zero) weights, as a stand-in for yolov8n.pt."""
-    model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    torch.save({"model": copy.deepcopy(model), "train_args": {}}, path)
-    return path
 
 
 @pytest.mark.slow

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
+import torch
 from ultralytics.nn.tasks import DetectionModel
 
 #: YOLOv8's scales (depth, width, max channels), written out independently of Ultralytics' tables.
@@ -27,3 +29,14 @@ def small_yaml(rows: list, scale: str = "n") -> dict:
 def build(d: dict) -> DetectionModel:
     """Build a detector from a copy of the model dict ``d`` (the dict is left as it was)."""
     return DetectionModel(copy.deepcopy(d), ch=3, verbose=False)
+
+
+def source_checkpoint(path: Path, nc: int = 2) -> Path:
+    """A yolov8n checkpoint with random (not zero) weights, as a stand-in for yolov8n.pt (offline)."""
+    model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    torch.save({"model": copy.deepcopy(model), "train_args": {}}, path)
+    return path
