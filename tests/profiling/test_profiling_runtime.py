@@ -8,7 +8,7 @@ import torch
 from yolo_attn.cli import main
 from yolo_attn.profiling.blocks import bench_blocks, blocks_table
 from yolo_attn.profiling.paired import paired_times, ratio_stats
-from yolo_attn.profiling.runtime import onnx_bytes, runtime_costs
+from yolo_attn.profiling.runtime import ONNX_OPSET, model_opset, onnx_bytes, runtime_costs
 
 
 def test_ratio_stats_are_per_round_ratios():
@@ -36,11 +36,14 @@ def test_runtime_costs_rejects_unknown_runtime():
         runtime_costs(["yolov8n.yaml"], runtime="tensorrt")
 
 
-def test_onnx_export_of_a_fused_model_with_blocks_matches_torch(repo):
+@pytest.mark.parametrize(("model_yaml", "opset"), [("yolov8n-cbam.yaml", ONNX_OPSET), ("yolov8n-deformablelka.yaml", 19)])
+def test_onnx_export_of_a_fused_model_with_blocks_matches_torch(model_yaml, opset):
+    """The whole model exports at the opset its blocks need (DeformableLKA's DeformConv: 19) and runs in ORT."""
     ort = pytest.importorskip("onnxruntime")
     from yolo_attn.profiling.cost import deployed_model
 
-    model = deployed_model(repo / "model_yamls" / "yolov8n-cbam.yaml")
+    model = deployed_model(model_yaml)
+    assert model_opset(model) == opset
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     session = ort.InferenceSession(onnx_bytes(model, imgsz=64), providers=["CPUExecutionProvider"])
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))

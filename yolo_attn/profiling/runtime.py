@@ -38,13 +38,29 @@ class _Predictions(nn.Module):
         return y[0] if isinstance(y, (list, tuple)) else y
 
 
-def onnx_bytes(model: nn.Module, imgsz: int = 640, opset: int = ONNX_OPSET) -> bytes:
+def model_opset(model: nn.Module, opset: int = ONNX_OPSET) -> int:
+    """Return the opset a model exports at: ``opset``, or the highest ``onnx_min_opset`` of its modules if higher.
+
+    A block whose operator exists only in a later opset (DeformableLKA's ``DeformConv``: 19) declares it as its
+    ``onnx_min_opset`` class attribute, as `yolo_attn.testing.contract` reads it for ``check-block``.
+
+    Args:
+        model (nn.Module): The model.
+        opset (int): The opset wanted when no module needs a later one.
+
+    Returns:
+        (int): The opset to export at.
+    """
+    return max([opset, *(getattr(m, "onnx_min_opset", opset) for m in model.modules())])
+
+
+def onnx_bytes(model: nn.Module, imgsz: int = 640, opset: int | None = None) -> bytes:
     """Export a (fused, eval-mode) model to ONNX in memory, with a fixed batch-1 input of ``imgsz`` x ``imgsz``.
 
     Args:
         model (nn.Module): The model, e.g. from ``deployed_model``; only its first output is exported.
         imgsz (int): Square input size in pixels.
-        opset (int): ONNX opset.
+        opset (int | None): ONNX opset; None exports at ``model_opset(model)`` (17, or a block's later minimum).
 
     Returns:
         (bytes): The serialised ONNX model, input ``images``, output ``output0`` (Ultralytics' names).
@@ -57,7 +73,7 @@ def onnx_bytes(model: nn.Module, imgsz: int = 640, opset: int = ONNX_OPSET) -> b
             _Predictions(model).eval(),
             image,
             buffer,
-            opset_version=opset,
+            opset_version=model_opset(model) if opset is None else opset,
             dynamo=False,
             input_names=["images"],
             output_names=["output0"],
