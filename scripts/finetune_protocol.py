@@ -7,8 +7,13 @@ docs/benchmarks/finetune_protocol.md (``--no-docs``: printed only), with the com
 commit. The table is rewritten after every comparison, so an interrupted grid leaves the part that ran (and a rerun with
 the same --out keeps the finished runs).
 
+A protocol is ``default``, ``old`` (the default before the mixes' own step), or one ``attn_*`` setting such as
+``attn_mix_lr=0.1`` (a sweep of that setting); ``NAME:OPT1,OPT2`` runs it under those optimizers only.
+
 python scripts/finetune_protocol.py --epochs 10 --optimizers SGD AdamW auto --blocks cbam eca ema simam --seeds 0 1
 python scripts/finetune_protocol.py --epochs 10 --optimizers SGD AdamW --protocols default old:SGD --blocks cbam eca
+python scripts/finetune_protocol.py --epochs 10 --optimizers SGD AdamW --protocols attn_mix_lr=0.01 default \
+    attn_mix_lr=0.1 --doc mix_lr_sweep
 """
 
 from __future__ import annotations
@@ -35,6 +40,17 @@ PROTOCOLS = {  # name -> attn_* settings; "old": the earlier default (the run's 
 }
 
 
+def protocol_settings(name: str) -> list[str]:
+    """The ``attn_*`` settings of a protocol: a named one (`PROTOCOLS`) or one setting ``attn_<key>=<value>``."""
+    if name in PROTOCOLS:
+        return PROTOCOLS[name]
+    if name.startswith("attn_") and "=" in name:
+        return [name]
+    raise SystemExit(
+        f"unknown protocol {name!r}: expected one of {', '.join(PROTOCOLS)} or a setting attn_<key>=<value>"
+    )
+
+
 def main() -> None:
     from yolo_attn.profiling.publish import add_docs_argument
 
@@ -46,13 +62,19 @@ def main() -> None:
     add_docs_argument(parser, "its table (docs/benchmarks/finetune_protocol.md)")
     parser.add_argument("--epochs", type=int, nargs="+", default=[10])
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
-    parser.add_argument("--protocols", nargs="+", default=["default"], help="default, old; old:SGD: only with SGD")
+    parser.add_argument(
+        "--protocols", nargs="+", default=["default"], help="default, old, attn_<key>=<value>; old:SGD: only with SGD"
+    )
+    parser.add_argument("--doc", default="finetune_protocol", help="the table's name under docs/benchmarks/")
     parser.add_argument("--blocks", nargs="+", default=["cbam", "eca", "ema", "simam"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
         "--trained-at", default=None, help="commit the runs trained with, when the table is rewritten later"
     )
     args = parser.parse_args()
+    only = {p.split(":")[0]: p.split(":")[1].split(",") if ":" in p else args.optimizers for p in args.protocols}
+    cells = [(e, o, p) for e in args.epochs for p in only for o in args.optimizers if o in only[p]]
+    settings = {p: protocol_settings(p) for p in only}  # an unknown protocol stops here, before the demo is built
 
     from yolo_attn.demos import detect
 
@@ -61,15 +83,13 @@ def main() -> None:
     upstream = detect.synthetic_data(demo / "data" / "upstream", detect.N_UPSTREAM_TRAIN, detect.N_VAL, seed=1)
     weights = detect.pretrain_baseline(upstream, demo / "pretrain")
     models = ["yolov8n.yaml", *(f"yolov8n-{b}.yaml" for b in args.blocks)]
-    only = {p.split(":")[0]: p.split(":")[1].split(",") if ":" in p else args.optimizers for p in args.protocols}
-    cells = [(e, o, p) for e in args.epochs for p in only for o in args.optimizers if o in only[p]]
     done: list[tuple[tuple[int, str, str], Path, float]] = []
     for epochs, optimizer, protocol in cells:
         out = (args.out / f"e{epochs}-{optimizer}-{protocol}").resolve()
         command = [sys.executable, "-m", "yolo_attn", "compare", "--data", str(data), "--models", *models]
         command += ["--seeds", *map(str, args.seeds), "--epochs", str(epochs), "--imgsz", str(detect.IMGSZ)]
         command += ["--batch", str(detect.BATCH), "--device", "cpu", "--pretrained", str(weights)]
-        command += ["--latency-runs", "0", "--out", str(out), *OPTIMIZERS[optimizer], *COMMON, *PROTOCOLS[protocol]]
+        command += ["--latency-runs", "0", "--out", str(out), *OPTIMIZERS[optimizer], *COMMON, *settings[protocol]]
         print(" ".join(command), flush=True)
         start = time.time()
         proc = subprocess.run(command, cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, check=False)
@@ -139,7 +159,8 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
         "",
         "Protocols: `default` is this commit's default (`attn_mix_lr=0.03`: the mixes stepped by their own Adam rule; "
         "no weight decay on the mix; new-block lr x30); `old` is the default before it (`attn_mix_lr=0`: the run's "
-        "optimizer steps the mix at lr x30). Engagement: the relative change a block makes to its input on 16 val "
+        "optimizer steps the mix at lr x30); `attn_<key>=<value>`: the default with that one setting changed. "
+        "Engagement: the relative change a block makes to its input on 16 val "
         "images (mean and min over blocks x seeds); blocks < 1%: block x seed values under 1%, of all. "
         "Δ mAP50-95: paired mean over seeds against the baseline of the same comparison, with its 95% interval. "
         "Diverged: a run failed, or its final losses or mAP are not finite.",
@@ -173,7 +194,7 @@ def write_doc(args: argparse.Namespace, done: list, cells: list, weights: Path, 
     if not wants_docs(args.docs):
         print("\n".join(lines), flush=True)
         return
-    written = write_benchmark("finetune_protocol", "\n".join(lines))  # header: this command, machine and commit
+    written = write_benchmark(args.doc, "\n".join(lines))  # header: this command, machine and commit
     print(f"written {written}", flush=True)
 
 
