@@ -8,6 +8,8 @@ with gathers, so the block's torchvision call is checked against the formula, no
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -173,3 +175,23 @@ def test_bf16_autocast_samples_in_float32():
 def test_bad_channels_are_refused(c):
     with pytest.raises(BlockArgumentError, match=r"DeformableLKA: input channels must be a positive integer"):
         DeformableLKA(c)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_a_non_finite_input_gives_nan_not_a_crash(bad):
+    """A NaN or inf pixel (a diverging run) once made NaN offsets, which crash torchvision's CPU kernel (SIGSEGV).
+
+    Run in a child process, so that a crash fails this test instead of killing the test session.
+    """
+    code = (
+        "import torch\n"
+        "from yolo_attn.modules import DeformableLKA\n"
+        "x = torch.rand(1, 16, 20, 20)\n"
+        f"x[0, :, 3, 3] = float('{bad}')\n"
+        "with torch.no_grad():\n"
+        "    y = DeformableLKA(16).eval()(x)\n"
+        "print(int(y.isnan().any()), int(y.isfinite().any()))\n"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode == 0, f"the child died with {child.returncode}: {child.stderr[-500:]}"
+    assert child.stdout.split() == ["1", "1"]  # the bad pixel still shows as NaN; the rest of the map is computed

@@ -36,7 +36,9 @@ def test_runtime_costs_rejects_unknown_runtime():
         runtime_costs(["yolov8n.yaml"], runtime="tensorrt")
 
 
-@pytest.mark.parametrize(("model_yaml", "opset"), [("yolov8n-cbam.yaml", ONNX_OPSET), ("yolov8n-deformablelka.yaml", 19)])
+@pytest.mark.parametrize(
+    ("model_yaml", "opset"), [("yolov8n-cbam.yaml", ONNX_OPSET), ("yolov8n-deformablelka.yaml", 19)]
+)
 def test_onnx_export_of_a_fused_model_with_blocks_matches_torch(model_yaml, opset):
     """The whole model exports at the opset its blocks need (DeformableLKA's DeformConv: 19) and runs in ORT."""
     ort = pytest.importorskip("onnxruntime")

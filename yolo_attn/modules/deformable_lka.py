@@ -37,6 +37,11 @@ class DeformConv(nn.Module):
     100 px, bfloat16 none at 256), and a random-init offset net's offsets of tens of pixels in bfloat16 change the
     output by its own scale. The reference's unused ``bias`` argument is not taken.
 
+    NaN offsets (from a NaN or inf in ``x``: a diverging run, or an uninitialised FLOP-count input) are set to 0 before
+    sampling: torchvision's CPU kernel turns a NaN position into an index far outside the map and the process dies of
+    a segmentation fault. With the guard the NaN still reaches the output (the sample at offset 0 is the NaN input),
+    so a diverging run ends as Ultralytics' NaN checks expect. Finite offsets are untouched.
+
     Attributes:
         offset_net (nn.Conv2d): Offset predictor C -> 2 kh kw.
         deform_conv (TorchvisionDeformConv2d): The deformable convolution C -> C, without bias (torchvision's class).
@@ -89,6 +94,7 @@ class DeformConv(nn.Module):
             x32 = x.float()
             bias = None if o.bias is None else o.bias.float()
             offsets = F.conv2d(x32, o.weight.float(), bias, o.stride, o.padding, o.dilation, o.groups)
+            offsets = torch.where(offsets.isnan(), 0.0, offsets)  # a NaN position crashes torchvision's kernel
             out = deform_conv2d(
                 x32,
                 offsets,
