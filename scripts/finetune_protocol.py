@@ -34,6 +34,7 @@ OPTIMIZERS = {  # the demo's settings, but the optimizer
     "auto": ["optimizer=auto"],
 }
 COMMON = ["warmup_epochs=1", "close_mosaic=5", "val=False", "workers=0"]
+TABLES = ("finetune_protocol", "mix_lr_sweep")  # the docs/benchmarks files this script writes (--doc)
 PROTOCOLS = {  # name -> attn_* settings; "old": the earlier default (the run's optimizer steps the mix)
     "default": [],
     "old": ["attn_mix_lr=0"],
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument(
         "--protocols", nargs="+", default=["default"], help="default, old, attn_<key>=<value>; old:SGD: only with SGD"
     )
-    parser.add_argument("--doc", default="finetune_protocol", help="the table's name under docs/benchmarks/")
+    parser.add_argument("--doc", default=TABLES[0], choices=TABLES, help="the table's name under docs/benchmarks/")
     parser.add_argument("--blocks", nargs="+", default=["cbam", "eca", "ema", "simam"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
