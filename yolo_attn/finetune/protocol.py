@@ -39,8 +39,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
+from yolo_attn.finetune.engagement import save_full_precision
 from yolo_attn.finetune.transfer import new_block_modules
 
 PREFIX = "yolo_attn protocol: "
@@ -255,12 +257,12 @@ def build_with_protocol(trainer: Any, build: Callable[[], Any], model: nn.Module
 
     optimizer = build()
     regroup(optimizer, [p for b in blocks.values() for p in b.parameters()], mixes, protocol)
-    if protocol.mix_lr and mixes and not resumes_without_mix_rule(trainer):
+    saved = resumed_param_groups(trainer)  # read once; None for a new run
+    if protocol.mix_lr and mixes and not resumes_without_mix_rule(trainer, saved):
         step_mixes_by_adam(optimizer, mixes, protocol.mix_lr)
-    saved = saved_group_count(trainer) if getattr(trainer, "resume", False) else None
-    if saved is not None and saved != len(optimizer.param_groups):  # the run was trained with other groups
+    if saved is not None and len(saved) != len(optimizer.param_groups):  # the run was trained with other groups
         LOGGER.warning(
-            f"{PREFIX}{trainer.args.resume} was trained with {saved} param groups, not this protocol's "
+            f"{PREFIX}{trainer.args.resume} was trained with {len(saved)} param groups, not this protocol's "
             f"{len(optimizer.param_groups)}: it resumes with Ultralytics' own groups, as it was trained"
         )
         return build()
@@ -295,8 +297,6 @@ def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float)
     Returns:
         (torch.utils.hooks.RemovableHandle): The hook's handle.
     """
-    import torch
-
     ids = {id(p) for p in mixes}
     beta1, beta2 = ADAM_BETAS
     for group in optimizer.param_groups:  # marked from the start: a checkpoint saved before any step says so too
@@ -326,23 +326,20 @@ def step_mixes_by_adam(optimizer: Any, mixes: Iterable[nn.Parameter], lr: float)
     return optimizer.register_step_pre_hook(adam_step)
 
 
-def resumes_without_mix_rule(trainer: Any) -> bool:
+def resumes_without_mix_rule(trainer: Any, groups: list[dict] | None) -> bool:
     """Return True when ``trainer`` resumes a run whose own optimizer stepped the mixes: it resumes so (warned).
 
     Such a run was trained with ``attn_mix_lr=0``, or before the option existed; it keeps the rule it was trained with.
-    False when not resuming, or when the run's checkpoint has the mixes' own moments (`ADAM_KEY`).
-    """
-    if not getattr(trainer, "resume", False):
-        return False
-    import torch
 
-    try:
-        groups = torch.load(str(trainer.args.resume), map_location="cpu", weights_only=False)["optimizer"][
-            "param_groups"
-        ]
-    except Exception:  # no readable optimizer state: Ultralytics' own resume reports the problem
-        return False
-    if any(ADAM_KEY in group for group in groups):
+    Args:
+        trainer (Any): The Ultralytics trainer.
+        groups (list[dict] | None): The param groups of the checkpoint it resumes from (`resumed_param_groups`).
+
+    Returns:
+        (bool): False for a new run, an unreadable optimizer state, or a checkpoint with the mixes' own moments
+            (`ADAM_KEY`).
+    """
+    if groups is None or any(ADAM_KEY in group for group in groups):
         return False
     from ultralytics.utils import LOGGER
 
@@ -350,17 +347,16 @@ def resumes_without_mix_rule(trainer: Any) -> bool:
     return True
 
 
-def saved_group_count(trainer: Any) -> int | None:
-    """Return how many param groups the optimizer state of the checkpoint a trainer resumes from has (None: unknown).
+def resumed_param_groups(trainer: Any) -> list[dict] | None:
+    """Return the optimizer param groups of the checkpoint a trainer resumes from (None: not resuming, or unknown).
 
     A run keeps the groups it was trained with (its saved optimizer state holds them, with their learning rates): one
     started without the protocol (``YOLO(...).train()`` in Python) resumes without it.
     """
-    import torch
-
+    if not getattr(trainer, "resume", False):
+        return None
     try:
-        ckpt = torch.load(str(trainer.args.resume), map_location="cpu", weights_only=False)
-        return len(ckpt["optimizer"]["param_groups"])
+        return torch.load(str(trainer.args.resume), map_location="cpu", weights_only=False)["optimizer"]["param_groups"]
     except Exception:  # no readable optimizer state: Ultralytics' own resume reports the problem
         return None
 
@@ -436,8 +432,6 @@ def callbacks(protocol: FineTuneProtocol, wrap: bool = False) -> dict[str, Calla
             p.grad = None  # nor may gradients accumulated after the warm-up's last step reach the first step after it
         # Ultralytics keeps the BatchNorm layers it names here in eval mode (``_model_train``, after this callback)
         trainer.freeze_layer_names = state["ultralytics_freeze"] + (state["bn"] if warming else [])
-
-    from yolo_attn.finetune.engagement import save_full_precision
 
     events = {"on_pretrain_routine_end": on_pretrain_routine_end, "on_train_epoch_start": on_train_epoch_start}
     events["on_model_save"] = save_full_precision  # the blocks' float32 tensors beside the fp16 checkpoint
