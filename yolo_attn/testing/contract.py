@@ -21,8 +21,8 @@ Properties, one row each in the report:
   seconds on a CPU).
 - **ONNX**: exported as Ultralytics exports (TorchScript-based exporter, dynamic batch, H and W), unfused and fused,
   onnxruntime matches at another batch, H and W (within 1e-4; skipped when onnx or onnxruntime is missing). At opset
-  17, or at the block's ``onnx_min_opset`` class attribute where that is higher (an operator ONNX has only from a later
-  opset, such as ``DeformConv``, 19).
+  17, or at the highest ``onnx_min_opset`` class attribute of the block's modules where that is higher (an operator
+  ONNX has only from a later opset, such as ``DeformConv``, 19; `yolo_attn.profiling.runtime.model_opset`).
 - **transfer**: yolov8n's weights (yolo11n's for a C3k2 block) load into that YAML with the block inserted; every
   baseline tensor lands, unchanged, and the step-0 outputs equal the baseline's.
 """
@@ -618,11 +618,12 @@ def _check_onnx(ctx: _Context) -> str:
     import onnxruntime as ort
 
     from yolo_attn.profiling.blocks import deployed_block
+    from yolo_attn.profiling.runtime import model_opset
 
     # an extends block's own convolutions get fan-in-scaled weights: unscaled random weights through a chain of
     # convolutions and attention grow the map to ~1e6, where float32 rounding alone breaks any tolerance
     block = randomize_(ctx.make(32), 0, fan_in=ctx.spec.kind == registry.EXTENDS).eval()
-    opset = max(17, getattr(ctx.spec.cls, "onnx_min_opset", 17))  # a block's operator may exist only in later opsets
+    opset = model_opset(block)  # 17, or later where a block's operator exists only in a later opset
     x = torch.randn(2, 32, 12, 7, generator=torch.Generator().manual_seed(5))
     diffs = []
     for form, module in (("unfused", block), ("fused", deployed_block(block))):
