@@ -14,7 +14,7 @@ from typing import Any
 from yolo_attn.experiments.files import read_json
 from yolo_attn.experiments.plan import Plan
 from yolo_attn.experiments.tasks import get_task
-from yolo_attn.finetune.engagement import NEAR_IDENTITY, SAMPLE_IMAGES
+from yolo_attn.finetune.engagement import NEAR_IDENTITY, SAMPLE_IMAGES, layer_label
 from yolo_attn.finetune.protocol import LEGACY, FineTuneProtocol
 
 
@@ -71,9 +71,8 @@ def blocks_off_text(off: dict[str, dict[str, Any]]) -> str:
     """
     parts = []
     for path, entry in off.items():
-        layer = path.split(".")[1] if path.startswith("model.") and path.count(".") == 1 else path
         seeds = ", ".join(f"seed {seed} {value:.2%}" for seed, value in entry["seeds"].items())
-        parts.append(f"layer {layer} ({entry['block']}, {path}): {seeds}")
+        parts.append(f"{layer_label(path)} ({entry['block']}, {path}): {seeds}")
     return "; ".join(parts)
 
 

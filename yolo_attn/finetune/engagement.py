@@ -263,9 +263,9 @@ def summary_lines(report: dict, what: str = "the block") -> list[str]:
         value = entry["engagement"]
         low = value is not None and value < NEAR_IDENTITY
         flag = " (off)" if low else ""
-        lines.append(f"  {_layer(path)} {entry['block']}: {mix}engagement {_percent(value)}{flag}")
+        lines.append(f"  {layer_label(path)} {entry['block']}: {mix}engagement {_percent(value)}{flag}")
         if low:
-            off.append(f"{_layer(path)} ({entry['block']}, {_percent(value)})")
+            off.append(f"{layer_label(path)} ({entry['block']}, {_percent(value)})")
     if off:
         lines.append(
             f"WARNING: {len(off)} block(s) stayed within {NEAR_IDENTITY:.0%} of the identity: {', '.join(off)}"
@@ -304,8 +304,8 @@ def print_at_train_end(trainer: Any) -> None:
         (LOGGER.warning if line.startswith("WARNING") else LOGGER.info)(f"yolo_attn: {line.removeprefix('WARNING: ')}")
 
 
-def _layer(path: str) -> str:
-    """``model.21`` -> ``layer 21``; another path is kept."""
+def layer_label(path: str) -> str:
+    """How reports name a block by its module path: ``model.21`` -> ``layer 21``; another path is kept."""
     head, _, index = path.partition(".")
     return f"layer {index}" if head == "model" and index.isdigit() else path
 
